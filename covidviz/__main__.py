@@ -1,0 +1,3 @@
+from covidviz.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""Batched forward passes on canonical images: the one place that runs the model for numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from covidviz.preprocess import model_batch
+
+
+def logits_canonical(model: torch.nn.Module, images: Sequence[np.ndarray] | np.ndarray, size: int,
+                     batch_size: int = 32, fast: bool = False) -> np.ndarray:
+    """N x K logits. ``fast`` uses bf16 autocast (about 2x on this CPU; labels agree, see ``bench``)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+        for start in range(0, len(images), batch_size):
+            chunk = [np.asarray(im, dtype=np.float32) for im in images[start:start + batch_size]]
+            out.append(model(model_batch(chunk, size).to(device)).float().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_canonical(model: torch.nn.Module, images: Sequence[np.ndarray] | np.ndarray, size: int,
+                      batch_size: int = 32, fast: bool = False, temperature: float = 1.0) -> np.ndarray:
+    """N x K probabilities."""
+    return softmax(logits_canonical(model, images, size, batch_size, fast), temperature)

@@ -1,0 +1,88 @@
+"""Shipped weights: safetensors (fp16) plus a JSON sidecar, verified by sha256 on every load.
+
+safetensors holds tensors only, so loading cannot execute code the way a pickle can.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from covidviz import CLASSES
+from covidviz.errors import WeightsError
+from covidviz.model import ARCHITECTURE, CxrDenseNet, build_model
+
+WEIGHTS_FILE = "model.safetensors"
+SIDECAR_FILE = "model.json"
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: torch.nn.Module, directory: str | Path, sidecar: dict[str, Any]) -> Path:
+    """Write fp16 weights and the sidecar (with the weights' sha256); return the weights path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    path = directory / WEIGHTS_FILE
+    save_file(state, str(path), metadata={"architecture": ARCHITECTURE})
+    sidecar = {**sidecar, "architecture": ARCHITECTURE, "classes": list(CLASSES),
+               "weights_file": WEIGHTS_FILE, "weights_sha256": sha256_of(path)}
+    (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
+    return path
+
+
+def read_sidecar(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / SIDECAR_FILE
+    if not path.is_file():
+        raise WeightsError(f"No model sidecar at {path}. Train a model or restore weights/ from the repository.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"The sidecar {path} is not valid JSON ({exc}).") from None
+
+
+def update_sidecar(directory: str | Path, **fields: Any) -> None:
+    """Add fields (calibration, for example) without touching the weights or their hash."""
+    sidecar = read_sidecar(directory)
+    sidecar.update(fields)
+    (Path(directory) / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
+
+
+def load_weights(directory: str | Path = DEFAULT_WEIGHTS_DIR) -> tuple[CxrDenseNet, dict[str, Any]]:
+    """The verified model (fp32, eval mode) and its sidecar; :class:`WeightsError` on any mismatch."""
+    directory = Path(directory)
+    sidecar = read_sidecar(directory)
+    if sidecar.get("architecture") != ARCHITECTURE or sidecar.get("classes") != list(CLASSES):
+        raise WeightsError(f"The sidecar describes {sidecar.get('architecture')} with classes {sidecar.get('classes')}; "
+                           f"this covidviz expects {ARCHITECTURE} with {list(CLASSES)}.")
+    path = directory / sidecar.get("weights_file", WEIGHTS_FILE)
+    if not path.is_file():
+        raise WeightsError(f"The weights file {path} is missing.")
+    actual = sha256_of(path)
+    if actual != sidecar.get("weights_sha256"):
+        raise WeightsError(f"The weights file {path} is corrupt or was replaced: sha256 {actual[:12]}… "
+                           f"does not match the sidecar's {str(sidecar.get('weights_sha256'))[:12]}….")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"The weights file {path} cannot be read ({exc}).") from None
+    model = build_model(len(CLASSES))
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as exc:
+        raise WeightsError(f"The weights in {path} do not fit DenseNet-121 with {len(CLASSES)} classes ({exc}).") from None
+    return model.eval(), sidecar

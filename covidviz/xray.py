@@ -1,0 +1,41 @@
+"""The decoded X-ray handed from the loaders to everything else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MIN_SIDE = 64
+MAX_PIXELS = 50_000_000  # ~7000 x 7000: above any detector, below what exhausts memory
+
+
+@dataclass(frozen=True)
+class Xray:
+    """A grayscale radiograph in [0, 1] (float32, H x W, bright = dense) and what a reader needs.
+
+    ``info`` holds display facts only (format, size, and for DICOM modality, view position,
+    body part, pixel spacing); patient identifiers are never copied into it.
+    ``warnings`` are reasons to doubt the prediction that do not stop it.
+    """
+
+    pixels: np.ndarray
+    info: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def to_unit_range(values: np.ndarray) -> np.ndarray:
+    """Min-max scale to float32 [0, 1]; a constant image becomes all zeros."""
+    values = values.astype(np.float32, copy=False)
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo <= 0:
+        return np.zeros_like(values)
+    return (values - lo) / (hi - lo)
