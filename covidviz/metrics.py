@@ -79,14 +79,13 @@ def roc_auc(is_positive: np.ndarray, score: np.ndarray) -> float:
 def precision_recall_curve(is_positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Precision, recall and thresholds, thresholds ascending, ending at precision 1 / recall 0 (as scikit-learn)."""
     is_positive = np.asarray(is_positive, bool)
-    _, _, thresholds = roc_curve(is_positive, score)
-    thresholds = thresholds[1:]
-    score = np.asarray(score, float)
-    tps = np.array([np.sum(is_positive & (score >= t)) for t in thresholds])
-    predicted = np.array([np.sum(score >= t) for t in thresholds])
-    precision = np.where(predicted > 0, tps / np.maximum(predicted, 1), 1.0)
+    order = np.argsort(-np.asarray(score, float), kind="mergesort")
+    score_sorted, pos_sorted = np.asarray(score, float)[order], is_positive[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(score_sorted)), len(score_sorted) - 1]
+    tps = np.cumsum(pos_sorted)[last_of_tie]
+    precision = tps / (last_of_tie + 1)
     recall = tps / is_positive.sum() if is_positive.any() else np.full(len(tps), np.nan)
-    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thresholds[::-1]
+    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], score_sorted[last_of_tie][::-1]
 
 
 def average_precision(is_positive: np.ndarray, score: np.ndarray) -> float:

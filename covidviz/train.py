@@ -51,6 +51,7 @@ class TrainConfig:
     limit: int | None = None  # images per split, for smoke tests
     threads: int | None = None
     fast: bool = True  # bf16 autocast + channels_last
+    stop_after: int | None = None  # end this process after that epoch, as an interruption would
     notes: list[str] = field(default_factory=list)
 
 
@@ -129,6 +130,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     train_y = np.array([r.target for r in train_recs])
     val_y = np.array([r.target for r in val_recs])
 
+    torch.manual_seed(cfg.seed)  # initial weights, so a run is reproducible
     model = build_model(len(CLASSES))
     stages: list[dict[str, Any]] = []
     if cfg.init:
@@ -198,6 +200,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "generator": gen.get_state(), "progress": json.dumps(state_), "stages": json.dumps(stages)},
                    run / "last.tmp")
         os.replace(run / "last.tmp", last)  # atomic: a kill mid-write never leaves a broken checkpoint
+        if cfg.stop_after is not None and epoch >= cfg.stop_after:
+            print(f"stopping after epoch {epoch} as asked; continue with --resume")
+            return run / "best.pt"
     (run / "history.json").write_text(json.dumps(state_["history"], indent=1))
     best = run / "best.pt"
     if cfg.export_dir:

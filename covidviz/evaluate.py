@@ -1,0 +1,110 @@
+"""``python -m covidviz evaluate``: predictions and metrics for validation, internal test and
+external Hannover, written to ``weights/eval/`` so the dashboard never runs the model for them.
+
+The temperature is fitted on validation only and stored in the sidecar; the Hannover set
+chooses nothing (no checkpoint, threshold or temperature).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from covidviz import CLASSES
+from covidviz.calibration import fit_temperature, reliability_bins
+from covidviz.data import Record, load_canonical, read_metadata
+from covidviz.inference import logits_canonical, softmax
+from covidviz.metrics import brier_score, expected_calibration_error
+from covidviz.report import metrics_report
+from covidviz.split import read_split
+from covidviz.weights_io import DEFAULT_WEIGHTS_DIR, load_weights, read_sidecar, update_sidecar
+
+EVAL_SPLITS = {"val": "validation", "test": "internal test", "external": "external (Hannover)"}
+
+
+def records_for_splits(data_dir: str | Path, weights_dir: Path) -> dict[str, list[Record]]:
+    """Validation and test records from the model's own split file; external from the metadata."""
+    records = read_metadata(data_dir)
+    by_file = {r.file: r for r in records}
+    split = read_split(weights_dir / "split.csv")
+    missing = [f for name in ("val", "test") for f in split[name] if f not in by_file]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of the model's split are not in {data_dir}, e.g. {missing[0]}")
+    return {"val": [by_file[f] for f in split["val"]], "test": [by_file[f] for f in split["test"]],
+            "external": [r for r in records if r.set == "external"]}
+
+
+def write_predictions(path: Path, records: list[Record], probs: np.ndarray) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "source", "true", *(f"p_{c}" for c in CLASSES)])
+        for r, p in zip(records, probs):
+            writer.writerow([r.file, r.source, r.label, *(f"{v:.6f}" for v in p)])
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: undefined metrics become null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, n_boot: int = 1000,
+             fast: bool = False) -> dict[str, Any]:
+    weights_dir = Path(weights_dir)
+    model, sidecar = load_weights(weights_dir)
+    size = int(sidecar["input_size"])
+    splits = records_for_splits(data_dir, weights_dir)
+    logits = {name: logits_canonical(model, load_canonical(data_dir, recs), size, fast=fast)
+              for name, recs in splits.items()}
+    targets = {name: np.array([r.target for r in recs]) for name, recs in splits.items()}
+    temperature = fit_temperature(logits["val"], targets["val"])
+    update_sidecar(weights_dir, temperature=temperature)
+    out_dir = weights_dir / "eval"
+    out_dir.mkdir(exist_ok=True)
+    report: dict[str, Any] = {"weights_sha256": sidecar["weights_sha256"], "temperature": temperature,
+                              "temperature_fitted_on": "val", "bootstrap_resamples": n_boot, "splits": {}}
+    for name, recs in splits.items():
+        y, raw = targets[name], softmax(logits[name])
+        probs = softmax(logits[name], temperature)
+        write_predictions(out_dir / f"{name}_predictions.csv", recs, probs)
+        sources = sorted({r.source for r in recs})
+        report["splits"][name] = {
+            "title": EVAL_SPLITS[name],
+            "overall": metrics_report(y, probs, n_boot),
+            "by_source": {s: metrics_report(y[mask], probs[mask], n_boot)
+                          for s in sources for mask in [np.array([r.source == s for r in recs])]},
+            "calibration": {
+                "before": {"ece": expected_calibration_error(y, raw), "brier": brier_score(y, raw),
+                           "reliability": reliability_bins(y, raw)},
+                "after": {"ece": expected_calibration_error(y, probs), "brier": brier_score(y, probs),
+                          "reliability": reliability_bins(y, probs)},
+            },
+        }
+    (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
+    from covidviz.model_card import render_model_card
+    (weights_dir / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights_dir), _clean(report)))
+    return report
+
+
+def headline(report: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    lines = [f"temperature {report['temperature']:.3f} (fitted on validation)"]
+    for name, split in report["splits"].items():
+        s, covid = split["overall"]["summary"], split["overall"]["per_class"]["covid"]
+        def fmt(m: dict[str, Any]) -> str:
+            v, (lo, hi) = m["value"], m["ci95"]
+            return "n/a" if v is None else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+        lines.append(f"{split['title']:>22}: n={split['overall']['n']:4d} accuracy {fmt(s['accuracy'])} "
+                     f"macro-F1 {fmt(s['macro_f1'])} covid sensitivity {fmt(covid['sensitivity'])} "
+                     f"covid precision {fmt(covid['precision'])}")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""The model card, rendered from the sidecar and ``metrics.json`` so it can never disagree with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
+
+LICENCES = {
+    "NIH": "NIH ChestX-ray14 (Wang et al., CVPR 2017): released without restriction",
+    "Kermany": "Kermany et al., Cell 2018 (doi:10.17632/rscbjbr9sj): CC BY 4.0",
+    "ieee8023": "ieee8023 COVID-19 image data collection (Cohen et al. 2020): licence per image, mostly NC/ND",
+    "COVID-CXNet": "COVID-CXNet collection (Haghanifar et al.): rights unclear, evaluation/training only",
+    "scrape": "Radiopaedia/Eurorad/SIRM scrape: rights unclear, evaluation/training only",
+    "Hannover": "Hannover Medical School COVID-19 repository: CC BY 3.0 (doi:10.6084/m9.figshare.12275009)",
+}
+
+
+def fmt_ci(metric: dict[str, Any] | None) -> str:
+    """0.912 (95% CI 0.88-0.94), or n/a when undefined."""
+    if not metric or metric.get("value") is None:
+        return "n/a"
+    lo, hi = metric["ci95"]
+    return f"{metric['value']:.3f} ({lo:.3f}–{hi:.3f})" if lo is not None else f"{metric['value']:.3f}"
+
+
+def _counts_table(counts: dict[str, dict[str, dict[str, int]]]) -> list[str]:
+    sources = sorted({s for split in counts.values() for per in split.values() for s in per})
+    lines = ["| split | class | " + " | ".join(sources) + " | total |", "|---|---|" + "---|" * (len(sources) + 1)]
+    for split, per_class in counts.items():
+        for label in CLASSES:
+            row = per_class.get(label, {})
+            lines.append(f"| {split} | {label} | " + " | ".join(str(row.get(s, 0)) for s in sources)
+                         + f" | {sum(row.values())} |")
+    return lines
+
+
+def _metrics_rows(name: str, report: dict[str, Any]) -> str:
+    s, covid = report["summary"], report["per_class"]["covid"]
+    return (f"| {name} | {report['n']} | {fmt_ci(s['accuracy'])} | {fmt_ci(s['macro_f1'])} | "
+            f"{fmt_ci(covid['sensitivity'])} | {fmt_ci(covid['precision'])} | {fmt_ci(covid['roc_auc'])} |")
+
+
+def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -> str:
+    training = sidecar["training"]
+    lines = [
+        f"# Model card: {sidecar['name']}",
+        "",
+        f"Version `{sidecar['weights_sha256'][:12]}` (weights sha256 `{sidecar['weights_sha256']}`), "
+        f"code commit `{sidecar.get('code_commit', 'unknown')}`.",
+        "",
+        "## Intended use",
+        f"{DISCLAIMER} It sorts a frontal chest radiograph into "
+        + ", ".join(CLASS_TITLES[c] for c in CLASSES)
+        + " and shows where it looked (Grad-CAM). It is not for diagnosis, triage without a reader, lateral views, "
+          "CT, children under one year, or any population unlike the training data below.",
+        "",
+        "## How it was made",
+        f"- Architecture: torchvision DenseNet-121 (forward without in-place ReLU), {len(CLASSES)} classes, "
+        f"input {sidecar['input_size']} px, grayscale replicated to 3 channels.",
+        f"- Initialisation: **{sidecar['initialisation']}**. No pretrained weights could be reached where it was "
+        "trained, so every weight was learned from the pool below.",
+        "- Stages: " + "; ".join(f"{s['stage']} ({s.get('epochs_run', s.get('epochs'))} epochs run, peak lr "
+                                   f"{s.get('lr')}, batch {s.get('batch_size')}, bf16={s.get('fast')})"
+                                   for s in training["stages"]) + f"; best epoch of the last stage: {training['best_epoch']}.",
+        f"- Sampling: {training['sampling']}. Augmentation: {training['augmentation']}. Loss: cross-entropy with "
+        "label smoothing; early stopping on validation macro F1.",
+        f"- Preprocessing: {sidecar['preprocessing']['canonical']}; {sidecar['preprocessing']['model_input']}.",
+        f"- Calibration: temperature {sidecar.get('temperature', 1.0):.3f}, fitted on the validation split only.",
+        f"- Split: by patient (`split_group`), stratified by class and source, seed {sidecar['data']['split_seed']}; "
+        "the external Hannover set was never used for training, checkpoint choice, temperature or thresholds.",
+        "",
+        "## Data (images per split, class and source)",
+        *_counts_table(sidecar["data"]["counts"]),
+        "",
+        "Licences: " + "; ".join(LICENCES.values()) + ".",
+        "",
+    ]
+    if metrics:
+        lines += ["## Results (95% bootstrap CIs; argmax rule, calibrated probabilities)",
+                  "| set | n | accuracy | macro F1 | COVID sensitivity | COVID precision | COVID ROC AUC |",
+                  "|---|---|---|---|---|---|---|"]
+        for split in metrics["splits"].values():
+            lines.append(_metrics_rows(f"**{split['title']}**", split["overall"]))
+            for source, report in split["by_source"].items():
+                lines.append(_metrics_rows(f"{split['title']}: {source}", report))
+        lines += ["", "COVID precision and macro F1 are undefined or degenerate on the Hannover set, which holds "
+                  "COVID-19 images only: its honest figure is COVID sensitivity.", ""]
+    lines += [
+        "## Known limitations",
+        "- **Source confounding.** Each class comes mostly from different collections: normal and pneumonia from "
+        "Kermany (children aged 1-5) and NIH (adults), COVID-19 from figures in publications and web collections. "
+        "A model can score well by recognising the collection, the age or burnt-in annotations rather than disease; "
+        "read the per-source rows and the external Hannover figure before trusting the internal ones.",
+        "- Pediatric images are all non-COVID; figures from publications may carry arrows, text and crops.",
+        "- The only external test is one hospital's COVID-19 images (no external normal or pneumonia images), so "
+        "external specificity is unknown.",
+        "- NIH labels were mined from reports and are noisy; NIH pneumonia versus normal is hard even for experts.",
+        "- Trained from random initialisation on about 2,400 images: far less than clinical models see.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""Shared fixtures: real X-ray PNGs committed under tests/fixtures, real DICOMs from pydicom-data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "xrays"
+WEIGHTS = ROOT / "weights"
+SHARED = ROOT.parent / "shared" / "cxr"
+
+
+def fixture_rows() -> list[dict[str, str]]:
+    with (FIXTURES / "manifest.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def xray_png() -> bytes:
+    """A real adult PA chest X-ray (NIH ChestX-ray14, 256 x 256, 8-bit gray)."""
+    return (FIXTURES / "jrzech__00001368_000.png").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def xray_gray(xray_png: bytes) -> np.ndarray:
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(xray_png)).convert("L"))
+
+
+def dicom_path(name: str) -> str:
+    from pydicom.data import get_testdata_file
+    path = get_testdata_file(name)
+    assert path, f"{name} not found: is pydicom-data installed?"
+    return path
+
+
+requires_data = pytest.mark.skipif(not (SHARED / "metadata.csv").is_file(),
+                                   reason="../shared/cxr is not beside the project")

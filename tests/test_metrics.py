@@ -1,0 +1,95 @@
+"""Metric functions against scikit-learn, on random data with ties and on edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from covidviz import metrics as m
+from covidviz.calibration import fit_temperature
+from covidviz.inference import softmax
+from covidviz.report import metrics_report
+
+
+@pytest.fixture(params=range(5))
+def scores(request):
+    rng = np.random.default_rng(request.param)
+    y = rng.integers(0, 2, 300).astype(bool)
+    s = np.round(rng.random(300) * 0.7 + y * 0.3, 1)  # rounded: many ties
+    return y, s
+
+
+def test_curves_and_areas_match_sklearn(scores):
+    y, s = scores
+    fpr, tpr, _ = m.roc_curve(y, s)
+    sk_fpr, sk_tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    assert m.roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+    p, r, t = m.precision_recall_curve(y, s)
+    sp, sr, st = skm.precision_recall_curve(y, s)
+    np.testing.assert_allclose(p, sp)
+    np.testing.assert_allclose(r, sr)
+    np.testing.assert_allclose(t, st)
+    assert m.average_precision(y, s) == pytest.approx(skm.average_precision_score(y, s), abs=1e-12)
+
+
+def test_confusion_and_rates_match_sklearn():
+    rng = np.random.default_rng(0)
+    y, pred = rng.integers(0, 3, 500), rng.integers(0, 3, 500)
+    matrix = m.confusion_matrix(y, pred, 3)
+    np.testing.assert_array_equal(matrix, skm.confusion_matrix(y, pred, labels=[0, 1, 2]))
+    rates = m.per_class_rates(matrix)
+    np.testing.assert_allclose([r["precision"] for r in rates], skm.precision_score(y, pred, average=None))
+    np.testing.assert_allclose([r["sensitivity"] for r in rates], skm.recall_score(y, pred, average=None))
+    np.testing.assert_allclose([r["f1"] for r in rates], skm.f1_score(y, pred, average=None))
+    assert m.macro_f1(y, pred, 3) == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    spec0 = skm.recall_score(y != 0, pred != 0)
+    assert rates[0]["specificity"] == pytest.approx(spec0)
+    assert rates[0]["npv"] == pytest.approx(skm.precision_score(y != 0, pred != 0))
+
+
+def test_perfect_and_useless_classifiers():
+    y = np.array([0, 0, 1, 1, 1])
+    assert m.roc_auc(y == 1, np.array([0.1, 0.2, 0.8, 0.9, 0.7])) == 1.0
+    assert m.roc_auc(y == 1, np.full(5, 0.5)) == 0.5
+    assert m.average_precision(y == 1, np.full(5, 0.5)) == pytest.approx(skm.average_precision_score(y, np.full(5, 0.5)))
+
+
+def test_a_class_absent_from_a_split_gives_nan_not_a_crash():
+    y = np.zeros(10, int)  # only covid, as in the Hannover set
+    probs = softmax(np.random.default_rng(0).normal(size=(10, 3)))
+    assert np.isnan(m.roc_auc(y == 0, probs[:, 0]))
+    assert np.isnan(m.average_precision(y == 1, probs[:, 1]))
+    report = metrics_report(y, probs, n_boot=50)
+    assert report["per_class"]["pneumonia"]["sensitivity"]["value"] is None
+    assert report["per_class"]["covid"]["sensitivity"]["value"] == pytest.approx(float(np.mean(probs.argmax(1) == 0)))
+    assert report["summary"]["macro_f1"]["value"] == pytest.approx(report["per_class"]["covid"]["f1"]["value"])
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 400)
+    probs = softmax(np.eye(3)[y] * 2 + rng.normal(size=(400, 3)))
+    report = metrics_report(y, probs, n_boot=300)
+    acc = report["summary"]["accuracy"]
+    assert acc["ci95"][0] < acc["value"] < acc["ci95"][1]
+    assert acc["ci95"][1] - acc["ci95"][0] < 0.15
+
+
+def test_calibration_metrics_match_definitions():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 200)
+    probs = softmax(rng.normal(size=(200, 3)))
+    onehot = np.eye(3)[y]
+    assert m.brier_score(y, probs) == pytest.approx(np.mean(np.sum((probs - onehot) ** 2, 1)))
+    assert 0 <= m.expected_calibration_error(y, probs) <= 1
+
+
+def test_temperature_recovers_a_known_overconfidence():
+    rng = np.random.default_rng(3)
+    true_logits = rng.normal(size=(4000, 3)) * 2
+    y = np.array([rng.choice(3, p=p) for p in softmax(true_logits)])
+    fitted = fit_temperature(true_logits * 2.5, y)  # a model 2.5x too confident
+    assert fitted == pytest.approx(2.5, rel=0.1)

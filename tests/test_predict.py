@@ -1,0 +1,92 @@
+"""The shipped model on real fixtures: same numbers as its evaluation, and a CLI that never crashes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from covidviz import CLASSES
+from covidviz.predictor import Predictor
+from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(WEIGHTS)
+
+
+def _evaluated_probabilities() -> dict[str, np.ndarray]:
+    out = {}
+    for split in ("val", "test", "external"):
+        with (WEIGHTS / "eval" / f"{split}_predictions.csv").open() as handle:
+            for row in csv.DictReader(handle):
+                out[row["file"]] = np.array([float(row[f"p_{c}"]) for c in CLASSES])
+    return out
+
+
+def test_fixture_predictions_match_the_committed_evaluation(predictor):
+    """Upload path (bytes -> loader -> preprocessing -> model) gives what `evaluate` recorded."""
+    evaluated = _evaluated_probabilities()
+    compared = 0
+    for row in fixture_rows():
+        prediction = predictor.predict_bytes((FIXTURES / row["fixture"]).read_bytes(), row["fixture"])
+        probs = np.array([prediction.probabilities[c] for c in CLASSES])
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        if row["data_file"] in evaluated:
+            np.testing.assert_allclose(probs, evaluated[row["data_file"]], atol=2e-4)
+            compared += 1
+    assert compared >= 4  # fixtures were drawn from the internal test split and the external set
+
+
+def test_dicom_prediction_carries_reader_info(predictor):
+    prediction = predictor.predict_bytes(open(dicom_path("RG1_J2KI.dcm"), "rb").read(), "chest.dcm")
+    assert prediction.error is None and prediction.label in CLASSES
+    assert prediction.info["modality"] == "CR" and prediction.info["view position"] == "PA"
+
+
+def test_cli_predict_json_goes_on_after_a_bad_file_and_exits_1(tmp_path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for row in fixture_rows()[:3]:
+        (folder / row["fixture"]).write_bytes((FIXTURES / row["fixture"]).read_bytes())
+    (folder / "broken.png").write_bytes((FIXTURES / fixture_rows()[0]["fixture"]).read_bytes()[:500])
+    (folder / "empty.dcm").write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "covidviz", "predict", str(folder), "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 5
+    errors = {line["file"].split("/")[-1]: line["error"] for line in lines if "error" in line}
+    assert set(errors) == {"broken.png", "empty.dcm"}
+    assert "truncated or corrupt" in errors["broken.png"] and "empty" in errors["empty.dcm"]
+    for line in lines:
+        if "error" not in line:
+            assert line["label"] in CLASSES and set(line["probabilities"]) == set(CLASSES)
+            assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+            assert line["warnings"] == []
+
+
+def test_cli_predict_plain_lines_and_success_exit(tmp_path):
+    one = FIXTURES / fixture_rows()[0]["fixture"]
+    result = subprocess.run([sys.executable, "-m", "covidviz", "predict", str(one)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    name, label, probs = result.stdout.strip().split("\t")[:3]
+    assert name == str(one) and label in CLASSES and probs.startswith("covid=")
+
+
+@pytest.mark.slow
+def test_bench_prints_a_table_and_a_json_summary():
+    result = subprocess.run([sys.executable, "-m", "covidviz", "bench", "--repeats", "3", "--data", "/nonexistent"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for mode in ("fp32", "fast"):
+        assert summary[mode]["latency_ms_batch1"] > 0 and summary[mode]["throughput_img_per_s"] > 0
+    assert 0 <= summary["label_agreement_fast_vs_fp32"] <= 1
+    assert "fixture X-rays" in summary["images"]

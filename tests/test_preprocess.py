@@ -1,0 +1,51 @@
+"""The preprocessing contract shared by training and inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from covidviz.loading import load_xray
+from covidviz.preprocess import CANONICAL_SIZE, canonical_image, model_batch, trim_uniform_borders
+
+
+def test_canonical_shape_range_and_dtype(xray_png):
+    image = canonical_image(load_xray(xray_png, "x.png").pixels)
+    assert image.shape == (CANONICAL_SIZE, CANONICAL_SIZE) and image.dtype == np.float32
+    assert image.min() == 0.0 and image.max() == 1.0
+
+
+def test_canonical_is_idempotent_on_training_pngs(xray_png):
+    """Training PNGs are already 256 x 256: preprocessing them again changes nothing but the stretch."""
+    once = canonical_image(load_xray(xray_png, "x.png").pixels)
+    np.testing.assert_allclose(canonical_image(once), once, atol=1e-5)
+
+
+def test_padding_frames_are_trimmed(xray_gray):
+    framed = np.zeros((336, 320), np.float32)  # black padding, as in figures from papers
+    framed[40:296, 32:288] = xray_gray / 255.0
+    np.testing.assert_array_equal(trim_uniform_borders(framed), xray_gray / np.float32(255.0))
+    plain = canonical_image(xray_gray / np.float32(255.0))
+    assert np.abs(canonical_image(framed) - plain).mean() < 1e-4  # the frame is no cue at all
+
+
+def test_upload_at_original_resolution_matches_its_training_copy(xray_gray):
+    """A 4x larger upload of the same radiograph gives the model nearly the same input."""
+    import cv2
+    big = cv2.resize(xray_gray, (1024, 1024), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+    small = canonical_image(xray_gray / np.float32(255.0))
+    assert np.abs(canonical_image(big) - small).mean() < 0.01
+
+
+def test_model_batch_is_standardised_three_channel(xray_png):
+    image = canonical_image(load_xray(xray_png, "x.png").pixels)
+    batch = model_batch([image, image * 0.5], size=224)
+    assert batch.shape == (2, 3, 224, 224)
+    assert torch.allclose(batch[:, 0], batch[:, 2])
+    assert torch.allclose(batch.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(batch[0], batch[1], atol=1e-4)  # brightness/contrast of the source is removed
+
+
+def test_input_size_follows_the_request(xray_png):
+    image = canonical_image(load_xray(xray_png, "x.png").pixels)
+    assert model_batch([image], size=128).shape[-1] == 128
