@@ -1,0 +1,29 @@
+"""Process-wide cached resources: the model is loaded and verified once per server process, not per rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from covidviz.predictor import Predictor
+from covidviz.weights_io import DEFAULT_WEIGHTS_DIR
+
+
+def weights_dir() -> Path:
+    """``COVIDVIZ_WEIGHTS`` overrides the shipped ``weights/`` folder (for a retrained model)."""
+    return Path(os.environ.get("COVIDVIZ_WEIGHTS", DEFAULT_WEIGHTS_DIR))
+
+
+@st.cache_resource(show_spinner="Loading and verifying the model…")
+def get_predictor() -> Predictor:
+    return Predictor(weights_dir())
+
+
+@st.cache_data(show_spinner=False)
+def load_metrics() -> dict[str, Any]:
+    """``weights/eval/metrics.json`` as written by ``python -m covidviz evaluate``."""
+    return json.loads((weights_dir() / "eval" / "metrics.json").read_text())
