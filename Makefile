@@ -4,6 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: app test test-fast
 
@@ -13,10 +14,14 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`, which downloads one).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 app: $(STAMP)
 	$(PY) -m streamlit run app.py
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -ra
 
 test-fast: $(STAMP)

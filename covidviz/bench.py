@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from covidviz.bench_cam import bench_cam
 from covidviz.loading import load_xray
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image
@@ -63,6 +64,7 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         many = _median_seconds(lambda: predictor.probabilities(batch, batch_size=BATCH), max(3, repeats // 4))
         labels[mode] = predictor.probabilities(canonical).argmax(1)
         results[mode] = {"latency_ms_batch1": round(one * 1000, 1), "throughput_img_per_s": round(BATCH / many, 1)}
+    results["cam"] = bench_cam(Predictor(weights_dir), canonical[0], repeats)
     results["fast_vs_fp32_speedup_batched"] = round(results["fast"]["throughput_img_per_s"]
                                                     / results["fp32"]["throughput_img_per_s"], 2)
     results["label_agreement_fast_vs_fp32"] = round(float(np.mean(labels["fp32"] == labels["fast"])), 4)
@@ -74,5 +76,12 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         print(f"{mode:<6} {r['latency_ms_batch1']:>22.1f} {r['throughput_img_per_s']:>18.1f}", file=out)
     print(f"fast/fp32 batched speed-up {results['fast_vs_fp32_speedup_batched']}x; "
           f"label agreement {results['label_agreement_fast_vs_fp32']:.2%}", file=out)
+    cam = results["cam"]
+    print(f"\nheatmaps at batch 1 ({cam['input_size']} px input, fp32): one bare forward {cam['forward_ms']} ms | "
+          f"page path (probabilities + 3 Grad-CAM maps) {cam['page_path_ms']} ms | straightforward pipeline "
+          f"(prediction + pytorch-grad-cam GradCAM x3) {cam['straightforward_ms']} ms", file=out)
+    print(f"page path / forward = {cam['page_over_forward']}x (target <= 1.5); straightforward / page path = "
+          f"{cam['straightforward_over_page']}x (target >= 5); max |difference| of maps "
+          f"{cam['max_abs_diff_vs_pytorch_grad_cam']:.1e}", file=out)
     print(json.dumps(results), file=out)
     return 0

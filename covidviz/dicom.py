@@ -7,6 +7,7 @@ copied out, so patient name, ID, birth date and the like cannot be logged or sho
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pydicom
@@ -22,16 +23,34 @@ LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
 
 def read_dicom(data: bytes) -> Xray:
     """Decode one single-frame DICOM image to a grayscale :class:`Xray` (bright = dense)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about every oddity it tolerates; none is actionable here
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+            raise XrayInputError(f"The DICOM file is truncated or corrupt ({type(exc).__name__}).") from None
+        try:
+            return _to_xray(ds)
+        except XrayInputError:
+            raise
+        except Exception as exc:  # a malformed element anywhere: say so instead of failing the app
+            raise XrayInputError(f"The DICOM file is malformed and cannot be read ({type(exc).__name__}).") from None
+
+
+def _int_tag(ds: pydicom.Dataset, keyword: str, default: int) -> int:
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise XrayInputError(f"The DICOM file is truncated or corrupt ({type(exc).__name__}).") from None
+        return int(ds.get(keyword, default) or default)
+    except (TypeError, ValueError):
+        raise XrayInputError(f"The DICOM header is malformed: {keyword} is not a number.") from None
+
+
+def _to_xray(ds: pydicom.Dataset) -> Xray:
     if "PixelData" not in ds:
         raise XrayInputError("The DICOM file holds no image (no Pixel Data element): it may be a report or a structured document.")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int_tag(ds, "NumberOfFrames", 1)
     if frames > 1:
         raise XrayInputError(f"The DICOM file holds {frames} frames (a cine loop or volume); upload a single radiograph.")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
     if rows * cols > MAX_PIXELS:
         raise XrayInputError(f"The DICOM image is {cols} x {rows} px, too large to process.")
     pixels = _decode_pixels(ds)
@@ -97,6 +116,6 @@ def _warnings(ds: pydicom.Dataset) -> list[str]:
     view = str(ds.get("ViewPosition", "") or "").upper()
     if view in LATERAL_VIEWS:
         found.append(f"View position is {view} (lateral): the model was trained on frontal (PA/AP) views.")
-    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+    if _int_tag(ds, "SamplesPerPixel", 1) > 1:
         found.append("This DICOM holds a colour image; radiographs are grayscale. It was converted to grayscale.")
     return found

@@ -18,7 +18,13 @@ import numpy as np
 from covidviz import CLASSES
 from covidviz.calibration import fit_temperature, reliability_bins
 from covidviz.data import Record, load_canonical, read_metadata
-from covidviz.inference import logits_canonical, softmax
+from covidviz.gallery import build_gallery
+from covidviz.inference import pooled_and_logits, softmax
+from covidviz.ood import VAL_QUANTILE, fit_guard, save_guard
+from covidviz.ood_sets import non_chest_dicoms, skimage_pictures
+from covidviz.predictor import Predictor
+from covidviz.preprocess import canonical_image
+from covidviz.model_card import render_model_card
 from covidviz.metrics import brier_score, expected_calibration_error
 from covidviz.report import metrics_report
 from covidviz.split import read_split
@@ -35,7 +41,8 @@ def records_for_splits(data_dir: str | Path, weights_dir: Path) -> dict[str, lis
     missing = [f for name in ("val", "test") for f in split[name] if f not in by_file]
     if missing:
         raise FileNotFoundError(f"{len(missing)} images of the model's split are not in {data_dir}, e.g. {missing[0]}")
-    return {"val": [by_file[f] for f in split["val"]], "test": [by_file[f] for f in split["test"]],
+    return {"train": [by_file[f] for f in split["train"] if f in by_file],
+            "val": [by_file[f] for f in split["val"]], "test": [by_file[f] for f in split["test"]],
             "external": [r for r in records if r.set == "external"]}
 
 
@@ -58,21 +65,48 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def fit_and_measure_guard(model, size: int, pooled: dict[str, np.ndarray], weights_dir: Path) -> dict[str, Any]:
+    """Fit the OOD guard (train features; threshold on validation) and measure it on offline non-chest images."""
+    guard = fit_guard(pooled["train"], pooled["val"])
+    save_guard(guard, weights_dir)
+    others = {**skimage_pictures(), **non_chest_dicoms()}
+    names = sorted(others)
+    other_pooled, _ = pooled_and_logits(model, [canonical_image(others[n].pixels) for n in names], size)
+    flagged = guard.is_outlier(other_pooled)
+    report: dict[str, Any] = {
+        "method": "Mahalanobis distance of pooled DenseNet features (Ledoit-Wolf covariance, fitted on train)",
+        "threshold": guard.threshold, "threshold_rule": f"{VAL_QUANTILE:.0%} quantile of validation distances",
+        "detection": {}, "false_alarm": {}, "per_image": {n: bool(f) for n, f in zip(names, flagged)}}
+    for label, prefix in (("skimage pictures", "skimage:"), ("non-chest DICOMs", "dicom:")):
+        mask = np.array([n.startswith(prefix) for n in names])
+        report["detection"][label] = {"n": int(mask.sum()), "rate": float(flagged[mask].mean()) if mask.any() else None}
+    for split in ("test", "external"):
+        alarms = guard.is_outlier(pooled[split])
+        report["false_alarm"][split] = {"n": int(len(alarms)), "rate": float(alarms.mean())}
+    update_sidecar(weights_dir, ood={"file": "ood.safetensors", "threshold": guard.threshold,
+                                     "threshold_rule": report["threshold_rule"]})
+    return report
+
+
 def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, n_boot: int = 1000,
              fast: bool = False) -> dict[str, Any]:
     weights_dir = Path(weights_dir)
     model, sidecar = load_weights(weights_dir)
     size = int(sidecar["input_size"])
     splits = records_for_splits(data_dir, weights_dir)
-    logits = {name: logits_canonical(model, load_canonical(data_dir, recs), size, fast=fast)
-              for name, recs in splits.items()}
+    pooled, logits = {}, {}
+    for name, recs in splits.items():
+        pooled[name], logits[name] = pooled_and_logits(model, load_canonical(data_dir, recs), size, fast=fast)
+    splits.pop("train")
     targets = {name: np.array([r.target for r in recs]) for name, recs in splits.items()}
     temperature = fit_temperature(logits["val"], targets["val"])
     update_sidecar(weights_dir, temperature=temperature)
+    ood_report = fit_and_measure_guard(model, size, pooled, weights_dir)
     out_dir = weights_dir / "eval"
     out_dir.mkdir(exist_ok=True)
     report: dict[str, Any] = {"weights_sha256": sidecar["weights_sha256"], "temperature": temperature,
-                              "temperature_fitted_on": "val", "bootstrap_resamples": n_boot, "splits": {}}
+                              "temperature_fitted_on": "val", "bootstrap_resamples": n_boot, "ood": ood_report,
+                              "splits": {}}
     for name, recs in splits.items():
         y, raw = targets[name], softmax(logits[name])
         probs = softmax(logits[name], temperature)
@@ -90,8 +124,8 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
                           "reliability": reliability_bins(y, probs)},
             },
         }
+    report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, Predictor(weights_dir))
     (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
-    from covidviz.model_card import render_model_card
     (weights_dir / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights_dir), _clean(report)))
     return report
 

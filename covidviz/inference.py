@@ -25,6 +25,21 @@ def logits_canonical(model: torch.nn.Module, images: Sequence[np.ndarray] | np.n
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def pooled_and_logits(model: torch.nn.Module, images: Sequence[np.ndarray] | np.ndarray, size: int,
+                      batch_size: int = 32, fast: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features (N x 1024, what the classifier reads) and logits (N x K), one pass."""
+    model.eval()
+    device = next(model.parameters()).device
+    pooled, logits = [], []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+        for start in range(0, len(images), batch_size):
+            chunk = [np.asarray(im, dtype=np.float32) for im in images[start:start + batch_size]]
+            feats = torch.relu(model.features(model_batch(chunk, size).to(device))).mean(dim=(2, 3)).float()
+            pooled.append(feats.cpu())
+            logits.append(model.classifier(feats).cpu())
+    return torch.cat(pooled).numpy(), torch.cat(logits).numpy()
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)

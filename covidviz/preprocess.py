@@ -16,6 +16,7 @@ Training inserts augmentation between ``resize_batch`` and ``standardise``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -28,16 +29,28 @@ _MAX_TRIM = 0.2          # never trim more than this fraction from one side
 _PERCENTILES = (0.5, 99.5)
 
 
-def trim_uniform_borders(image: np.ndarray) -> np.ndarray:
-    """Drop near-constant rows and columns at the edges (at most 20% per side)."""
+@dataclass(frozen=True)
+class CropBox:
+    """The square region of the original image (in its pixel coordinates) that the canonical image shows."""
+
+    top: float
+    left: float
+    size: float
+
+
+def _trim_margins(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows/columns of near-constant padding at the top, bottom, left and right (at most 20% per side)."""
     h, w = image.shape
     row_flat = image.std(axis=1) < _BORDER_STD
     col_flat = image.std(axis=0) < _BORDER_STD
-    top = _leading_true(row_flat, int(h * _MAX_TRIM))
-    bottom = _leading_true(row_flat[::-1], int(h * _MAX_TRIM))
-    left = _leading_true(col_flat, int(w * _MAX_TRIM))
-    right = _leading_true(col_flat[::-1], int(w * _MAX_TRIM))
-    return image[top:h - bottom, left:w - right]
+    return (_leading_true(row_flat, int(h * _MAX_TRIM)), _leading_true(row_flat[::-1], int(h * _MAX_TRIM)),
+            _leading_true(col_flat, int(w * _MAX_TRIM)), _leading_true(col_flat[::-1], int(w * _MAX_TRIM)))
+
+
+def trim_uniform_borders(image: np.ndarray) -> np.ndarray:
+    """Drop near-constant rows and columns at the edges (at most 20% per side)."""
+    top, bottom, left, right = _trim_margins(image)
+    return image[top:image.shape[0] - bottom, left:image.shape[1] - right]
 
 
 def _leading_true(flags: np.ndarray, limit: int) -> int:
@@ -68,11 +81,24 @@ def stretch_contrast(image: np.ndarray) -> np.ndarray:
 
 def canonical_image(gray: np.ndarray) -> np.ndarray:
     """Grayscale float image in [0, 1] (any size >= 64 px) to the 256x256 canonical form."""
+    return canonical_with_box(gray)[0]
+
+
+def canonical_with_box(gray: np.ndarray) -> tuple[np.ndarray, CropBox]:
+    """The canonical image and where it lies in ``gray``, so heatmaps can be drawn on the original."""
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
-    image = trim_uniform_borders(gray.astype(np.float32, copy=False))
-    image = resize_short_side_center_crop(image, CANONICAL_SIZE)
-    return stretch_contrast(image).astype(np.float32)
+    gray = gray.astype(np.float32, copy=False)
+    top, bottom, left, right = _trim_margins(gray)
+    trimmed = gray[top:gray.shape[0] - bottom, left:gray.shape[1] - right]
+    image = resize_short_side_center_crop(trimmed, CANONICAL_SIZE)
+    h, w = trimmed.shape
+    side = min(h, w)  # the crop is the central side x side square of the trimmed image
+    scale = CANONICAL_SIZE / side
+    new_h, new_w = max(CANONICAL_SIZE, round(h * scale)), max(CANONICAL_SIZE, round(w * scale))
+    box = CropBox(top=top + (new_h - CANONICAL_SIZE) // 2 / scale, left=left + (new_w - CANONICAL_SIZE) // 2 / scale,
+                  size=float(side))
+    return stretch_contrast(image).astype(np.float32), box
 
 
 def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""Diagnose: minimal until the full page lands: the model loads and says it is ready."""
+"""Diagnose: upload chest X-rays, read calibrated probabilities, inspect class activation maps."""
 
 import streamlit as st
 
 from covidviz.errors import WeightsError
-from covidviz.ui.resources import get_predictor
+from covidviz.ui.diagnose_view import read_upload, render_reading, settings_panel, summary_table
+from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb
 from covidviz.ui.sidebar import disclaimer
 
 st.title("Diagnose")
@@ -13,4 +14,29 @@ try:
 except WeightsError as exc:
     st.error(f"The model could not be loaded: {exc}")
     st.stop()
-st.success(f"Model ready: {predictor.sidecar['name']}, input {predictor.input_size} px, version {predictor.version}.")
+
+uploads = st.file_uploader(
+    "Chest X-rays: PNG, JPEG or DICOM (one or many)", accept_multiple_files=True, key="uploads",
+    help=f"Up to {upload_limit_mb()} MB per file: enough for an uncompressed 16-bit radiograph from any "
+         "common detector, small enough that one upload cannot exhaust the server's memory for everyone else.")
+st.caption(f"Files up to {upload_limit_mb()} MB each. Frontal (PA/AP) chest radiographs only. "
+           "Images are processed in memory for this session and never stored; DICOM patient data is not read out.")
+settings = settings_panel()
+if not uploads:
+    st.info("Upload one or more chest X-rays to see the model's probabilities and heatmaps.")
+    st.stop()
+
+guard = get_guard()
+outcomes = [(u.name, read_upload(predictor, guard, u.name, u.getvalue())) for u in uploads]
+if len(outcomes) > 1:
+    table = summary_table(outcomes)
+    st.dataframe(table, hide_index=True, key="summary")
+    st.download_button("All predictions (CSV)", table.to_csv(index=False).encode(), "covidviz_predictions.csv",
+                       "text/csv", key="csv")
+for index, (name, outcome) in enumerate(outcomes):
+    if isinstance(outcome, str):
+        st.subheader(name)
+        st.error(outcome)
+    else:
+        render_reading(outcome, predictor, settings, index)
+    st.divider()

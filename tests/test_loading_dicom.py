@@ -155,3 +155,27 @@ def test_patient_identifiers_never_leave_the_loader(chest_cr, caplog, capsys):
         assert secret not in visible
     assert set(xray.info) <= {"format", "size", "modality", "view position", "body part", "photometric",
                               "pixel spacing", "bits stored", "transfer syntax"}
+
+
+def test_malformed_header_values_are_rejected_not_raised():
+    from covidviz.ood_sets import _dicom_folders
+    bad_vr = next(f / "badVR.dcm" for f in _dicom_folders() if (f / "badVR.dcm").is_file())
+    with pytest.raises(XrayInputError, match="NumberOfFrames is not a number"):  # its value is "1A"
+        load_xray(bad_vr.read_bytes(), "badVR.dcm")
+
+
+def test_every_pydicom_test_file_loads_or_is_rejected_cleanly():
+    """Dozens of real, odd DICOMs (big endian, RLE, JPEG-LS, palettes, overlays, broken files): no crash."""
+    from covidviz.ood_sets import _dicom_folders
+    seen = 0
+    for folder in _dicom_folders():
+        for path in sorted(folder.glob("*.dcm")):
+            seen += 1
+            try:
+                xray = load_xray(path.read_bytes(), path.name)
+            except XrayInputError as err:
+                assert "Accepted:" in str(err)
+                continue
+            assert xray.pixels.ndim == 2 and np.isfinite(xray.pixels).all()
+            assert 0 <= xray.pixels.min() and xray.pixels.max() <= 1
+    assert seen > 50

@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from covidviz.ood import OodGuard, load_guard
 from covidviz.predictor import Predictor
 from covidviz.weights_io import DEFAULT_WEIGHTS_DIR
 
@@ -21,6 +22,16 @@ def weights_dir() -> Path:
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor() -> Predictor:
     return Predictor(weights_dir())
+
+
+@st.cache_resource(show_spinner=False)
+def get_guard() -> OodGuard | None:
+    """The out-of-distribution guard fitted by ``evaluate`` (None if this weights folder has none)."""
+    return load_guard(weights_dir())
+
+
+def upload_limit_mb() -> int:
+    return int(st.get_option("server.maxUploadSize"))
 
 
 @st.cache_data(show_spinner=False)

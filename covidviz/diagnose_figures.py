@@ -1,0 +1,32 @@
+"""Plotly figures for the Diagnose page: probability bars and zoomable images."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from covidviz import CLASS_TITLES, CLASSES
+
+PREDICTED_COLOUR, OTHER_COLOUR = "#b91c1c", "#9ca3af"
+
+
+def probability_bars(probabilities: np.ndarray, muted: bool = False) -> go.Figure:
+    """Horizontal bars, predicted class highlighted (gray for all when the prediction is not meaningful)."""
+    top = int(np.argmax(probabilities))
+    colours = [OTHER_COLOUR if muted or k != top else PREDICTED_COLOUR for k in range(len(CLASSES))]
+    fig = go.Figure(go.Bar(
+        x=[float(p) for p in probabilities], y=[CLASS_TITLES[c] for c in CLASSES], orientation="h",
+        marker_color=colours, text=[f"{p:.1%}" for p in probabilities], textposition="outside", cliponaxis=False))
+    fig.update_layout(height=170, margin=dict(l=10, r=40, t=10, b=10), xaxis=dict(range=[0, 1.08], tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"), showlegend=False)
+    return fig
+
+
+def zoomable_image(rgb: np.ndarray, title: str) -> go.Figure:
+    """An image figure the user can zoom and pan (box zoom; double-click resets)."""
+    fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(l=0, r=0, t=30, b=0),
+                      height=min(560, 80 + int(420 * rgb.shape[0] / max(rgb.shape[1], 1))), dragmode="zoom")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig

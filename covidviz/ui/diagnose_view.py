@@ -1,0 +1,165 @@
+"""Streamlit rendering for the Diagnose page. Computation lives in covidviz.reading; this draws it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from covidviz import CLASS_TITLES, CLASSES
+from covidviz.cam import METHODS, SLOW_METHODS
+from covidviz.cam.library import CLASS_AGNOSTIC
+from covidviz.case_report import case_report_html
+from covidviz.diagnose_figures import probability_bars, zoomable_image
+from covidviz.errors import XrayInputError
+from covidviz.images import png_bytes
+from covidviz.loading import load_xray
+from covidviz.overlay import COLORMAPS, downscale, gray_to_rgb, render
+from covidviz.predictor import Predictor
+from covidviz.reading import FAST_METHOD, SCALES, Reading, heatmap, heatmap_on_original, read_xray
+
+VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
+MAX_CACHED = 40
+PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    method: str
+    view: str
+    scale: str
+    style: str
+    colormap: str
+    opacity: float
+    threshold: float
+
+
+def settings_panel() -> Settings:
+    """The heatmap controls, in one row above the results."""
+    c1, c2, c3 = st.columns([2, 3, 2])
+    method = c1.selectbox("CAM method", list(METHODS), key="method",
+                          help="Grad-CAM is instant. Ablation-CAM and Score-CAM run hundreds of forward passes: "
+                               "tens of seconds each on this server.")
+    view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
+    scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
+                     help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
+                          "Shared: the three classes of an image on one scale, so a weak class looks weak.")
+    c4, c5, c6, c7 = st.columns(4)
+    style = c4.radio("Overlay", ("heatmap", "contour"), key="style", horizontal=True)
+    colormap = c5.selectbox("Colormap", list(COLORMAPS), key="colormap")
+    opacity = c6.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="opacity", disabled=style == "contour")
+    threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
+                          help="Heatmap: hide values below it. Contour: outline the region at or above it.")
+    if method in SLOW_METHODS:
+        st.info(f"{method} is slow here (tens of seconds per map on 2 CPU cores). A progress bar shows how far "
+                "it is; change any control or upload to cancel it.")
+    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold)
+
+
+def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading | str:
+    """The reading for an upload, or the user-facing reason it was rejected (cached per session)."""
+    cache = st.session_state.setdefault("readings", {})
+    key = hashlib.sha1(data).hexdigest() + name
+    if key not in cache:
+        try:
+            cache[key] = read_xray(predictor, load_xray(data, name), name, guard)
+        except XrayInputError as exc:
+            cache[key] = str(exc)
+        while len(cache) > MAX_CACHED:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def _classes_to_show(reading: Reading, view: str) -> list[int]:
+    if view == VIEWS[0]:
+        return [CLASSES.index(reading.label)]
+    if view == VIEWS[-1]:
+        return list(range(len(CLASSES)))
+    return [VIEWS.index(view) - 1]
+
+
+def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> np.ndarray:
+    cache = st.session_state.setdefault("cams", {})
+    scale = settings.scale if settings.method == FAST_METHOD else "library"
+    key = (reading.name, id(reading), settings.method, k, scale)
+    if key not in cache:
+        if settings.method in SLOW_METHODS:
+            bar = st.progress(0.0, text=f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}…")
+            cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale,
+                                 progress=lambda done, total: bar.progress(done / total,
+                                                                           text=f"{settings.method}: {done}/{total}"))
+            bar.empty()
+        else:
+            cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
+    return cache[key]
+
+
+def render_reading(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
+    st.subheader(reading.name)
+    if reading.is_outlier:
+        st.error(f"This image is unlike the chest X-rays the model was trained on (feature distance "
+                 f"{reading.ood_distance:.0f}, threshold {reading.ood_threshold:.0f}). The probabilities below are "
+                 "not meaningful for it: it may not be a frontal chest radiograph.")
+    for warning in reading.xray.warnings:
+        st.warning(warning)
+    left, right = st.columns([2, 3])
+    with left:
+        verdict = CLASS_TITLES[reading.label]
+        st.markdown(f"**Model output:** {verdict} ({reading.probabilities.max():.1%})"
+                    + (" — *not meaningful: out of distribution*" if reading.is_outlier else ""))
+        st.plotly_chart(probability_bars(reading.probabilities, muted=reading.is_outlier), key=f"bars{index}",
+                        config=PLOT_CONFIG)
+        st.caption("Calibrated probabilities (temperature scaling fitted on validation data).")
+        st.table(pd.DataFrame({"": list(reading.xray.info.values())}, index=list(reading.xray.info.keys())))
+    with right:
+        _render_images(reading, predictor, settings, index)
+
+
+def _render_images(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
+    gray = downscale(reading.xray.pixels)
+    shown = _classes_to_show(reading, settings.view)
+    columns = st.columns(1 + len(shown))
+    columns[0].plotly_chart(zoomable_image(gray_to_rgb(gray), "Original (unaltered)"), key=f"orig{index}",
+                            config=PLOT_CONFIG)
+    overlay_rgb, title = None, ""
+    for column, k in zip(columns[1:], shown):
+        cam = heatmap_on_original(reading, _cam(reading, predictor, settings, k))
+        overlay_rgb = render(gray, downscale(cam), settings.style, settings.colormap, settings.opacity,
+                             settings.threshold)
+        title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
+        column.plotly_chart(zoomable_image(overlay_rgb, title), key=f"cam{index}_{k}", config=PLOT_CONFIG)
+    notes = ["Outside the dashed square the model saw nothing (it reads the central square after trimming borders)."
+             if _crop_hides_part(reading) else ""]
+    if settings.method in CLASS_AGNOSTIC:
+        notes.append("EigenCAM ignores the class: every class gets the same map.")
+    if settings.method != FAST_METHOD or settings.scale == SCALES[0]:
+        notes.append("Each map is stretched to its own full range: read it together with its probability.")
+    st.caption(" ".join(n for n in notes if n))
+    d1, d2 = st.columns(2)
+    d1.download_button("Overlay (PNG)", png_bytes(overlay_rgb), file_name=f"{reading.name}.overlay.png",
+                       mime="image/png", key=f"png{index}")
+    report = case_report_html(reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version)
+    d2.download_button("Case report (HTML)", report.encode(), file_name=f"{reading.name}.report.html",
+                       mime="text/html", key=f"html{index}")
+
+
+def _crop_hides_part(reading: Reading) -> bool:
+    h, w = reading.xray.pixels.shape
+    return reading.box.size < min(h, w) - 1 or abs(h - w) > 1
+
+
+def summary_table(outcomes: list[tuple[str, Reading | str]]) -> pd.DataFrame:
+    """One row per upload: label, probabilities, flags or the rejection reason."""
+    rows = []
+    for name, outcome in outcomes:
+        if isinstance(outcome, str):
+            rows.append({"file": name, "label": None, **{f"p_{c}": None for c in CLASSES}, "flags": "", "error": outcome})
+        else:
+            flags = (["out of distribution"] if outcome.is_outlier else []) + list(outcome.xray.warnings)
+            rows.append({"file": name, "label": outcome.label,
+                         **{f"p_{c}": round(float(p), 4) for c, p in zip(CLASSES, outcome.probabilities)},
+                         "flags": " | ".join(flags), "error": ""})
+    return pd.DataFrame(rows)

@@ -1,0 +1,83 @@
+"""Heatmaps: the fast path equals pytorch-grad-cam's Grad-CAM, every library method runs, scaling is explicit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from covidviz import CLASSES
+from covidviz.cam import METHODS, SLOW_METHODS, gradcam_all_classes, library_cam, normalise_like_library
+from covidviz.cam.scaling import normalise_shared, to_original
+from covidviz.loading import load_xray
+from covidviz.predictor import Predictor
+from covidviz.preprocess import canonical_image, canonical_with_box, model_batch
+from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def batches(predictor):
+    return {row["fixture"]: model_batch([canonical_image(load_xray((FIXTURES / row["fixture"]).read_bytes()).pixels)],
+                                        predictor.input_size) for row in fixture_rows()}
+
+
+def test_fast_gradcam_equals_pytorch_grad_cam_for_every_class(predictor, batches):
+    for name, batch in batches.items():
+        fast = normalise_like_library(gradcam_all_classes(predictor.model, batch).maps[0], predictor.input_size)
+        for k in range(len(CLASSES)):
+            reference = library_cam(predictor.model, "Grad-CAM", batch, k)
+            assert np.abs(fast[k] - reference).max() < 1e-4, (name, CLASSES[k])
+
+
+def test_fast_path_logits_equal_the_model(predictor, batches):
+    import torch
+    batch = next(iter(batches.values()))
+    with torch.inference_mode():
+        expected = predictor.model(batch).numpy()
+    np.testing.assert_allclose(gradcam_all_classes(predictor.model, batch).logits, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m not in SLOW_METHODS])
+def test_library_methods_give_unit_range_maps(predictor, batches, method):
+    batch = next(iter(batches.values()))
+    cam = library_cam(predictor.model, method, batch, 0)
+    assert cam.shape == (predictor.input_size, predictor.input_size)
+    assert np.isfinite(cam).all() and 0 <= cam.min() and cam.max() <= 1 + 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(SLOW_METHODS))
+def test_slow_methods_run_and_score_cam_reports_progress(predictor, method):
+    # a small input keeps the real model's hundreds of masked passes short
+    batch = model_batch([canonical_image(load_xray((FIXTURES / fixture_rows()[0]["fixture"]).read_bytes()).pixels)], 96)
+    seen: list[tuple[int, int]] = []
+    cam = library_cam(predictor.model, method, batch, 1, progress=lambda done, total: seen.append((done, total)))
+    assert cam.shape == (96, 96) and np.isfinite(cam).all()
+    if method == "Score-CAM":
+        assert seen[-1][0] == seen[-1][1] == predictor.model.classifier.in_features
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_shared_scale_keeps_relative_strength():
+    raw = np.zeros((3, 7, 7), np.float32)
+    raw[0, 2:5, 2:5], raw[1, 2:5, 2:5] = 10.0, 1.0
+    shared = normalise_shared(raw, 56)
+    per_map = normalise_like_library(raw, 56)
+    assert shared[0].max() == pytest.approx(1.0) and shared[1].max() == pytest.approx(0.1, abs=0.01)
+    assert per_map[1].max() == pytest.approx(1.0)  # what the library would show for the weak class
+    assert shared[2].max() == 0
+
+
+def test_map_lands_on_the_region_the_model_saw():
+    tall = np.random.default_rng(0).random((400, 256)).astype(np.float32)  # no flat border to trim
+    _, box = canonical_with_box(tall)
+    assert box.left == 0 and box.size == 256 and box.top == pytest.approx(72, abs=1)
+    cam = np.zeros((224, 224), np.float32)
+    cam[:112] = 1.0  # the top half of what the model saw
+    placed = to_original(cam, box, tall.shape)
+    assert np.isnan(placed[:70]).all() and np.isnan(placed[330:]).all()
+    assert np.nanmean(placed[80:190]) > 0.95 and np.nanmean(placed[210:320]) < 0.05

@@ -1,0 +1,94 @@
+"""The Diagnose page under Streamlit's AppTest: real uploads, every control, numbers equal to covidviz's."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from covidviz import CLASS_TITLES, CLASSES
+from covidviz.predictor import Predictor
+from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
+
+PNG_NAME = fixture_rows()[2]["fixture"]
+
+
+@pytest.fixture(scope="module")
+def uploads() -> list[tuple[str, bytes, str]]:
+    png = (FIXTURES / PNG_NAME).read_bytes()
+    return [(PNG_NAME, png, "image/png"),
+            ("chest.dcm", open(dicom_path("RG1_UNCI.dcm"), "rb").read(), "application/dicom"),
+            ("corrupt.png", png[:400], "image/png")]
+
+
+@pytest.fixture(scope="module")
+def app(uploads) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    at.file_uploader(key="uploads").set_value(uploads)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _shown_outputs(at: AppTest) -> list[tuple[str, float]]:
+    out = []
+    for md in at.markdown:
+        found = re.match(r"\*\*Model output:\*\* (.+?) \(([\d.]+)%\)", md.value)
+        if found:
+            out.append((found.group(1), float(found.group(2)) / 100))
+    return out
+
+
+def test_numbers_on_the_page_equal_covidviz(app, uploads):
+    predictor = Predictor(WEIGHTS)
+    expected = [predictor.predict_bytes(data, name) for name, data, _ in uploads[:2]]
+    shown = _shown_outputs(app)
+    assert len(shown) == 2
+    for (title, p), prediction in zip(shown, expected):
+        assert title == CLASS_TITLES[prediction.label]
+        assert p == pytest.approx(max(prediction.probabilities.values()), abs=0.0005)
+    table = app.dataframe(key="summary").value
+    for row, prediction in zip(table.itertuples(), expected):
+        for c in CLASSES:
+            assert getattr(row, f"p_{c}") == pytest.approx(prediction.probabilities[c], abs=1e-4)
+    assert "truncated or corrupt" in table.iloc[2]["error"]
+
+
+def test_the_corrupt_file_gets_its_message_and_the_others_still_work(app):
+    errors = [e.value for e in app.error]
+    assert any("corrupt.png" not in e and "truncated or corrupt" in e and "Accepted:" in e for e in errors)
+    assert len(_shown_outputs(app)) == 2
+
+
+def test_dicom_reader_facts_are_shown_without_identifiers(app):
+    tables = " ".join(str(t.value) for t in app.table)
+    for fact in ("CR", "PA", "CHEST", "1841 x 1955 px"):
+        assert fact in tables
+
+
+@pytest.mark.parametrize("method", ["Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "EigenCAM", "Grad-CAM"])
+def test_switching_method_keeps_the_page_working(app, method):
+    app.selectbox(key="method").set_value(method)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any(method in t for t in titles)
+
+
+@pytest.mark.parametrize("view", ["All three side by side", "Pneumonia (not COVID)", "Predicted class"])
+def test_switching_class_view_and_style(app, view):
+    app.radio(key="view").set_value(view)
+    app.radio(key="style").set_value("contour")
+    app.run()
+    assert not app.exception
+    charts = [c.proto.spec for c in app.get("plotly_chart")]
+    expected_maps = 3 if view.startswith("All") else 1
+    heatmaps = [s for s in charts if "p = " in s]
+    assert len(heatmaps) == 2 * expected_maps  # two readable uploads
+    app.radio(key="style").set_value("heatmap")
+    app.run()
+    assert not app.exception
