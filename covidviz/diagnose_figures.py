@@ -22,11 +22,14 @@ def probability_bars(probabilities: np.ndarray, muted: bool = False) -> go.Figur
     return fig
 
 
-def zoomable_image(rgb: np.ndarray, title: str) -> go.Figure:
-    """An image figure the user can zoom and pan (box zoom; double-click resets)."""
+def zoomable_image(rgb: np.ndarray, title: str, width_px: int = 330) -> go.Figure:
+    """An image figure the user can zoom and pan (box zoom; double-click resets).
+
+    ``width_px`` is the column width it will get, so the figure is as tall as the image needs."""
     fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(l=0, r=0, t=30, b=0),
-                      height=min(560, 80 + int(420 * rgb.shape[0] / max(rgb.shape[1], 1))), dragmode="zoom")
+    height = 36 + int(width_px * rgb.shape[0] / max(rgb.shape[1], 1))
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), margin=dict(l=0, r=0, t=32, b=0),
+                      height=min(900, height), dragmode="zoom")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
     return fig

@@ -1,8 +1,78 @@
-"""Placeholder until the evaluation pages land."""
+"""Confusion matrices per split and source, read from weights/eval/metrics.json (the model never runs here)."""
 
+import numpy as np
 import streamlit as st
 
+from covidviz import CLASS_TITLES, CLASSES
+from covidviz import eval_data as ed
+from covidviz import eval_figures as ef
+from covidviz.errors import WeightsError
+from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
+from covidviz.weights_io import read_sidecar
 
 disclaimer()
-st.info("This page is being built.")
+st.title("Confusion matrices")
+folder = weights_dir()
+try:
+    metrics = ed.load_metrics(folder)
+except ed.EvalArtifactsError as exc:
+    st.warning(str(exc))
+    st.stop()
+try:
+    stale = ed.stale_warning(metrics, read_sidecar(folder))
+except WeightsError:
+    stale = None
+if stale:
+    st.warning(stale)
+
+left, middle, right = st.columns([2, 3, 2])
+split = left.selectbox("Split", ed.available_splits(metrics), format_func=lambda s: ed.split_label(metrics, s),
+                       key="split")
+view = middle.radio("View", list(ef.VIEWS), format_func=ef.VIEWS.get, key="view", horizontal=True)
+sources = ed.sources_of(metrics, split)
+source = right.selectbox("Source", ["all", *sources], format_func=lambda s: "All sources" if s == "all" else s,
+                         key=f"source_{split}")
+title = ed.split_title(metrics, split)
+report = ed.split_report(metrics, split, None if source == "all" else source)
+
+figure = ef.confusion_figure(np.array(report["confusion_matrix"]), view,
+                             f"{ed.split_label(metrics, split)} · {'all sources' if source == 'all' else source}")
+st.plotly_chart(figure, config=ef.png_config(f"confusion_{split}_{source}_{view}"), key="confusion")
+st.caption({
+    "counts": "Rows are the true class, columns the model's prediction (the class with the highest probability). "
+              "The diagonal holds the correct calls.",
+    "recall": "Each row divided by its total: the diagonal is each class's sensitivity (recall), the other cells "
+              "say what the missed images were called instead. A row without images shows –.",
+    "precision": "Each column divided by its total: the diagonal is each class's precision (PPV), the other cells "
+                 "say what a call of that class really was. A class never predicted shows –.",
+}[view] + " The camera icon above the chart saves it as a PNG.")
+
+st.subheader(f"By source: {title}")
+table = ef.per_source_table(metrics["splits"][split])
+number = st.column_config.NumberColumn(format="%.3f")
+st.dataframe(table, hide_index=True,
+             column_config={c: number for c in table.columns if c == "accuracy" or c.startswith(("recall", "precision"))
+                            or c == "macro F1"})
+st.caption("Recall of a class that a source does not contain, or precision of a class never predicted, is left "
+           "empty: it is undefined, not zero. 95% intervals are percentile bootstraps over images.")
+
+st.subheader("Why every number is split by source")
+st.markdown(
+    "In these public collections **the class is confounded with the source**. All pediatric images (Kermany, "
+    "children aged 1–5) are normal or pneumonia, never COVID-19; NIH adds adult normal and pneumonia images; most "
+    "COVID-19 images are figures from papers and web collections (ieee8023, COVID-CXNet, the Radiopaedia/SIRM "
+    "scrape), often cropped, annotated or compressed. A model can therefore score well by recognising a child's "
+    "chest, a journal figure or burnt-in text instead of disease, and the overall matrix cannot tell the two "
+    "apart. Compare the rows of the table above: a class that a source lacks cannot be confused within it, and "
+    "high overall accuracy built on one easy source says little about the others.")
+if split == "external":
+    st.info("The external Hannover set holds **only COVID-19 images** from one hospital: its matrix has a single "
+            "non-empty row. Only COVID-19 sensitivity (the share of the row called COVID-19) is meaningful there; "
+            "specificity, precision and every other class's figures are undefined or trivial, so external "
+            "specificity is unknown.")
+else:
+    mix = {s: [CLASS_TITLES[c] for c in CLASSES if metrics["splits"][split]["by_source"][s]["class_counts"][c]]
+           for s in sources}
+    st.caption("Classes each source contributes to this split: "
+               + "; ".join(f"**{s}**: {', '.join(names) or 'none'}" for s, names in mix.items()) + ".")

@@ -1,8 +1,53 @@
-"""Placeholder until the evaluation pages land."""
+"""About / model card: weights/MODEL_CARD.md with the version and weights hash from the sidecar."""
 
 import streamlit as st
 
+from covidviz import __version__
+from covidviz import eval_data as ed
+from covidviz.errors import WeightsError
+from covidviz.model_card import render_model_card
+from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
+from covidviz.weights_io import read_sidecar
 
 disclaimer()
-st.info("This page is being built.")
+folder = weights_dir()
+try:
+    sidecar = read_sidecar(folder)
+except WeightsError as exc:
+    sidecar = None
+    st.error(f"The model sidecar could not be read: {exc}")
+try:
+    metrics = ed.load_metrics(folder)
+except ed.EvalArtifactsError as exc:
+    metrics = None
+    st.warning(f"The card has no results section yet. {exc}")
+
+if sidecar:
+    sha = str(sidecar.get("weights_sha256", "unknown"))
+    version, name, size = st.columns([1, 2, 1])
+    version.metric("Model version", sha[:12])
+    name.metric("Model", str(sidecar.get("name", "unknown")))
+    size.metric("Input size", f"{sidecar.get('input_size', '?')} px")
+    st.markdown(f"Weights sha256 `{sha}` · code commit `{sidecar.get('code_commit', 'unknown')}` · "
+                f"covidviz {__version__}")
+    stale = ed.stale_warning(metrics or {}, sidecar)
+    if stale:
+        st.warning(stale)
+
+card = folder / "MODEL_CARD.md"
+if card.is_file():
+    st.divider()
+    st.markdown(card.read_text(encoding="utf-8"))
+elif sidecar:
+    try:
+        text = render_model_card(sidecar, metrics)
+    except (KeyError, TypeError) as exc:
+        st.error(f"{card} is missing and the sidecar lacks a field needed to render one ({exc}): "
+                 "`python -m covidviz evaluate` writes the card.")
+    else:
+        st.info(f"{card} is missing (`python -m covidviz evaluate` writes it); this card is rendered from the "
+                + ("sidecar and metrics.json." if metrics else "sidecar only."))
+        st.markdown(text)
+else:
+    st.error(f"No model card at {card} and no sidecar to render one from.")

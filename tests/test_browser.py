@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import os
 import time
 
 import pytest
@@ -12,6 +12,7 @@ from covidviz.predictor import Predictor
 from tests.browser_support import browser, page, requires_chromium, server_url  # noqa: F401  (fixtures)
 from tests.conftest import FIXTURES, WEIGHTS, dicom_path, fixture_rows
 
+SCREENSHOTS = os.environ.get("COVIDVIZ_SCREENSHOTS")  # a folder to keep screenshots in, for a human look
 pytestmark = [pytest.mark.slow, requires_chromium]
 
 
@@ -23,11 +24,13 @@ def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):  # 
     fixture = FIXTURES / fixture_rows()[3]["fixture"]
     started = time.perf_counter()
     page.locator("input[type=file]").set_input_files(str(fixture))
-    verdict = page.get_by_text(re.compile(r"Model output:")).first
+    verdict = page.locator("p", has_text="Model output:").first
     verdict.wait_for(timeout=60_000)
     page.locator(".js-plotly-plot image").nth(1).wait_for(timeout=60_000)  # the overlay image is drawn
     to_heatmap = time.perf_counter() - started
     page.screenshot(path=str(tmp_path / "diagnose.png"), full_page=True)
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/diagnose.png", full_page=True)
     text = verdict.inner_text()
     expected = Predictor(WEIGHTS).predict_bytes(fixture.read_bytes(), fixture.name)
     assert CLASS_TITLES[expected.label] in text
@@ -41,9 +44,11 @@ def test_large_dicom_upload_to_heatmap(page, server_url, tmp_path):  # noqa: F81
     page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=60_000)
     started = time.perf_counter()
     page.locator("input[type=file]").set_input_files(dicom_path("RG1_UNCI.dcm"))  # 1841 x 1955, 15-bit
-    page.get_by_text(re.compile(r"Model output:")).first.wait_for(timeout=60_000)
+    page.locator("p", has_text="Model output:").first.wait_for(timeout=60_000)
     page.locator(".js-plotly-plot image").nth(1).wait_for(timeout=60_000)
     elapsed = time.perf_counter() - started
     page.screenshot(path=str(tmp_path / "dicom.png"), full_page=True)
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/dicom.png", full_page=True)
     assert page.get_by_text("CHEST").count() >= 1
     print(f"\n2000 px DICOM: upload to heatmap {elapsed:.2f} s; screenshot {tmp_path}")

@@ -51,7 +51,7 @@ def test_numbers_on_the_page_equal_covidviz(app, uploads):
     for (title, p), prediction in zip(shown, expected):
         assert title == CLASS_TITLES[prediction.label]
         assert p == pytest.approx(max(prediction.probabilities.values()), abs=0.0005)
-    table = app.dataframe(key="summary").value
+    table = app.dataframe[0].value  # the per-upload summary
     for row, prediction in zip(table.itertuples(), expected):
         for c in CLASSES:
             assert getattr(row, f"p_{c}") == pytest.approx(prediction.probabilities[c], abs=1e-4)

@@ -23,6 +23,7 @@ from covidviz.reading import FAST_METHOD, SCALES, Reading, heatmap, heatmap_on_o
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 MAX_CACHED = 40
+RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
 
 
@@ -113,7 +114,8 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.plotly_chart(probability_bars(reading.probabilities, muted=reading.is_outlier), key=f"bars{index}",
                         config=PLOT_CONFIG)
         st.caption("Calibrated probabilities (temperature scaling fitted on validation data).")
-        st.table(pd.DataFrame({"": list(reading.xray.info.values())}, index=list(reading.xray.info.keys())))
+        st.table(pd.DataFrame({"image": list(reading.xray.info.keys()), "": list(reading.xray.info.values())})
+                 .set_index("image"))
     with right:
         _render_images(reading, predictor, settings, index)
 
@@ -122,7 +124,8 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     gray = downscale(reading.xray.pixels)
     shown = _classes_to_show(reading, settings.view)
     columns = st.columns(1 + len(shown))
-    columns[0].plotly_chart(zoomable_image(gray_to_rgb(gray), "Original (unaltered)"), key=f"orig{index}",
+    width = RESULT_PANEL_PX // len(columns)
+    columns[0].plotly_chart(zoomable_image(gray_to_rgb(gray), "Original (unaltered)", width), key=f"orig{index}",
                             config=PLOT_CONFIG)
     overlay_rgb, title = None, ""
     for column, k in zip(columns[1:], shown):
@@ -130,7 +133,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
         overlay_rgb = render(gray, downscale(cam), settings.style, settings.colormap, settings.opacity,
                              settings.threshold)
         title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
-        column.plotly_chart(zoomable_image(overlay_rgb, title), key=f"cam{index}_{k}", config=PLOT_CONFIG)
+        column.plotly_chart(zoomable_image(overlay_rgb, title, width), key=f"cam{index}_{k}", config=PLOT_CONFIG)
     notes = ["Outside the dashed square the model saw nothing (it reads the central square after trimming borders)."
              if _crop_hides_part(reading) else ""]
     if settings.method in CLASS_AGNOSTIC:

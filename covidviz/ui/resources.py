@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
@@ -32,9 +30,3 @@ def get_guard() -> OodGuard | None:
 
 def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
-
-
-@st.cache_data(show_spinner=False)
-def load_metrics() -> dict[str, Any]:
-    """``weights/eval/metrics.json`` as written by ``python -m covidviz evaluate``."""
-    return json.loads((weights_dir() / "eval" / "metrics.json").read_text())

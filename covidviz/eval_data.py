@@ -1,0 +1,141 @@
+"""Read the evaluation artifacts that ``python -m covidviz evaluate`` writes to ``weights/eval/``.
+
+The dashboard's evaluation pages only ever read these files: they never run the model to show a
+number, so every figure matches the model card and renders in about a second. Missing or malformed
+artifacts raise :class:`EvalArtifactsError` with a message a reader can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from covidviz import CLASSES
+
+SPLITS: tuple[str, ...] = ("val", "test", "external")
+SPLIT_TITLES: dict[str, str] = {"val": "validation", "test": "internal test", "external": "external (Hannover)"}
+PREDICTION_COLUMNS: tuple[str, ...] = ("file", "source", "true", *(f"p_{c}" for c in CLASSES))
+HOW_TO_MAKE = "run `python -m covidviz evaluate --data ../shared/cxr` to write them"
+
+
+class EvalArtifactsError(FileNotFoundError):
+    """The evaluation artifacts are missing or unreadable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SplitPredictions:
+    """Calibrated predictions of one split: integer labels, an N x 3 probability matrix, sources."""
+
+    split: str
+    files: np.ndarray
+    sources: np.ndarray
+    y_true: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(len(self.y_true))
+
+    def subset(self, source: str | None) -> SplitPredictions:
+        """Only the images of one source (``None``: all of them)."""
+        if source is None:
+            return self
+        keep = self.sources == source
+        return SplitPredictions(self.split, self.files[keep], self.sources[keep], self.y_true[keep], self.probs[keep])
+
+
+def eval_dir(weights_dir: str | Path) -> Path:
+    return Path(weights_dir) / "eval"
+
+
+def load_predictions(weights_dir: str | Path, split: str) -> SplitPredictions:
+    """``weights/eval/{split}_predictions.csv`` as arrays, checked against the fixed column layout."""
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
+    path = eval_dir(weights_dir) / f"{split}_predictions.csv"
+    if not path.is_file():
+        raise EvalArtifactsError(f"No predictions for the {SPLIT_TITLES[split]} split at {path}: {HOW_TO_MAKE}.")
+    try:
+        frame = pd.read_csv(path, dtype={"file": str, "source": str, "true": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EvalArtifactsError(f"{path} cannot be read as CSV ({exc}): {HOW_TO_MAKE} again.") from None
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise EvalArtifactsError(f"{path} lacks the columns {', '.join(missing)}: {HOW_TO_MAKE} again.")
+    unknown = sorted(set(frame["true"]) - set(CLASSES))
+    if unknown:
+        raise EvalArtifactsError(f"{path} has labels {unknown} outside {list(CLASSES)}.")
+    probs = frame[[f"p_{c}" for c in CLASSES]].to_numpy(dtype=float)
+    if not np.isfinite(probs).all():
+        raise EvalArtifactsError(f"{path} has missing or non-numeric probabilities: {HOW_TO_MAKE} again.")
+    y_true = frame["true"].map({c: k for k, c in enumerate(CLASSES)}).to_numpy(dtype=int)
+    return SplitPredictions(split, frame["file"].to_numpy(dtype=object), frame["source"].to_numpy(dtype=object),
+                            y_true, probs)
+
+
+def load_metrics(weights_dir: str | Path) -> dict[str, Any]:
+    """``weights/eval/metrics.json`` (reports per split and source, calibration), checked for its splits."""
+    path = eval_dir(weights_dir) / "metrics.json"
+    if not path.is_file():
+        raise EvalArtifactsError(f"No evaluation results at {path}: {HOW_TO_MAKE}.")
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalArtifactsError(f"{path} is not valid JSON ({exc}): {HOW_TO_MAKE} again.") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("splits"), dict) or not metrics["splits"]:
+        raise EvalArtifactsError(f"{path} holds no per-split results: {HOW_TO_MAKE} again.")
+    return metrics
+
+
+def available_splits(metrics: dict[str, Any]) -> list[str]:
+    """The splits present in ``metrics.json``, in the order validation, internal test, external."""
+    return [s for s in SPLITS if s in metrics["splits"]] + sorted(set(metrics["splits"]) - set(SPLITS))
+
+
+def split_title(metrics: dict[str, Any], split: str) -> str:
+    return metrics["splits"].get(split, {}).get("title") or SPLIT_TITLES.get(split, split)
+
+
+def split_label(metrics: dict[str, Any], split: str) -> str:
+    """The title for a menu: "External (Hannover)" (``str.capitalize`` would lower-case the rest)."""
+    title = split_title(metrics, split)
+    return title[:1].upper() + title[1:]
+
+
+def split_report(metrics: dict[str, Any], split: str, source: str | None = None) -> dict[str, Any]:
+    """The ``metrics_report`` of a split, or of one of its sources."""
+    entry = metrics["splits"][split]
+    return entry["overall"] if source is None else entry["by_source"][source]
+
+
+def sources_of(metrics: dict[str, Any], split: str) -> list[str]:
+    return sorted(metrics["splits"][split].get("by_source", {}))
+
+
+def stale_warning(metrics: dict[str, Any], sidecar: dict[str, Any] | None) -> str | None:
+    """A warning when the results were computed for other weights than the ones shipped beside them."""
+    if not sidecar or not metrics.get("weights_sha256") or not sidecar.get("weights_sha256"):
+        return None
+    if metrics["weights_sha256"] != sidecar["weights_sha256"]:
+        return (f"These results were computed for weights {metrics['weights_sha256'][:12]}, but the model in this "
+                f"folder is {sidecar['weights_sha256'][:12]}: {HOW_TO_MAKE} again.")
+    return None
+
+
+def class_presence(y_true: np.ndarray, k: int) -> tuple[int, int]:
+    """How many images of the split are class ``k`` (positives) and how many are not (negatives)."""
+    positives = int(np.sum(np.asarray(y_true) == k))
+    return positives, int(len(y_true)) - positives
+
+
+def metric_value(report: dict[str, Any], cls: str | None, name: str) -> tuple[float, float, float]:
+    """(value, CI low, CI high) of one metric of a report, NaN where metrics.json says null."""
+    entry = (report["summary"] if cls is None else report["per_class"][cls]).get(name) or {}
+    lo, hi = (entry.get("ci95") or [None, None])[:2]
+    value = entry.get("value")
+    return tuple(float("nan") if v is None else float(v) for v in (value, lo, hi))  # type: ignore[return-value]
