@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,6 +19,7 @@ from covidviz.loading import load_xray
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image
 from covidviz.split import read_split
+from covidviz.timing import median_seconds
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "xrays"
 BATCH = 32
@@ -37,16 +35,6 @@ def bench_images(weights_dir: Path, data_dir: Path, limit: int = 64) -> tuple[li
     return [f.read_bytes() for f in files], f"{len(files)} fixture X-rays"
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: first call pays for allocation and kernel selection
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: TextIO) -> int:
     weights_dir, data_dir = Path(weights_dir), Path(data_dir)
     blobs, described = bench_images(weights_dir, data_dir)
@@ -60,8 +48,8 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
     labels = {}
     for mode, fast in (("fp32", False), ("fast", True)):
         predictor = Predictor(weights_dir, fast=fast)
-        one = _median_seconds(lambda: predictor.predict_bytes(blobs[0], "x.png"), repeats)
-        many = _median_seconds(lambda: predictor.probabilities(batch, batch_size=BATCH), max(3, repeats // 4))
+        one = median_seconds(lambda: predictor.predict_bytes(blobs[0], "x.png"), repeats)
+        many = median_seconds(lambda: predictor.probabilities(batch, batch_size=BATCH), max(3, repeats // 4))
         labels[mode] = predictor.probabilities(canonical).argmax(1)
         results[mode] = {"latency_ms_batch1": round(one * 1000, 1), "throughput_img_per_s": round(BATCH / many, 1)}
     results["cam"] = bench_cam(Predictor(weights_dir), canonical[0], repeats)

@@ -7,9 +7,6 @@ Page path: one forward pass that yields the probabilities and all three maps (no
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,16 +16,7 @@ from covidviz.cam import gradcam_all_classes, normalise_like_library
 from covidviz.inference import softmax
 from covidviz.predictor import Predictor
 from covidviz.preprocess import model_batch
-
-
-def _median(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from covidviz.timing import median_seconds
 
 
 def page_path(predictor: Predictor, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +46,9 @@ def bench_cam(predictor: Predictor, canonical: np.ndarray, repeats: int) -> dict
         with torch.inference_mode():
             model(batch)
 
-    t_forward = _median(forward, repeats)
-    t_page = _median(lambda: page_path(predictor, batch), repeats)
-    t_straight = _median(lambda: straightforward(predictor, batch), max(3, repeats // 3))
+    t_forward = median_seconds(forward, repeats)
+    t_page = median_seconds(lambda: page_path(predictor, batch), repeats)
+    t_straight = median_seconds(lambda: straightforward(predictor, batch), max(3, repeats // 3))
     _, fast_maps = page_path(predictor, batch)
     _, ref_maps = straightforward(predictor, batch)
     return {"input_size": predictor.input_size, "forward_ms": round(t_forward * 1000, 1), "page_path_ms": round(t_page * 1000, 1),

@@ -20,12 +20,12 @@ from covidviz.calibration import fit_temperature, reliability_bins
 from covidviz.data import Record, load_canonical, read_metadata
 from covidviz.gallery import build_gallery
 from covidviz.inference import pooled_and_logits, softmax
+from covidviz.metrics import brier_score, expected_calibration_error
+from covidviz.model_card import render_model_card
 from covidviz.ood import VAL_QUANTILE, fit_guard, save_guard
 from covidviz.ood_sets import non_chest_dicoms, skimage_pictures
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image
-from covidviz.model_card import render_model_card
-from covidviz.metrics import brier_score, expected_calibration_error
 from covidviz.report import metrics_report
 from covidviz.split import read_split
 from covidviz.weights_io import DEFAULT_WEIGHTS_DIR, load_weights, read_sidecar, update_sidecar

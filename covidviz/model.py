@@ -9,11 +9,8 @@ the forward.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-import covidviz  # noqa: F401  (patches torchvision's import first)
 from torchvision.models.densenet import DenseNet
 
 ARCHITECTURE = "densenet121"

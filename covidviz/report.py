@@ -7,8 +7,17 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.metrics import (average_precision, binary_counts, bootstrap_ci, brier_score, confusion_matrix,
-                              expected_calibration_error, per_class_rates, rates_from_counts, roc_auc)
+from covidviz.metrics import (
+    average_precision,
+    binary_counts,
+    bootstrap_ci,
+    brier_score,
+    confusion_matrix,
+    expected_calibration_error,
+    per_class_rates,
+    rates_from_counts,
+    roc_auc,
+)
 
 RATE_NAMES = ("sensitivity", "specificity", "precision", "npv", "f1")
 

@@ -6,25 +6,9 @@ import streamlit as st
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz import eval_data as ed
 from covidviz import eval_figures as ef
-from covidviz.errors import WeightsError
-from covidviz.ui.resources import weights_dir
-from covidviz.ui.sidebar import disclaimer
-from covidviz.weights_io import read_sidecar
+from covidviz.ui.eval_page import start_eval_page
 
-disclaimer()
-st.title("Confusion matrices")
-folder = weights_dir()
-try:
-    metrics = ed.load_metrics(folder)
-except ed.EvalArtifactsError as exc:
-    st.warning(str(exc))
-    st.stop()
-try:
-    stale = ed.stale_warning(metrics, read_sidecar(folder))
-except WeightsError:
-    stale = None
-if stale:
-    st.warning(stale)
+metrics = start_eval_page("Confusion matrices")
 
 left, middle, right = st.columns([2, 3, 2])
 split = left.selectbox("Split", ed.available_splits(metrics), format_func=lambda s: ed.split_label(metrics, s),

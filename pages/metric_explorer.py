@@ -7,25 +7,11 @@ from covidviz import CLASS_TITLES, CLASSES
 from covidviz import eval_data as ed
 from covidviz import eval_figures as ef
 from covidviz import operating_point as op
-from covidviz.errors import WeightsError
+from covidviz.ui.eval_page import start_eval_page
 from covidviz.ui.resources import weights_dir
-from covidviz.ui.sidebar import disclaimer
-from covidviz.weights_io import read_sidecar
 
-disclaimer()
-st.title("Metric explorer")
+metrics = start_eval_page("Metric explorer")
 folder = weights_dir()
-try:
-    metrics = ed.load_metrics(folder)
-except ed.EvalArtifactsError as exc:
-    st.warning(str(exc))
-    st.stop()
-try:
-    stale = ed.stale_warning(metrics, read_sidecar(folder))
-except WeightsError:
-    stale = None
-if stale:
-    st.warning(stale)
 
 left, right = st.columns(2)
 split = left.selectbox("Split", ed.available_splits(metrics), key="split",

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+import covidviz  # noqa: F401  (before any test imports torchvision: see covidviz/_torchvision_compat.py)
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 torch.set_num_threads(1)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torchvision.models import densenet121
 
 from covidviz.model import build_model, load_compatible_state
-from torchvision.models import densenet121
 
 
 def test_state_dict_round_trips_with_torchvision():

@@ -13,10 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-
-import covidviz  # noqa: F401  (torchvision import patch before pytorch_grad_cam)
-from pytorch_grad_cam import (AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
-                              XGradCAM)
+from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 Progress = Callable[[int, int], None]

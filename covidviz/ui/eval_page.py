@@ -1,0 +1,32 @@
+"""The start every evaluation page shares: banner, title, and the metrics (or a clear stop)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from covidviz import eval_data as ed
+from covidviz.errors import WeightsError
+from covidviz.ui.resources import weights_dir
+from covidviz.ui.sidebar import disclaimer
+from covidviz.weights_io import read_sidecar
+
+
+def start_eval_page(title: str) -> dict[str, Any]:
+    """Render the banner and title; return metrics.json, warning when it belongs to other weights."""
+    st.title(title)
+    disclaimer()
+    folder = weights_dir()
+    try:
+        metrics = ed.load_metrics(folder)
+    except ed.EvalArtifactsError as exc:
+        st.warning(str(exc))
+        st.stop()
+    try:
+        stale = ed.stale_warning(metrics, read_sidecar(folder))
+    except WeightsError:
+        stale = None
+    if stale:
+        st.warning(stale)
+    return metrics
