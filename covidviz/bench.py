@@ -48,8 +48,8 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
     labels = {}
     for mode, fast in (("fp32", False), ("fast", True)):
         predictor = Predictor(weights_dir, fast=fast)
-        one = median_seconds(lambda: predictor.predict_bytes(blobs[0], "x.png"), repeats)
-        many = median_seconds(lambda: predictor.probabilities(batch, batch_size=BATCH), max(3, repeats // 4))
+        one = median_seconds(lambda p=predictor: p.predict_bytes(blobs[0], "x.png"), repeats)
+        many = median_seconds(lambda p=predictor: p.probabilities(batch, batch_size=BATCH), max(3, repeats // 4))
         labels[mode] = predictor.probabilities(canonical).argmax(1)
         results[mode] = {"latency_ms_batch1": round(one * 1000, 1), "throughput_img_per_s": round(BATCH / many, 1)}
     results["cam"] = bench_cam(Predictor(weights_dir), canonical[0], repeats)

@@ -133,7 +133,7 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
 def headline(report: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"temperature {report['temperature']:.3f} (fitted on validation)"]
-    for name, split in report["splits"].items():
+    for split in report["splits"].values():
         s, covid = split["overall"]["summary"], split["overall"]["per_class"]["covid"]
         def fmt(m: dict[str, Any]) -> str:
             v, (lo, hi) = m["value"], m["ci95"]

@@ -52,3 +52,18 @@ def test_large_dicom_upload_to_heatmap(page, server_url, tmp_path):  # noqa: F81
         page.screenshot(path=f"{SCREENSHOTS}/dicom.png", full_page=True)
     assert page.get_by_text("CHEST").count() >= 1
     print(f"\n2000 px DICOM: upload to heatmap {elapsed:.2f} s; screenshot {tmp_path}")
+
+
+def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):  # noqa: F811
+    page.goto(f"{server_url}/confusion_matrices")
+    page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=60_000)
+    assert page.locator(".js-plotly-plot .annotation-text").count() >= 9  # one count per cell at least
+    page.screenshot(path=str(tmp_path / "confusion.png"), full_page=True)
+    page.goto(f"{server_url}/metric_explorer")
+    page.locator(".js-plotly-plot .scatterlayer").first.wait_for(timeout=60_000)  # ROC / PR curves
+    page.goto(f"{server_url}/model_card")
+    page.get_by_text("Known limitations").first.wait_for(timeout=60_000)
+    page.goto(f"{server_url}/error_gallery")
+    page.get_by_text("misclassified images").first.wait_for(timeout=60_000)
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/gallery.png", full_page=True)

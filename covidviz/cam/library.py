@@ -13,47 +13,51 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from pytorch_grad_cam import AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 Progress = Callable[[int, int], None]
 
 
-class ScoreCAMWithProgress(ScoreCAM):
+def _score_cam_with_progress() -> type:
     """Score-CAM whose channel loop reports progress (and so gives the page a point to cancel at)."""
+    from pytorch_grad_cam import ScoreCAM
 
-    progress: Progress | None = None
-    batch_size = 32
+    class ScoreCAMWithProgress(ScoreCAM):
+        progress: Progress | None = None
+        batch_size = 32
 
-    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):  # noqa: D102
-        with torch.no_grad():
-            acts = torch.from_numpy(activations)
-            masks = torch.nn.functional.interpolate(acts, size=input_tensor.shape[-2:], mode="bilinear",
-                                                    align_corners=True)
-            lo = masks.amin(dim=(2, 3), keepdim=True)
-            hi = masks.amax(dim=(2, 3), keepdim=True)
-            masks = (masks - lo) / (hi - lo + 1e-8)  # each channel becomes a [0, 1] mask over the input
-            scores = torch.empty(masks.shape[:2])
-            channels = masks.shape[1]
-            for n, target in enumerate(targets):
-                for start in range(0, channels, self.batch_size):
-                    stop = min(start + self.batch_size, channels)
-                    masked = input_tensor[n:n + 1] * masks[n, start:stop, None]
-                    scores[n, start:stop] = torch.stack([target(o) for o in self.model(masked)]).cpu()
-                    if self.progress is not None:
-                        self.progress(stop + n * channels, channels * len(targets))
-            return torch.softmax(scores, dim=-1).numpy()
+        def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):  # noqa: D102
+            with torch.no_grad():
+                acts = torch.from_numpy(activations)
+                masks = torch.nn.functional.interpolate(acts, size=input_tensor.shape[-2:], mode="bilinear",
+                                                        align_corners=True)
+                lo = masks.amin(dim=(2, 3), keepdim=True)
+                hi = masks.amax(dim=(2, 3), keepdim=True)
+                masks = (masks - lo) / (hi - lo + 1e-8)  # each channel becomes a [0, 1] mask over the input
+                scores = torch.empty(masks.shape[:2])
+                channels = masks.shape[1]
+                for n, target in enumerate(targets):
+                    for start in range(0, channels, self.batch_size):
+                        stop = min(start + self.batch_size, channels)
+                        masked = input_tensor[n:n + 1] * masks[n, start:stop, None]
+                        scores[n, start:stop] = torch.stack([target(o) for o in self.model(masked)]).cpu()
+                        if self.progress is not None:
+                            self.progress(stop + n * channels, channels * len(targets))
+                return torch.softmax(scores, dim=-1).numpy()
+
+    return ScoreCAMWithProgress
 
 
-METHODS: dict[str, type] = {
-    "Grad-CAM": GradCAM,
-    "Grad-CAM++": GradCAMPlusPlus,
-    "XGrad-CAM": XGradCAM,
-    "LayerCAM": LayerCAM,
-    "HiResCAM": HiResCAM,
-    "EigenCAM": EigenCAM,
-    "Ablation-CAM": AblationCAM,
-    "Score-CAM": ScoreCAMWithProgress,
+# Display name -> pytorch-grad-cam class name. The library (and matplotlib, scipy behind it) is imported on
+# first use, which keeps about 1.5 s off the dashboard's first page load.
+METHODS: dict[str, str] = {
+    "Grad-CAM": "GradCAM",
+    "Grad-CAM++": "GradCAMPlusPlus",
+    "XGrad-CAM": "XGradCAM",
+    "LayerCAM": "LayerCAM",
+    "HiResCAM": "HiResCAM",
+    "EigenCAM": "EigenCAM",
+    "Ablation-CAM": "AblationCAM",
+    "Score-CAM": "ScoreCAM",
 }
 SLOW_METHODS = {"Ablation-CAM", "Score-CAM"}
 CLASS_AGNOSTIC = {"EigenCAM"}  # first principal component of the activations: the same map for every class
@@ -64,9 +68,12 @@ def library_cam(model: torch.nn.Module, method: str, batch: torch.Tensor, class_
     """One map (H x W, min-max scaled to [0, 1] by the library) for ``class_index`` of a 1-image batch."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = _score_cam_with_progress() if method == "Score-CAM" else getattr(pytorch_grad_cam, METHODS[method])
     private = copy.deepcopy(model).float().eval()
-    with METHODS[method](model=private, target_layers=[private.features]) as cam:
-        if progress is not None and isinstance(cam, ScoreCAMWithProgress):
-            cam.progress = progress
+    with cam_class(model=private, target_layers=[private.features]) as cam:
+        cam.progress = progress
         maps = cam(input_tensor=batch.float(), targets=[ClassifierOutputTarget(class_index)])
     return maps[0]
