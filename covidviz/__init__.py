@@ -3,12 +3,6 @@
 Decision support for people who read radiographs; not a medical device, not a diagnosis.
 """
 
-from covidviz._torchvision_compat import ensure_torchvision_importable
-
-# Runs before any covidviz submodule, so every `from torchvision ...` or `import pytorch_grad_cam` inside
-# the package finds torchvision importable.
-ensure_torchvision_importable()
-
 CLASSES: tuple[str, ...] = ("covid", "pneumonia", "normal")
 CLASS_TITLES: dict[str, str] = {"covid": "COVID-19", "pneumonia": "Pneumonia (not COVID)", "normal": "Normal"}
 DISCLAIMER = (

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from covidviz.cam import gradcam_all_classes, normalise_like_library
+from covidviz.cam.fast_gradcam import gradcam_all_classes
+from covidviz.cam.scaling import normalise_like_library
 from covidviz.inference import softmax
 from covidviz.predictor import Predictor
 from covidviz.preprocess import model_batch

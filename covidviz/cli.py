@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from covidviz.data import DEFAULT_DATA_DIR
-from covidviz.weights_io import DEFAULT_WEIGHTS_DIR
+from covidviz.sidecar import DEFAULT_WEIGHTS_DIR
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -27,8 +27,9 @@ from covidviz.ood_sets import non_chest_dicoms, skimage_pictures
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image
 from covidviz.report import metrics_report
+from covidviz.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.split import read_split
-from covidviz.weights_io import DEFAULT_WEIGHTS_DIR, load_weights, read_sidecar, update_sidecar
+from covidviz.weights_io import load_weights
 
 EVAL_SPLITS = {"val": "validation", "test": "internal test", "external": "external (Hannover)"}
 

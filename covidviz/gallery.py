@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.cam import gradcam_all_classes, normalise_like_library
+from covidviz.cam.fast_gradcam import gradcam_all_classes
+from covidviz.cam.scaling import normalise_like_library
 from covidviz.data import read_metadata
 from covidviz.images import png_bytes
 from covidviz.loading import load_xray_file

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.models.densenet import DenseNet
+
+from covidviz._torchvision_compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # before torchvision's first import (CPU torch + CUDA torchvision wheel)
+from torchvision.models.densenet import DenseNet  # noqa: E402
 
 ARCHITECTURE = "densenet121"
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
-from matplotlib import colormaps
 
 COLORMAPS = {
     "Inferno": "inferno",
@@ -15,7 +16,10 @@ COLORMAPS = {
 DISPLAY_MAX_SIDE = 1024  # what a browser needs; a 2000 px DICOM would only slow the page down
 
 
+@lru_cache(maxsize=16)
 def _lut(name: str) -> np.ndarray:
+    from matplotlib import colormaps  # imported on first overlay, not at page load
+
     return (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 

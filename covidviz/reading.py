@@ -12,17 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.cam import gradcam_all_classes, library_cam
-from covidviz.cam.library import Progress
+from covidviz.cam.fast_gradcam import gradcam_all_classes
+from covidviz.cam.library import Progress, library_cam
+from covidviz.cam.methods import FAST_METHOD, SCALES
 from covidviz.cam.scaling import normalise_like_library, normalise_shared, to_original
 from covidviz.inference import softmax
 from covidviz.ood import OodGuard
 from covidviz.predictor import Predictor
 from covidviz.preprocess import CropBox, canonical_with_box, model_batch
 from covidviz.xray import Xray
-
-FAST_METHOD = "Grad-CAM"
-SCALES = ("per map", "shared across classes")
 
 
 @dataclass(frozen=True)

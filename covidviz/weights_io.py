@@ -17,10 +17,9 @@ from safetensors.torch import load_file, save_file
 from covidviz import CLASSES
 from covidviz.errors import WeightsError
 from covidviz.model import ARCHITECTURE, CxrDenseNet, build_model
+from covidviz.sidecar import DEFAULT_WEIGHTS_DIR, SIDECAR_FILE, read_sidecar, update_sidecar  # noqa: F401  (re-exported)
 
 WEIGHTS_FILE = "model.safetensors"
-SIDECAR_FILE = "model.json"
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def sha256_of(path: Path) -> str:
@@ -43,23 +42,6 @@ def save_weights(model: torch.nn.Module, directory: str | Path, sidecar: dict[st
                "weights_file": WEIGHTS_FILE, "weights_sha256": sha256_of(path)}
     (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
     return path
-
-
-def read_sidecar(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / SIDECAR_FILE
-    if not path.is_file():
-        raise WeightsError(f"No model sidecar at {path}. Train a model or restore weights/ from the repository.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"The sidecar {path} is not valid JSON ({exc}).") from None
-
-
-def update_sidecar(directory: str | Path, **fields: Any) -> None:
-    """Add fields (calibration, for example) without touching the weights or their hash."""
-    sidecar = read_sidecar(directory)
-    sidecar.update(fields)
-    (Path(directory) / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
 def load_weights(directory: str | Path = DEFAULT_WEIGHTS_DIR) -> tuple[CxrDenseNet, dict[str, Any]]:

@@ -1,20 +1,17 @@
-"""Diagnose: upload chest X-rays, read calibrated probabilities, inspect class activation maps."""
+"""Diagnose: upload chest X-rays, read calibrated probabilities, inspect class activation maps.
+
+The controls render first; the model loads after them (once per server process), so the page is
+usable while torch starts.
+"""
 
 import streamlit as st
 
-from covidviz.errors import WeightsError
-from covidviz.ui.diagnose_view import read_upload, render_reading, settings_panel, summary_table
+from covidviz.ui.diagnose_settings import settings_panel
 from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb
 from covidviz.ui.sidebar import disclaimer
 
 st.title("Diagnose")
 disclaimer()
-try:
-    predictor = get_predictor()
-except WeightsError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
-
 uploads = st.file_uploader(
     "Chest X-rays: PNG, JPEG or DICOM (one or many)", accept_multiple_files=True, key="uploads",
     help=f"Up to {upload_limit_mb()} MB per file: enough for an uncompressed 16-bit radiograph from any "
@@ -22,9 +19,19 @@ uploads = st.file_uploader(
 st.caption(f"Files up to {upload_limit_mb()} MB each. Frontal (PA/AP) chest radiographs only. "
            "Images are processed in memory for this session and never stored; DICOM patient data is not read out.")
 settings = settings_panel()
+
+from covidviz.errors import WeightsError  # noqa: E402  (after the controls are on screen)
+
+try:
+    predictor = get_predictor()
+except WeightsError as exc:
+    st.error(f"The model could not be loaded: {exc}")
+    st.stop()
 if not uploads:
     st.info("Upload one or more chest X-rays to see the model's probabilities and heatmaps.")
     st.stop()
+
+from covidviz.ui.diagnose_view import read_upload, render_reading, summary_table  # noqa: E402  (imports torch)
 
 guard = get_guard()
 outcomes = [(u.name, read_upload(predictor, guard, u.name, u.getvalue())) for u in uploads]

@@ -6,9 +6,9 @@ from covidviz import __version__
 from covidviz import eval_data as ed
 from covidviz.errors import WeightsError
 from covidviz.model_card import render_model_card
+from covidviz.sidecar import read_sidecar
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
-from covidviz.weights_io import read_sidecar
 
 disclaimer()
 folder = weights_dir()

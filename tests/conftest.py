@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import covidviz  # noqa: F401  (before any test imports torchvision: see covidviz/_torchvision_compat.py)
+from covidviz._torchvision_compat import ensure_torchvision_importable
+
+ensure_torchvision_importable()  # tests import torchvision directly too
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 torch.set_num_threads(1)

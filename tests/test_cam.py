@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from covidviz import CLASSES
-from covidviz.cam import METHODS, SLOW_METHODS, gradcam_all_classes, library_cam, normalise_like_library
-from covidviz.cam.scaling import normalise_shared, to_original
+from covidviz.cam.fast_gradcam import gradcam_all_classes
+from covidviz.cam.library import library_cam
+from covidviz.cam.methods import METHODS, SLOW_METHODS
+from covidviz.cam.scaling import normalise_like_library, normalise_shared, to_original
 from covidviz.loading import load_xray
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image, canonical_with_box, model_batch

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from covidviz.cam import library_cam
+from covidviz.cam.library import library_cam
 from covidviz.loading import load_xray
 from covidviz.predictor import Predictor
 from covidviz.reading import heatmap, read_xray

@@ -14,6 +14,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from covidviz._torchvision_compat import ensure_torchvision_importable
+from covidviz.cam.methods import METHODS
+
 Progress = Callable[[int, int], None]
 
 
@@ -47,27 +50,12 @@ def _score_cam_with_progress() -> type:
     return ScoreCAMWithProgress
 
 
-# Display name -> pytorch-grad-cam class name. The library (and matplotlib, scipy behind it) is imported on
-# first use, which keeps about 1.5 s off the dashboard's first page load.
-METHODS: dict[str, str] = {
-    "Grad-CAM": "GradCAM",
-    "Grad-CAM++": "GradCAMPlusPlus",
-    "XGrad-CAM": "XGradCAM",
-    "LayerCAM": "LayerCAM",
-    "HiResCAM": "HiResCAM",
-    "EigenCAM": "EigenCAM",
-    "Ablation-CAM": "AblationCAM",
-    "Score-CAM": "ScoreCAM",
-}
-SLOW_METHODS = {"Ablation-CAM", "Score-CAM"}
-CLASS_AGNOSTIC = {"EigenCAM"}  # first principal component of the activations: the same map for every class
-
-
 def library_cam(model: torch.nn.Module, method: str, batch: torch.Tensor, class_index: int,
                 progress: Progress | None = None) -> np.ndarray:
     """One map (H x W, min-max scaled to [0, 1] by the library) for ``class_index`` of a 1-image batch."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+    ensure_torchvision_importable()
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 

@@ -3,61 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.cam import METHODS, SLOW_METHODS
-from covidviz.cam.library import CLASS_AGNOSTIC
+from covidviz.cam.methods import CLASS_AGNOSTIC, FAST_METHOD, SCALES, SLOW_METHODS
 from covidviz.case_report import case_report_html
 from covidviz.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
 from covidviz.images import png_bytes
 from covidviz.loading import load_xray
-from covidviz.overlay import COLORMAPS, downscale, gray_to_rgb, render
+from covidviz.overlay import downscale, gray_to_rgb, render
 from covidviz.predictor import Predictor
-from covidviz.reading import FAST_METHOD, SCALES, Reading, heatmap, heatmap_on_original, read_xray
+from covidviz.reading import Reading, heatmap, heatmap_on_original, read_xray
+from covidviz.ui.diagnose_settings import VIEWS, Settings
 
-VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 MAX_CACHED = 40
 RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
-
-
-@dataclass(frozen=True)
-class Settings:
-    method: str
-    view: str
-    scale: str
-    style: str
-    colormap: str
-    opacity: float
-    threshold: float
-
-
-def settings_panel() -> Settings:
-    """The heatmap controls, in one row above the results."""
-    c1, c2, c3 = st.columns([2, 3, 2])
-    method = c1.selectbox("CAM method", list(METHODS), key="method",
-                          help="Grad-CAM is instant. Ablation-CAM and Score-CAM run hundreds of forward passes: "
-                               "tens of seconds each on this server.")
-    view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
-    scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
-                     help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
-                          "Shared: the three classes of an image on one scale, so a weak class looks weak.")
-    c4, c5, c6, c7 = st.columns(4)
-    style = c4.radio("Overlay", ("heatmap", "contour"), key="style", horizontal=True)
-    colormap = c5.selectbox("Colormap", list(COLORMAPS), key="colormap")
-    opacity = c6.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="opacity", disabled=style == "contour")
-    threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
-                          help="Heatmap: hide values below it. Contour: outline the region at or above it.")
-    if method in SLOW_METHODS:
-        st.info(f"{method} is slow here (tens of seconds per map on 2 CPU cores). A progress bar shows how far "
-                "it is; change any control or upload to cancel it.")
-    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold)
 
 
 def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading | str:

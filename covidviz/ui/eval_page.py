@@ -8,9 +8,9 @@ import streamlit as st
 
 from covidviz import eval_data as ed
 from covidviz.errors import WeightsError
+from covidviz.sidecar import read_sidecar
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
-from covidviz.weights_io import read_sidecar
 
 
 def start_eval_page(title: str) -> dict[str, Any]:

@@ -1,15 +1,22 @@
-"""Process-wide cached resources: the model is loaded and verified once per server process, not per rerun."""
+"""Process-wide cached resources: the model is loaded and verified once per server process, not per rerun.
+
+torch and the model are imported inside the loaders, so pages that never run the model (the evaluation
+pages, and the Diagnose page before the first upload) render without paying for them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from covidviz.ood import OodGuard, load_guard
-from covidviz.predictor import Predictor
-from covidviz.weights_io import DEFAULT_WEIGHTS_DIR
+from covidviz.sidecar import DEFAULT_WEIGHTS_DIR
+
+if TYPE_CHECKING:
+    from covidviz.ood import OodGuard
+    from covidviz.predictor import Predictor
 
 
 def weights_dir() -> Path:
@@ -19,12 +26,14 @@ def weights_dir() -> Path:
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor() -> Predictor:
+    from covidviz.predictor import Predictor
     return Predictor(weights_dir())
 
 
 @st.cache_resource(show_spinner=False)
 def get_guard() -> OodGuard | None:
     """The out-of-distribution guard fitted by ``evaluate`` (None if this weights folder has none)."""
+    from covidviz.ood import load_guard
     return load_guard(weights_dir())
 
 

@@ -1,0 +1,18 @@
+"""CAM method names and their properties (no torch import: the page's controls need only these)."""
+
+FAST_METHOD = "Grad-CAM"  # served by the hook-free one-pass path in covidviz.cam.fast_gradcam
+SCALES = ("per map", "shared across classes")
+
+# Display name -> pytorch-grad-cam class name; the library is imported on first use.
+METHODS: dict[str, str] = {
+    "Grad-CAM": "GradCAM",
+    "Grad-CAM++": "GradCAMPlusPlus",
+    "XGrad-CAM": "XGradCAM",
+    "LayerCAM": "LayerCAM",
+    "HiResCAM": "HiResCAM",
+    "EigenCAM": "EigenCAM",
+    "Ablation-CAM": "AblationCAM",
+    "Score-CAM": "ScoreCAM",
+}
+SLOW_METHODS = {"Ablation-CAM", "Score-CAM"}
+CLASS_AGNOSTIC = {"EigenCAM"}  # first principal component of the activations: the same map for every class

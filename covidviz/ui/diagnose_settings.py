@@ -1,0 +1,46 @@
+"""The Diagnose page's heatmap controls. Light on purpose: it renders before torch is imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from covidviz import CLASS_TITLES, CLASSES
+from covidviz.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS
+from covidviz.overlay import COLORMAPS
+
+VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
+
+
+@dataclass(frozen=True)
+class Settings:
+    method: str
+    view: str
+    scale: str
+    style: str
+    colormap: str
+    opacity: float
+    threshold: float
+
+
+def settings_panel() -> Settings:
+    """The heatmap controls, in one row above the results."""
+    c1, c2, c3 = st.columns([2, 3, 2])
+    method = c1.selectbox("CAM method", list(METHODS), key="method",
+                          help="Grad-CAM is instant. Ablation-CAM and Score-CAM run hundreds of forward passes: "
+                               "tens of seconds each on this server.")
+    view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
+    scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
+                     help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
+                          "Shared: the three classes of an image on one scale, so a weak class looks weak.")
+    c4, c5, c6, c7 = st.columns(4)
+    style = c4.radio("Overlay", ("heatmap", "contour"), key="style", horizontal=True)
+    colormap = c5.selectbox("Colormap", list(COLORMAPS), key="colormap")
+    opacity = c6.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="opacity", disabled=style == "contour")
+    threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
+                          help="Heatmap: hide values below it. Contour: outline the region at or above it.")
+    if method in SLOW_METHODS:
+        st.info(f"{method} is slow here (tens of seconds per map on 2 CPU cores). A progress bar shows how far "
+                "it is; change any control or upload to cancel it.")
+    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold)
