@@ -56,8 +56,9 @@ def read_metadata(data_dir: str | Path) -> list[Record]:
 
 
 def load_canonical(data_dir: str | Path, records: list[Record], progress: bool = True) -> np.ndarray:
-    """N x 256 x 256 float16 canonical images, through the same loader and preprocessing as uploads."""
-    out = np.empty((len(records), CANONICAL_SIZE, CANONICAL_SIZE), dtype=np.float16)
+    """N x 256 x 256 float32 canonical images, through the same loader and preprocessing as uploads
+    (float32, not a smaller type, so evaluation sees exactly what an upload of the same file gives)."""
+    out = np.empty((len(records), CANONICAL_SIZE, CANONICAL_SIZE), dtype=np.float32)
     iterator = records
     if progress:
         from tqdm import tqdm

@@ -22,7 +22,7 @@ from covidviz.gallery import build_gallery
 from covidviz.inference import pooled_and_logits, softmax
 from covidviz.metrics import brier_score, expected_calibration_error
 from covidviz.model_card import render_model_card
-from covidviz.ood import VAL_QUANTILE, fit_guard, save_guard
+from covidviz.ood import VAL_QUANTILE, fit_guard, hard_threshold, save_guard
 from covidviz.ood_sets import non_chest_dicoms, skimage_pictures
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image
@@ -67,25 +67,33 @@ def _clean(value: Any) -> Any:
 
 
 def fit_and_measure_guard(model, size: int, pooled: dict[str, np.ndarray], weights_dir: Path) -> dict[str, Any]:
-    """Fit the OOD guard (train features; threshold on validation) and measure it on offline non-chest images."""
-    guard = fit_guard(pooled["train"], pooled["val"])
-    save_guard(guard, weights_dir)
+    """Fit the OOD guard (train features; thresholds from validation and offline non-chest images), save it,
+    and measure it: detection on the non-chest images (also leave-one-out), false alarms on test and external."""
     others = {**skimage_pictures(), **non_chest_dicoms()}
     names = sorted(others)
     other_pooled, _ = pooled_and_logits(model, [canonical_image(others[n].pixels) for n in names], size)
-    flagged = guard.is_outlier(other_pooled)
+    guard = fit_guard(pooled["train"], pooled["val"], other_pooled)
+    save_guard(guard, weights_dir)
+    val_d, other_d = guard.distance(pooled["val"]), guard.distance(other_pooled)
+    flagged = other_d > guard.threshold
+    held_out = np.array([other_d[i] > hard_threshold(val_d, np.delete(other_d, i)) for i in range(len(names))])
     report: dict[str, Any] = {
         "method": "Mahalanobis distance of pooled DenseNet features (Ledoit-Wolf covariance, fitted on train)",
-        "threshold": guard.threshold, "threshold_rule": f"{VAL_QUANTILE:.0%} quantile of validation distances",
-        "detection": {}, "false_alarm": {}, "per_image": {n: bool(f) for n, f in zip(names, flagged)}}
+        "threshold": guard.threshold, "caution": guard.caution,
+        "threshold_rule": "halfway between the largest validation distance and the smallest non-chest distance",
+        "caution_rule": f"{VAL_QUANTILE:.0%} quantile of validation distances",
+        "detection": {}, "false_alarm": {}, "caution_rate": {},
+        "per_image": {n: round(float(d), 1) for n, d in zip(names, other_d)}}
     for label, prefix in (("skimage pictures", "skimage:"), ("non-chest DICOMs", "dicom:")):
         mask = np.array([n.startswith(prefix) for n in names])
-        report["detection"][label] = {"n": int(mask.sum()), "rate": float(flagged[mask].mean()) if mask.any() else None}
+        report["detection"][label] = {"n": int(mask.sum()), "rate": float(flagged[mask].mean()),
+                                      "rate_leave_one_out": float(held_out[mask].mean())}
     for split in ("test", "external"):
-        alarms = guard.is_outlier(pooled[split])
-        report["false_alarm"][split] = {"n": int(len(alarms)), "rate": float(alarms.mean())}
-    update_sidecar(weights_dir, ood={"file": "ood.safetensors", "threshold": guard.threshold,
-                                     "threshold_rule": report["threshold_rule"]})
+        distances = guard.distance(pooled[split])
+        report["false_alarm"][split] = {"n": int(len(distances)), "rate": float((distances > guard.threshold).mean())}
+        report["caution_rate"][split] = float((distances > guard.caution).mean())
+    update_sidecar(weights_dir, ood={"file": "ood.safetensors", "threshold": guard.threshold, "caution": guard.caution,
+                                     "threshold_rule": report["threshold_rule"], "caution_rule": report["caution_rule"]})
     return report
 
 

@@ -86,6 +86,19 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -
                 lines.append(_metrics_rows(f"{split['title']}: {source}", report))
         lines += ["", "COVID precision and macro F1 are undefined or degenerate on the Hannover set, which holds "
                   "COVID-19 images only: its honest figure is COVID sensitivity.", ""]
+        ood = metrics.get("ood")
+        if ood:
+            det = "; ".join(f"{k}: {v['rate']:.0%} of {v['n']} (leave-one-out {v['rate_leave_one_out']:.0%})"
+                            for k, v in ood["detection"].items())
+            alarms = "; ".join(f"{k}: {v['rate']:.1%} of {v['n']}" for k, v in ood["false_alarm"].items())
+            caution = "; ".join(f"{k}: {v:.1%}" for k, v in ood["caution_rate"].items())
+            lines += ["## Out-of-distribution guard",
+                      f"{ood['method']}. An upload is flagged as not meaningful above {ood['threshold']:.1f} "
+                      f"({ood['threshold_rule']}) and gets a caution above {ood['caution']:.1f} ({ood['caution_rule']}).",
+                      f"- Non-chest images flagged: {det}.",
+                      f"- Real chest X-rays flagged (false alarms): {alarms}.",
+                      f"- Real chest X-rays with a caution: {caution}. The Hannover hospital is new to the model, "
+                      "and the guard says so.", ""]
     lines += [
         "## Known limitations",
         "- **Source confounding.** Each class comes mostly from different collections: normal and pneumonia from "

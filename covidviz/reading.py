@@ -33,6 +33,7 @@ class Reading:
     raw_maps: np.ndarray  # K x h x w fast Grad-CAM, unnormalised
     ood_distance: float | None
     ood_threshold: float | None
+    ood_caution: float | None
 
     @property
     def label(self) -> str:
@@ -40,7 +41,13 @@ class Reading:
 
     @property
     def is_outlier(self) -> bool:
+        """Unlike any chest X-ray the model knows: the prediction is not meaningful."""
         return self.ood_distance is not None and self.ood_distance > self.ood_threshold
+
+    @property
+    def is_unusual(self) -> bool:
+        """A chest X-ray, perhaps, but unlike the training images (other hospital, detector, projection)."""
+        return self.ood_distance is not None and not self.is_outlier and self.ood_distance > self.ood_caution
 
     def probability(self, class_index: int) -> float:
         return float(self.probabilities[class_index])
@@ -53,7 +60,8 @@ def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | Non
     distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
     return Reading(name=name, xray=xray, canonical=canonical, box=box,
                    probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],
-                   ood_distance=distance, ood_threshold=guard.threshold if guard is not None else None)
+                   ood_distance=distance, ood_threshold=guard.threshold if guard is not None else None,
+                   ood_caution=guard.caution if guard is not None else None)
 
 
 def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: int, scale: str = SCALES[0],

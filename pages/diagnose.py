@@ -7,7 +7,7 @@ usable while torch starts.
 import streamlit as st
 
 from covidviz.ui.diagnose_settings import settings_panel
-from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb
+from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb, warm_up
 from covidviz.ui.sidebar import disclaimer
 
 st.title("Diagnose")
@@ -29,6 +29,7 @@ except WeightsError as exc:
     st.stop()
 if not uploads:
     st.info("Upload one or more chest X-rays to see the model's probabilities and heatmaps.")
+    warm_up()
     st.stop()
 
 from covidviz.ui.diagnose_view import read_upload, render_reading, summary_table  # noqa: E402  (imports torch)

@@ -91,3 +91,20 @@ def test_switching_class_view_and_style(app, view):
     app.radio(key="style").set_value("heatmap")
     app.run()
     assert not app.exception
+
+
+def test_a_photograph_is_flagged_before_its_prediction_is_read_as_meaningful():
+    import io
+
+    from PIL import Image
+    from skimage.data import astronaut
+    buf = io.BytesIO()
+    Image.fromarray(astronaut()).save(buf, format="JPEG")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.file_uploader(key="uploads").set_value([("holiday.jpg", buf.getvalue(), "image/jpeg")])
+    at.run()
+    assert not at.exception
+    assert any("unlike the chest X-rays the model was trained on" in e.value for e in at.error)
+    assert any("colour image" in w.value for w in at.warning)
+    assert any("not meaningful" in m.value for m in at.markdown)

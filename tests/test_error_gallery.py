@@ -44,6 +44,7 @@ def test_committed_gallery_page_shows_cards_and_filters(eval_weights, monkeypatc
     index = read_gallery_index(eval_weights)
     at = _run(monkeypatch, eval_weights)
     assert len(_cards(at)) == min(12, len(index))
+    assert len(at.get("image")) == 2 * min(12, len(index))
     if index:
         keep = index[0]["true"]
         at.multiselect(key="true_filter").set_value([keep])
@@ -69,4 +70,4 @@ def test_with_a_data_folder_every_error_is_shown_live(monkeypatch):
     total = len(misclassified(WEIGHTS / "eval" / "test_predictions.csv"))
     assert f"{total} misclassified images." in [m.value for m in at.markdown]
     assert len(_cards(at)) == min(12, total)
-    assert len(at.get("imgs")) >= 1
+    assert len(at.get("image")) == 2 * min(12, total)  # what the model saw, and its overlay

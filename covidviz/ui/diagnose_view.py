@@ -15,7 +15,7 @@ from covidviz.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
 from covidviz.images import png_bytes
 from covidviz.loading import load_xray
-from covidviz.overlay import downscale, gray_to_rgb, render
+from covidviz.overlay import downscale, render, to_uint8
 from covidviz.predictor import Predictor
 from covidviz.reading import Reading, heatmap, heatmap_on_original, read_xray
 from covidviz.ui.diagnose_settings import VIEWS, Settings
@@ -69,6 +69,10 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.error(f"This image is unlike the chest X-rays the model was trained on (feature distance "
                  f"{reading.ood_distance:.0f}, threshold {reading.ood_threshold:.0f}). The probabilities below are "
                  "not meaningful for it: it may not be a frontal chest radiograph.")
+    elif reading.is_unusual:
+        st.warning(f"This image looks unlike the images the model was trained on (feature distance "
+                   f"{reading.ood_distance:.0f}; 99% of validation images are below {reading.ood_caution:.0f}). "
+                   "It may come from another hospital, detector or projection: read the output with extra care.")
     for warning in reading.xray.warnings:
         st.warning(warning)
     left, right = st.columns([2, 3])
@@ -90,7 +94,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     shown = _classes_to_show(reading, settings.view)
     columns = st.columns(1 + len(shown))
     width = RESULT_PANEL_PX // len(columns)
-    columns[0].plotly_chart(zoomable_image(gray_to_rgb(gray), "Original (unaltered)", width), key=f"orig{index}",
+    columns[0].plotly_chart(zoomable_image(to_uint8(gray), "Original (unaltered)", width), key=f"orig{index}",
                             config=PLOT_CONFIG)
     overlay_rgb, title = None, ""
     for column, k in zip(columns[1:], shown):
@@ -126,7 +130,8 @@ def summary_table(outcomes: list[tuple[str, Reading | str]]) -> pd.DataFrame:
         if isinstance(outcome, str):
             rows.append({"file": name, "label": None, **{f"p_{c}": None for c in CLASSES}, "flags": "", "error": outcome})
         else:
-            flags = (["out of distribution"] if outcome.is_outlier else []) + list(outcome.xray.warnings)
+            flags = (["out of distribution"] if outcome.is_outlier else ["unlike the training images"]
+                     if outcome.is_unusual else []) + list(outcome.xray.warnings)
             rows.append({"file": name, "label": outcome.label,
                          **{f"p_{c}": round(float(p), 4) for c, p in zip(CLASSES, outcome.probabilities)},
                          "flags": " | ".join(flags), "error": ""})

@@ -31,6 +31,25 @@ def get_predictor() -> Predictor:
 
 
 @st.cache_resource(show_spinner=False)
+def warm_up() -> bool:
+    """Pay the first request's costs (imports, kernel selection, colormaps) once per process, while the
+    first user is still choosing a file, so that first upload is as fast as every later one."""
+    predictor = get_predictor()
+    import numpy as np
+
+    import covidviz.ui.diagnose_view  # noqa: F401  (the Diagnose page's rendering imports)
+    from covidviz.overlay import render
+    from covidviz.reading import heatmap, heatmap_on_original, read_xray
+    from covidviz.xray import Xray
+
+    pixels = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    reading = read_xray(predictor, Xray(pixels=pixels), "warm-up", None)
+    cam = heatmap_on_original(reading, heatmap(reading, predictor, "Grad-CAM", 0))
+    render(pixels, cam, "heatmap", "inferno", 0.45, 0.0)
+    return True
+
+
+@st.cache_resource(show_spinner=False)
 def get_guard() -> OodGuard | None:
     """The out-of-distribution guard fitted by ``evaluate`` (None if this weights folder has none)."""
     from covidviz.ood import load_guard

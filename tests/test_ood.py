@@ -1,0 +1,57 @@
+"""The out-of-distribution guard on the shipped model: non-chest images flagged, chest X-rays pass."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from covidviz.loading import load_xray
+from covidviz.ood import fit_guard, hard_threshold, load_guard
+from covidviz.ood_sets import non_chest_dicoms, skimage_pictures
+from covidviz.predictor import Predictor
+from covidviz.reading import read_xray
+from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor(WEIGHTS)
+
+
+@pytest.fixture(scope="module")
+def guard():
+    guard = load_guard(WEIGHTS)
+    assert guard is not None, "weights/ood.safetensors is missing: run python -m covidviz evaluate"
+    return guard
+
+
+def test_offline_non_chest_images_are_flagged_as_metrics_json_says(predictor, guard):
+    others = {**skimage_pictures(), **non_chest_dicoms()}
+    recorded = json.loads((WEIGHTS / "eval" / "metrics.json").read_text())["ood"]
+    assert len(others) == sum(v["n"] for v in recorded["detection"].values())
+    flagged = {name: read_xray(predictor, xray, name, guard).is_outlier for name, xray in others.items()}
+    for label, prefix in (("skimage pictures", "skimage:"), ("non-chest DICOMs", "dicom:")):
+        rate = np.mean([f for n, f in flagged.items() if n.startswith(prefix)])
+        assert rate == pytest.approx(recorded["detection"][label]["rate"])
+    assert np.mean(list(flagged.values())) >= 0.9
+
+
+def test_real_chest_fixtures_from_the_pool_sources_are_not_flagged(predictor, guard):
+    """Hannover (a hospital the model never saw) may draw a caution or a flag; the pool's sources must not."""
+    for row in (r for r in fixture_rows() if not r["data_file"].startswith("external/")):
+        name = row["fixture"]
+        reading = read_xray(predictor, load_xray((FIXTURES / name).read_bytes(), name), name, guard)
+        assert not reading.is_outlier, (name, reading.ood_distance, guard.threshold)
+
+
+def test_thresholds_follow_their_rules():
+    rng = np.random.default_rng(0)
+    train, val = rng.normal(size=(400, 8)), rng.normal(size=(200, 8))
+    far = rng.normal(size=(30, 8)) + 6.0
+    guard = fit_guard(train, val, far)
+    val_d, far_d = guard.distance(val), guard.distance(far)
+    assert guard.caution == pytest.approx(np.quantile(val_d, 0.99))
+    assert guard.threshold == pytest.approx(hard_threshold(val_d, far_d))
+    assert not guard.is_outlier(val).any() and guard.is_outlier(far).all()
