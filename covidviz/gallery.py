@@ -18,7 +18,7 @@ from covidviz.cam.scaling import normalise_like_library
 from covidviz.data import read_metadata
 from covidviz.images import png_bytes
 from covidviz.loading import load_xray_file
-from covidviz.overlay import blend, gray_to_rgb
+from covidviz.overlay import blend, to_uint8
 from covidviz.predictor import Predictor
 from covidviz.preprocess import canonical_image, model_batch
 
@@ -52,11 +52,11 @@ def misclassified(predictions_csv: Path) -> list[GalleryItem]:
 
 
 def overlay_pair(predictor: Predictor, path: Path, class_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The canonical image the model saw and its Grad-CAM overlay for ``class_name`` (uint8 RGB, 256 px)."""
+    """The canonical image the model saw (uint8 gray) and its Grad-CAM overlay for ``class_name`` (uint8 RGB)."""
     canonical = canonical_image(load_xray_file(path).pixels)
     result = gradcam_all_classes(predictor.model, model_batch([canonical], predictor.input_size))
     cam = normalise_like_library(result.maps[0], canonical.shape[0])[CLASSES.index(class_name)]
-    return gray_to_rgb(canonical), blend(canonical, cam, "inferno", 0.45)
+    return to_uint8(canonical), blend(canonical, cam, "inferno", 0.45)
 
 
 def build_gallery(data_dir: Path, weights_dir: Path, predictor: Predictor, split: str = "test") -> int:
