@@ -25,11 +25,8 @@ def case_report_html(reading: Reading, overlay_rgb: np.ndarray, overlay_title: s
         f"<tr{' class=top' if c == reading.label else ''}><td>{esc(CLASS_TITLES[c])}</td>"
         f"<td>{reading.probabilities[k]:.1%}</td></tr>" for k, c in enumerate(CLASSES))
     notes = list(reading.xray.warnings)
-    if reading.is_outlier:
-        notes.insert(0, "This image is unlike the chest X-rays the model was trained on: the prediction is not meaningful.")
-    elif reading.is_unusual:
-        notes.insert(0, "This image looks unlike the training images (another hospital, detector or projection?): "
-                        "read the output with extra care.")
+    if reading.ood_note:
+        notes.insert(0, reading.ood_note)
     warnings_html = "".join(f"<li>{esc(w)}</li>" for w in notes) or "<li>None.</li>"
     info = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in reading.xray.info.items())
     original = data_uri(downscale(gray_to_rgb(reading.xray.pixels), 768))

@@ -36,7 +36,7 @@ def pooled_and_logits(model: torch.nn.Module, images: Sequence[np.ndarray] | np.
             chunk = [np.asarray(im, dtype=np.float32) for im in images[start:start + batch_size]]
             feats = torch.relu(model.features(model_batch(chunk, size).to(device))).mean(dim=(2, 3)).float()
             pooled.append(feats.cpu())
-            logits.append(model.classifier(feats).cpu())
+            logits.append(model.classifier(feats).float().cpu())
     return torch.cat(pooled).numpy(), torch.cat(logits).numpy()
 
 

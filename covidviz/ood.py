@@ -41,6 +41,19 @@ class OodGuard:
         return self.distance(features) > self.threshold
 
 
+def ood_message(distance: float | None, guard: OodGuard | None) -> str | None:
+    """What a reader should be told about an image at this distance (one wording for page, report and CLI)."""
+    if distance is None or guard is None or distance <= guard.caution:
+        return None
+    if distance > guard.threshold:
+        return (f"This image is unlike the chest X-rays the model was trained on (feature distance {distance:.0f}, "
+                f"flagged above {guard.threshold:.0f}): the prediction is not meaningful for it. It may not be a "
+                "frontal chest radiograph.")
+    return (f"This image looks unlike the images the model was trained on (feature distance {distance:.0f}; 99% of "
+            f"validation images are below {guard.caution:.0f}). It may come from another hospital, detector or "
+            "projection: read the output with extra care.")
+
+
 def hard_threshold(val_distances: np.ndarray, non_chest_distances: np.ndarray) -> float:
     """Halfway between the farthest validation X-ray and the nearest non-chest image."""
     return float((np.max(val_distances) + np.min(non_chest_distances)) / 2)

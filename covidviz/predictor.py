@@ -14,8 +14,9 @@ import torch
 
 from covidviz import CLASSES
 from covidviz.errors import XrayInputError
-from covidviz.inference import logits_canonical, softmax
+from covidviz.inference import logits_canonical, pooled_and_logits, softmax
 from covidviz.loading import load_xray
+from covidviz.ood import load_guard, ood_message
 from covidviz.preprocess import canonical_image
 from covidviz.weights_io import DEFAULT_WEIGHTS_DIR, load_weights
 from covidviz.xray import Xray
@@ -48,6 +49,7 @@ class Predictor:
 
     def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False) -> None:
         self.model, self.sidecar = load_weights(weights_dir)
+        self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
         self.model = self.model.to(memory_format=torch.channels_last)
         self.input_size = int(self.sidecar["input_size"])
         self.temperature = float(self.sidecar.get("temperature", 1.0))
@@ -63,9 +65,19 @@ class Predictor:
         return softmax(logits, self.temperature)
 
     def predict_xrays(self, xrays: list[Xray], names: list[str]) -> list[Prediction]:
-        probs = self.probabilities([canonical_image(x.pixels) for x in xrays]) if xrays else []
-        return [Prediction(name=n, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
-                           warnings=x.warnings, info=x.info) for n, x, row in zip(names, xrays, probs)]
+        """Calibrated probabilities, with the loader's warnings and the out-of-distribution note if any."""
+        if not xrays:
+            return []
+        canonical = [canonical_image(x.pixels) for x in xrays]
+        pooled, logits = pooled_and_logits(self.model, canonical, self.input_size, fast=self.fast)
+        probs = softmax(logits, self.temperature)
+        distances = self.guard.distance(pooled) if self.guard is not None else [None] * len(xrays)
+        out = []
+        for name, xray, row, distance in zip(names, xrays, probs, distances):
+            note = ood_message(distance, self.guard)
+            out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
+                                  warnings=((note,) if note else ()) + xray.warnings, info=xray.info))
+        return out
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:
         try:

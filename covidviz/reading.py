@@ -17,7 +17,7 @@ from covidviz.cam.library import Progress, library_cam
 from covidviz.cam.methods import FAST_METHOD, SCALES
 from covidviz.cam.scaling import normalise_like_library, normalise_shared, to_original
 from covidviz.inference import softmax
-from covidviz.ood import OodGuard
+from covidviz.ood import OodGuard, ood_message
 from covidviz.predictor import Predictor
 from covidviz.preprocess import CropBox, canonical_with_box, model_batch
 from covidviz.xray import Xray
@@ -32,8 +32,7 @@ class Reading:
     probabilities: np.ndarray  # calibrated, in CLASSES order
     raw_maps: np.ndarray  # K x h x w fast Grad-CAM, unnormalised
     ood_distance: float | None
-    ood_threshold: float | None
-    ood_caution: float | None
+    guard: OodGuard | None
 
     @property
     def label(self) -> str:
@@ -42,12 +41,16 @@ class Reading:
     @property
     def is_outlier(self) -> bool:
         """Unlike any chest X-ray the model knows: the prediction is not meaningful."""
-        return self.ood_distance is not None and self.ood_distance > self.ood_threshold
+        return self.guard is not None and self.ood_distance > self.guard.threshold
 
     @property
     def is_unusual(self) -> bool:
         """A chest X-ray, perhaps, but unlike the training images (other hospital, detector, projection)."""
-        return self.ood_distance is not None and not self.is_outlier and self.ood_distance > self.ood_caution
+        return self.guard is not None and not self.is_outlier and self.ood_distance > self.guard.caution
+
+    @property
+    def ood_note(self) -> str | None:
+        return ood_message(self.ood_distance, self.guard)
 
     def probability(self, class_index: int) -> float:
         return float(self.probabilities[class_index])
@@ -60,8 +63,7 @@ def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | Non
     distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
     return Reading(name=name, xray=xray, canonical=canonical, box=box,
                    probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],
-                   ood_distance=distance, ood_threshold=guard.threshold if guard is not None else None,
-                   ood_caution=guard.caution if guard is not None else None)
+                   ood_distance=distance, guard=guard)
 
 
 def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: int, scale: str = SCALES[0],

@@ -90,3 +90,16 @@ def test_bench_prints_a_table_and_a_json_summary():
         assert summary[mode]["latency_ms_batch1"] > 0 and summary[mode]["throughput_img_per_s"] > 0
     assert 0 <= summary["label_agreement_fast_vs_fp32"] <= 1
     assert "fixture X-rays" in summary["images"]
+
+
+def test_cli_flags_a_photograph_as_out_of_distribution(tmp_path):
+    from PIL import Image
+    from skimage.data import chelsea
+    photo = tmp_path / "cat.png"
+    Image.fromarray(chelsea()).save(photo)
+    result = subprocess.run([sys.executable, "-m", "covidviz", "predict", str(photo), "--json"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr  # scored, with warnings: not a rejection
+    line = json.loads(result.stdout)
+    assert any("unlike the chest X-rays the model was trained on" in w for w in line["warnings"])
+    assert any("colour image" in w for w in line["warnings"])

@@ -66,13 +66,9 @@ def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> 
 def render_reading(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
     st.subheader(reading.name)
     if reading.is_outlier:
-        st.error(f"This image is unlike the chest X-rays the model was trained on (feature distance "
-                 f"{reading.ood_distance:.0f}, threshold {reading.ood_threshold:.0f}). The probabilities below are "
-                 "not meaningful for it: it may not be a frontal chest radiograph.")
+        st.error(reading.ood_note)
     elif reading.is_unusual:
-        st.warning(f"This image looks unlike the images the model was trained on (feature distance "
-                   f"{reading.ood_distance:.0f}; 99% of validation images are below {reading.ood_caution:.0f}). "
-                   "It may come from another hospital, detector or projection: read the output with extra care.")
+        st.warning(reading.ood_note)
     for warning in reading.xray.warnings:
         st.warning(warning)
     left, right = st.columns([2, 3])
