@@ -7,16 +7,19 @@ import streamlit as st
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import render_sidebar
 
+# Explicit url_paths, unlike the file names on purpose: a fresh Streamlit server routes its very first run
+# through the legacy pages/ folder, where a deep link such as /error_gallery would bypass this script (no
+# sidebar, no layout). /error-gallery matches no legacy page, so this script runs and routes it itself.
 st.set_page_config(page_title="covidviz", page_icon=":material/radiology:", layout="wide")
 
 navigation = st.navigation({
     "Read an X-ray": [st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:", default=True)],
     "Evaluation": [
-        st.Page("pages/confusion_matrices.py", title="Confusion matrices", icon=":material/grid_on:"),
-        st.Page("pages/metric_explorer.py", title="Metric explorer", icon=":material/monitoring:"),
-        st.Page("pages/error_gallery.py", title="Error gallery", icon=":material/photo_library:"),
+        st.Page("pages/confusion_matrices.py", title="Confusion matrices", url_path="confusion-matrices", icon=":material/grid_on:"),
+        st.Page("pages/metric_explorer.py", title="Metric explorer", url_path="metric-explorer", icon=":material/monitoring:"),
+        st.Page("pages/error_gallery.py", title="Error gallery", url_path="error-gallery", icon=":material/photo_library:"),
     ],
-    "About": [st.Page("pages/model_card.py", title="About / model card", icon=":material/description:")],
+    "About": [st.Page("pages/model_card.py", title="About / model card", url_path="model-card", icon=":material/description:")],
 })
 render_sidebar(weights_dir())
 navigation.run()

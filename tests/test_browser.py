@@ -59,15 +59,26 @@ def test_large_dicom_upload_to_heatmap(page, server_url, tmp_path):  # noqa: F81
 
 
 def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):  # noqa: F811
-    page.goto(f"{server_url}/confusion_matrices")
+    """Deep links work even as a fresh server's first request, with the app's sidebar and layout."""
+    page.goto(f"{server_url}/confusion-matrices")
     page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=60_000)
+    assert page.get_by_text("Read an X-ray").count() == 1  # the app's own navigation, not the legacy one
     assert page.locator(".js-plotly-plot .annotation-text").count() >= 9  # one count per cell at least
     page.screenshot(path=str(tmp_path / "confusion.png"), full_page=True)
-    page.goto(f"{server_url}/metric_explorer")
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/confusion.png", full_page=True)
+    page.goto(f"{server_url}/metric-explorer")
     page.locator(".js-plotly-plot .scatterlayer").first.wait_for(timeout=60_000)  # ROC / PR curves
-    page.goto(f"{server_url}/model_card")
+    if SCREENSHOTS:
+        page.wait_for_timeout(1000)
+        page.screenshot(path=f"{SCREENSHOTS}/explorer.png", full_page=True)
+    page.goto(f"{server_url}/model-card")
     page.get_by_text("Known limitations").first.wait_for(timeout=60_000)
-    page.goto(f"{server_url}/error_gallery")
+    page.goto(f"{server_url}/error-gallery")
     page.get_by_text("misclassified images").first.wait_for(timeout=60_000)
+    first_image = page.locator("[data-testid=stImage] img").first
+    first_image.wait_for(timeout=60_000)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=first_image.element_handle(),
+                           timeout=60_000)
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/gallery.png", full_page=True)

@@ -64,7 +64,7 @@ def test_the_corrupt_file_gets_its_message_and_the_others_still_work(app):
 
 
 def test_dicom_reader_facts_are_shown_without_identifiers(app):
-    tables = " ".join(str(t.value) for t in app.table)
+    tables = " ".join(m.value for m in app.markdown)
     for fact in ("CR", "PA", "CHEST", "1841 x 1955 px"):
         assert fact in tables
 

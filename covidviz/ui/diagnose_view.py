@@ -79,8 +79,7 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.plotly_chart(probability_bars(reading.probabilities, muted=reading.is_outlier), key=f"bars{index}",
                         config=PLOT_CONFIG)
         st.caption("Calibrated probabilities (temperature scaling fitted on validation data).")
-        st.table(pd.DataFrame({"image": list(reading.xray.info.keys()), "": list(reading.xray.info.values())})
-                 .set_index("image"))
+        st.markdown("  \n".join(f"**{key}:** {value}" for key, value in reading.xray.info.items()))
     with right:
         _render_images(reading, predictor, settings, index)
 

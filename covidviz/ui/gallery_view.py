@@ -51,9 +51,9 @@ def render_gallery(items: list[GalleryItem]) -> None:
 
 def _card(item: GalleryItem) -> None:
     probs = " · ".join(f"{CLASS_TITLES[c]} {item.probabilities[c]:.1%}" for c in CLASSES)
-    st.markdown(f"**{Path(item.file).name}** ({item.source}): true **{CLASS_TITLES[item.true]}**, predicted "
-                f"**{CLASS_TITLES[item.predicted]}** ({item.confidence:.1%})  \n{probs}")
-    left, right = st.columns(2)
+    text, left, right = st.columns(3)
+    text.markdown(f"**{Path(item.file).name}** ({item.source}): true **{CLASS_TITLES[item.true]}**, predicted "
+                  f"**{CLASS_TITLES[item.predicted]}** ({item.confidence:.1%})  \n{probs}")
     folder = data_dir()
     if folder is not None:
         image, overlay = overlay_pair(get_predictor(), folder / item.file, item.predicted)
