@@ -28,8 +28,8 @@ def settings_panel() -> Settings:
     """The heatmap controls, in one row above the results."""
     c1, c2, c3 = st.columns([2, 3, 2])
     method = c1.selectbox("CAM method", list(METHODS), key="method",
-                          help="Grad-CAM is instant. Ablation-CAM and Score-CAM run hundreds of forward passes: "
-                               "tens of seconds each on this server.")
+                          help="Grad-CAM comes with the prediction at no extra cost; the others take up to a second. "
+                               "Score-CAM runs a forward pass per feature channel: about 25 s per map on this server.")
     view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
     scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
                      help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
@@ -41,6 +41,6 @@ def settings_panel() -> Settings:
     threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
                           help="Heatmap: hide values below it. Contour: outline the region at or above it.")
     if method in SLOW_METHODS:
-        st.info(f"{method} is slow here (tens of seconds per map on 2 CPU cores). A progress bar shows how far "
+        st.info(f"{method} is slow here (about 25 s per map on 2 CPU cores). A progress bar shows how far "
                 "it is; change any control or upload to cancel it.")
     return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold)
