@@ -6,8 +6,6 @@ N x K probability matrix, so the same code serves training, evaluation and the d
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 
@@ -114,15 +112,3 @@ def brier_score(y_true: np.ndarray, probs: np.ndarray) -> float:
     """Multi-class Brier score: mean over images of the squared error summed over classes."""
     onehot = np.eye(probs.shape[1])[np.asarray(y_true)]
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
-
-
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(indices)`` over resampled image indices."""
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1 - level) / 2
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save_file
 from sklearn.covariance import LedoitWolf
 
@@ -83,8 +82,3 @@ def load_guard(directory: Path) -> OodGuard | None:
     tensors = load_file(str(path))
     hard, caution = (float(v) for v in tensors["thresholds"])
     return OodGuard(mean=tensors["mean"], precision=tensors["precision"], threshold=hard, caution=caution)
-
-
-def pooled_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """What the classifier reads: ReLU then global average pooling of the ``features`` output."""
-    return torch.relu(model.features(batch)).mean(dim=(2, 3))

@@ -10,7 +10,7 @@ Convention (scikit-learn's): an image is called positive for class ``k`` when ``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,9 +57,6 @@ class OperatingPoint:
     @property
     def fpr(self) -> float:
         return 1.0 - self.specificity
-
-    def as_dict(self) -> dict[str, float | int | str | None]:
-        return asdict(self)
 
 
 def one_vs_rest(y_true: np.ndarray, probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,11 +10,9 @@ from covidviz import CLASSES
 from covidviz.metrics import (
     average_precision,
     binary_counts,
-    bootstrap_ci,
     brier_score,
     confusion_matrix,
     expected_calibration_error,
-    per_class_rates,
     rates_from_counts,
     roc_auc,
 )
@@ -67,5 +65,3 @@ def metrics_report(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: i
         "brier": brier_score(y, probs) if len(y) else None,
     }
 
-
-__all__ = ["metrics_report", "class_metrics", "summary", "per_class_rates", "bootstrap_ci"]
