@@ -27,10 +27,14 @@ class CxrDenseNet(DenseNet):
         super().__init__(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64,
                          num_classes=num_classes, drop_rate=drop_rate)
 
+    @staticmethod
+    def pool(feature_map: Tensor) -> Tensor:
+        """What the classifier reads: ReLU, then global average pooling of the ``features`` output."""
+        return F.adaptive_avg_pool2d(F.relu(feature_map), (1, 1)).flatten(1)
+
     def head(self, feature_map: Tensor) -> Tensor:
-        """Logits from the ``features`` output: ReLU, global average pool, linear."""
-        pooled = F.adaptive_avg_pool2d(F.relu(feature_map), (1, 1)).flatten(1)
-        return self.classifier(pooled)
+        """Logits from the ``features`` output."""
+        return self.classifier(self.pool(feature_map))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))

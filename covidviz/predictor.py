@@ -14,7 +14,7 @@ import torch
 
 from covidviz import CLASSES
 from covidviz.errors import XrayInputError
-from covidviz.inference import logits_canonical, pooled_and_logits, softmax
+from covidviz.inference import pooled_and_logits, softmax
 from covidviz.loading import load_xray
 from covidviz.ood import load_guard, ood_message
 from covidviz.preprocess import canonical_image
@@ -61,7 +61,7 @@ class Predictor:
 
     def probabilities(self, canonical: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """N x 3 calibrated probabilities for canonical images."""
-        logits = logits_canonical(self.model, canonical, self.input_size, batch_size, self.fast)
+        _, logits = pooled_and_logits(self.model, canonical, self.input_size, batch_size, self.fast)
         return softmax(logits, self.temperature)
 
     def predict_xrays(self, xrays: list[Xray], names: list[str]) -> list[Prediction]:

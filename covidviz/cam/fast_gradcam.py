@@ -37,7 +37,7 @@ def gradcam_all_classes(model: CxrDenseNet, batch: torch.Tensor) -> CamPass:
     """Prediction and Grad-CAM for every class in one forward pass (see :mod:`covidviz.cam.scaling`)."""
     with torch.inference_mode():
         feature_map = model.features(batch.float())
-        pooled = torch.relu(feature_map).mean(dim=(2, 3))
+        pooled = model.pool(feature_map)
         logits = model.classifier(pooled)
         weights = gradcam_weights(model, feature_map)
         maps = torch.relu(torch.einsum("nkc,nchw->nkhw", weights, feature_map))

@@ -34,9 +34,13 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
             cache[key] = read_xray(predictor, load_xray(data, name), name, guard)
         except XrayInputError as exc:
             cache[key] = str(exc)
-        while len(cache) > MAX_CACHED:
-            cache.pop(next(iter(cache)))
+        _evict_oldest(cache, MAX_CACHED)
     return cache[key]
+
+
+def _evict_oldest(cache: dict, limit: int) -> None:
+    while len(cache) > limit:
+        cache.pop(next(iter(cache)))
 
 
 def _classes_to_show(reading: Reading, view: str) -> list[int]:
@@ -50,7 +54,8 @@ def _classes_to_show(reading: Reading, view: str) -> list[int]:
 def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> np.ndarray:
     cache = st.session_state.setdefault("cams", {})
     scale = settings.scale if settings.method == FAST_METHOD else "library"
-    key = (reading.name, id(reading), settings.method, k, scale)
+    # keyed by content, not id(): an evicted reading's id can be reused by another image
+    key = (hashlib.sha1(reading.canonical.tobytes()).hexdigest(), settings.method, k, scale)
     if key not in cache:
         if settings.method in SLOW_METHODS:
             bar = st.progress(0.0, text=f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}…")
@@ -60,6 +65,7 @@ def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> 
             bar.empty()
         else:
             cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
+        _evict_oldest(cache, 3 * MAX_CACHED)
     return cache[key]
 
 
