@@ -23,8 +23,13 @@ def data_dir() -> Path | None:
 def gallery_items() -> tuple[list[GalleryItem], str]:
     """Every test error when a data folder is set, else the committed (licence-cleared) ones."""
     predictions = weights_dir() / "eval" / "test_predictions.csv"
-    if data_dir() is not None and predictions.is_file():
-        return misclassified(predictions), f"All internal-test errors, read from {data_dir()} (COVIDVIZ_DATA)."
+    folder = data_dir()
+    if folder is not None and predictions.is_file():
+        errors = misclassified(predictions)
+        present = [i for i in errors if (folder / i.file).is_file()]
+        gone = len(errors) - len(present)
+        note = f" {gone} listed errors are no longer in that folder and are skipped." if gone else ""
+        return present, f"All internal-test errors, read from {folder} (COVIDVIZ_DATA).{note}"
     rows = read_gallery_index(weights_dir())
     items = [GalleryItem(r["file"], r["source"], r["true"], r["predicted"], {c: float(r[f"p_{c}"]) for c in CLASSES})
              for r in rows]
