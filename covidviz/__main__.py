@@ -1,3 +1,3 @@
-from covidviz.cli import main
+from covidviz.tools.cli import main
 
 raise SystemExit(main())

@@ -4,9 +4,9 @@ import numpy as np
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz import eval_data as ed
-from covidviz import eval_figures as ef
-from covidviz import operating_point as op
+from covidviz.evaluation import artifacts as ed
+from covidviz.ui import eval_figures as ef
+from covidviz.evaluation import operating_point as op
 from covidviz.ui.eval_page import start_eval_page
 from covidviz.ui.resources import weights_dir
 

@@ -3,10 +3,10 @@
 import streamlit as st
 
 from covidviz import __version__
-from covidviz import eval_data as ed
+from covidviz.evaluation import artifacts as ed
 from covidviz.errors import WeightsError
-from covidviz.model_card import render_model_card
-from covidviz.sidecar import read_sidecar
+from covidviz.evaluation.model_card import render_model_card
+from covidviz.model.sidecar import read_sidecar
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
 

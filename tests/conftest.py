@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures" / "xrays"
+FIXTURES = ROOT / "examples" / "xrays"
 WEIGHTS = ROOT / "weights"
 SHARED = ROOT.parent / "shared" / "cxr"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from covidviz import CLASS_TITLES
-from covidviz.predictor import Predictor
+from covidviz.model.predictor import Predictor
 from tests.browser_support import browser, page, requires_chromium, server_url  # noqa: F401  (fixtures)
 from tests.conftest import FIXTURES, WEIGHTS, dicom_path, fixture_rows
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from covidviz import CLASSES
-from covidviz.cam.fast_gradcam import gradcam_all_classes
-from covidviz.cam.library import library_cam
-from covidviz.cam.methods import METHODS, SLOW_METHODS
-from covidviz.cam.scaling import normalise_like_library, normalise_shared, to_original
-from covidviz.loading import load_xray
-from covidviz.predictor import Predictor
-from covidviz.preprocess import canonical_image, canonical_with_box, model_batch
+from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.explain.cam.library import library_cam
+from covidviz.explain.cam.methods import METHODS, SLOW_METHODS
+from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
+from covidviz.io.loading import load_xray
+from covidviz.model.predictor import Predictor
+from covidviz.model.preprocessing import canonical_image, canonical_with_box, model_batch
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
 
 

@@ -8,11 +8,11 @@ import re
 import pydicom
 
 from covidviz import DISCLAIMER
-from covidviz.case_report import case_report_html
-from covidviz.loading import load_xray
-from covidviz.overlay import gray_to_rgb
-from covidviz.predictor import Predictor
-from covidviz.reading import read_xray
+from covidviz.explain.case_report import case_report_html
+from covidviz.io.loading import load_xray
+from covidviz.explain.overlay import gray_to_rgb
+from covidviz.model.predictor import Predictor
+from covidviz.explain.reading import read_xray
 from tests.conftest import WEIGHTS, dicom_path
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from covidviz.cam.library import library_cam
-from covidviz.loading import load_xray
-from covidviz.predictor import Predictor
-from covidviz.reading import heatmap, read_xray
+from covidviz.explain.cam.library import library_cam
+from covidviz.io.loading import load_xray
+from covidviz.model.predictor import Predictor
+from covidviz.explain.reading import heatmap, read_xray
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
 
 

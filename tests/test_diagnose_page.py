@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.predictor import Predictor
+from covidviz.model.predictor import Predictor
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
 
 PNG_NAME = fixture_rows()[2]["fixture"]

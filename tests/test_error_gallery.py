@@ -7,8 +7,8 @@ import csv
 from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASSES
-from covidviz.data import read_metadata
-from covidviz.gallery import misclassified, read_gallery_index
+from covidviz.data.collection import read_metadata
+from covidviz.evaluation.gallery import misclassified, read_gallery_index
 from tests.conftest import ROOT, SHARED, WEIGHTS, requires_data
 
 pytest_plugins = ["tests.eval_artifacts"]

@@ -19,10 +19,10 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASSES
-from covidviz import eval_data as ed
-from covidviz import eval_figures as ef
-from covidviz import operating_point as op
-from covidviz.weights_io import read_sidecar
+from covidviz.evaluation import artifacts as ed
+from covidviz.ui import eval_figures as ef
+from covidviz.evaluation import operating_point as op
+from covidviz.model.weights import read_sidecar
 from tests.conftest import ROOT
 
 pytest_plugins = ["tests.eval_artifacts"]

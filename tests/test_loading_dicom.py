@@ -14,7 +14,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
 
 from covidviz.errors import XrayInputError
-from covidviz.loading import load_xray
+from covidviz.io.loading import load_xray
 from tests.conftest import dicom_path
 
 
@@ -158,7 +158,7 @@ def test_patient_identifiers_never_leave_the_loader(chest_cr, caplog, capsys):
 
 
 def test_malformed_header_values_are_rejected_not_raised():
-    from covidviz.ood_sets import _dicom_folders
+    from covidviz.data.ood_sets import _dicom_folders
     bad_vr = next(f / "badVR.dcm" for f in _dicom_folders() if (f / "badVR.dcm").is_file())
     with pytest.raises(XrayInputError, match="NumberOfFrames is not a number"):  # its value is "1A"
         load_xray(bad_vr.read_bytes(), "badVR.dcm")
@@ -166,7 +166,7 @@ def test_malformed_header_values_are_rejected_not_raised():
 
 def test_every_pydicom_test_file_loads_or_is_rejected_cleanly():
     """Dozens of real, odd DICOMs (big endian, RLE, JPEG-LS, palettes, overlays, broken files): no crash."""
-    from covidviz.ood_sets import _dicom_folders
+    from covidviz.data.ood_sets import _dicom_folders
     seen = 0
     for folder in _dicom_folders():
         for path in sorted(folder.glob("*.dcm")):

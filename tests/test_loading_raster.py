@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from covidviz.errors import XrayInputError
-from covidviz.loading import load_xray
+from covidviz.io.loading import load_xray
 
 
 def _png(image: Image.Image, **kw) -> bytes:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from covidviz import metrics as m
-from covidviz.calibration import fit_temperature
-from covidviz.inference import softmax
-from covidviz.report import metrics_report
+from covidviz.evaluation import metrics as m
+from covidviz.evaluation.calibration import fit_temperature
+from covidviz.model.inference import softmax
+from covidviz.evaluation.report import metrics_report
 
 
 @pytest.fixture(params=range(5))

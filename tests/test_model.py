@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torchvision.models import densenet121
 
-from covidviz.model import build_model, load_compatible_state
+from covidviz.model.network import build_model, load_compatible_state
 
 
 def test_state_dict_round_trips_with_torchvision():

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from covidviz.loading import load_xray
-from covidviz.ood import fit_guard, hard_threshold, load_guard
-from covidviz.ood_sets import non_chest_dicoms, skimage_pictures
-from covidviz.predictor import Predictor
-from covidviz.reading import read_xray
+from covidviz.io.loading import load_xray
+from covidviz.model.ood import fit_guard, hard_threshold, load_guard
+from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
+from covidviz.model.predictor import Predictor
+from covidviz.explain.reading import read_xray
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
 
 

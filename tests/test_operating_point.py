@@ -9,8 +9,8 @@ import pytest
 from sklearn import metrics as skm
 
 from covidviz import CLASSES
-from covidviz import operating_point as op
-from covidviz.eval_data import SPLITS, load_metrics, load_predictions
+from covidviz.evaluation import operating_point as op
+from covidviz.evaluation.artifacts import SPLITS, load_metrics, load_predictions
 
 pytest_plugins = ["tests.eval_artifacts"]
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")

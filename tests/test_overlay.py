@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from covidviz.overlay import blend, contour, downscale, gray_to_rgb, render
+from covidviz.explain.overlay import blend, contour, downscale, gray_to_rgb, render
 
 
 def _scene():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from covidviz import CLASSES
-from covidviz.predictor import Predictor
+from covidviz.model.predictor import Predictor
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from covidviz.loading import load_xray
-from covidviz.preprocess import CANONICAL_SIZE, canonical_image, model_batch, trim_uniform_borders
+from covidviz.io.loading import load_xray
+from covidviz.model.preprocessing import CANONICAL_SIZE, canonical_image, model_batch, trim_uniform_borders
 
 
 def test_canonical_shape_range_and_dtype(xray_png):

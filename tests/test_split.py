@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from covidviz.data import Record, read_metadata
-from covidviz.split import read_split, split_records, write_split
+from covidviz.data.collection import Record, read_metadata
+from covidviz.data.split import read_split, split_records, write_split
 from tests.conftest import SHARED, WEIGHTS, requires_data
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from covidviz import CLASSES
-from covidviz.evaluate import evaluate
-from covidviz.train import TrainConfig, sample_weights, train
-from covidviz.weights_io import load_weights
+from covidviz.evaluation.evaluate import evaluate
+from covidviz.training.train import TrainConfig, sample_weights, train
+from covidviz.model.weights import load_weights
 from tests.toy_data import make_toy_collection
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def test_init_from_an_earlier_model_keeps_its_recipe(toy, tmp_path):
 
 
 def test_sampling_balances_classes_and_dampens_big_sources():
-    from covidviz.data import Record
+    from covidviz.data.collection import Record
     recs = ([Record(f"a{i}", "covid", f"a{i}", "X", "pool", False) for i in range(10)]
             + [Record(f"b{i}", "normal", f"b{i}", "Y", "pool", False) for i in range(90)]
             + [Record(f"c{i}", "normal", f"c{i}", "Z", "pool", False) for i in range(10)])

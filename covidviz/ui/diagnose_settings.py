@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS
-from covidviz.overlay import COLORMAPS
+from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS
+from covidviz.explain.overlay import COLORMAPS
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 

@@ -1,4 +1,4 @@
-"""Streamlit rendering for the Diagnose page. Computation lives in covidviz.reading; this draws it."""
+"""Streamlit rendering for the Diagnose page. Computation lives in covidviz.explain.reading; this draws it."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import pandas as pd
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.cam.methods import CLASS_AGNOSTIC, FAST_METHOD, SCALES, SLOW_METHODS
-from covidviz.case_report import case_report_html
-from covidviz.diagnose_figures import probability_bars, zoomable_image
+from covidviz.explain.cam.methods import CLASS_AGNOSTIC, FAST_METHOD, SCALES, SLOW_METHODS
+from covidviz.explain.case_report import case_report_html
+from covidviz.ui.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
-from covidviz.images import png_bytes
-from covidviz.loading import load_xray
-from covidviz.overlay import downscale, render, to_uint8
-from covidviz.predictor import Predictor
-from covidviz.reading import Reading, heatmap, heatmap_on_original, read_xray
+from covidviz.io.images import png_bytes
+from covidviz.io.loading import load_xray
+from covidviz.explain.overlay import downscale, render, to_uint8
+from covidviz.model.predictor import Predictor
+from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, read_xray
 from covidviz.ui.diagnose_settings import VIEWS, Settings
 
 MAX_CACHED = 40

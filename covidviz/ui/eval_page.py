@@ -6,9 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from covidviz import eval_data as ed
+from covidviz.evaluation import artifacts as ed
 from covidviz.errors import WeightsError
-from covidviz.sidecar import read_sidecar
+from covidviz.model.sidecar import read_sidecar
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
 

@@ -12,21 +12,19 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from covidviz.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
 
 if TYPE_CHECKING:
-    from covidviz.ood import OodGuard
-    from covidviz.predictor import Predictor
+    from covidviz.model.ood import OodGuard
+    from covidviz.model.predictor import Predictor
 
 
-def weights_dir() -> Path:
-    """``COVIDVIZ_WEIGHTS`` overrides the shipped ``weights/`` folder (for a retrained model)."""
-    return Path(os.environ.get("COVIDVIZ_WEIGHTS", DEFAULT_WEIGHTS_DIR))
+from covidviz.paths import weights_dir  # noqa: E402,F401  (re-exported for the pages)
 
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
 def get_predictor() -> Predictor:
-    from covidviz.predictor import Predictor
+    from covidviz.model.predictor import Predictor
     return Predictor(weights_dir())
 
 
@@ -38,9 +36,9 @@ def warm_up() -> bool:
     import numpy as np
 
     import covidviz.ui.diagnose_view  # noqa: F401  (the Diagnose page's rendering imports)
-    from covidviz.overlay import render
-    from covidviz.reading import heatmap, heatmap_on_original, read_xray
-    from covidviz.xray import Xray
+    from covidviz.explain.overlay import render
+    from covidviz.explain.reading import heatmap, heatmap_on_original, read_xray
+    from covidviz.io.xray import Xray
 
     pixels = np.random.default_rng(0).random((512, 512), dtype=np.float32)
     reading = read_xray(predictor, Xray(pixels=pixels), "warm-up", None)
@@ -52,7 +50,7 @@ def warm_up() -> bool:
 @st.cache_resource(show_spinner=False)
 def get_guard() -> OodGuard | None:
     """The out-of-distribution guard fitted by ``evaluate`` (None if this weights folder has none)."""
-    from covidviz.ood import load_guard
+    from covidviz.model.ood import load_guard
     return load_guard(weights_dir())
 
 

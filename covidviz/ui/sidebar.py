@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from covidviz import DISCLAIMER
-from covidviz.sidecar import read_sidecar
+from covidviz.model.sidecar import read_sidecar
 
 INTENDED_USE = "Decision support for readers of frontal chest radiographs. Not a diagnosis, not a medical device."
 

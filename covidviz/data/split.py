@@ -1,0 +1,72 @@
+"""Patient-level, stratified, seeded split of the pool into train / val / test.
+
+Every image of one ``split_group`` (a patient, or an image where the source names no patient)
+lands in the same split, so no patient is on both sides of a boundary. Groups are stratified
+by class and source, so each split sees every (class, source) mix in proportion.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from covidviz.data.collection import Record
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+def split_groups(records: list[Record], seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+                 ) -> dict[str, str]:
+    """Map each ``split_group`` to "train", "val" or "test"."""
+    by_group: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_group[record.group].append(record)
+    strata: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for group, members in sorted(by_group.items()):
+        label, source = Counter((m.label, m.source) for m in members).most_common(1)[0][0]
+        strata[(label, source)].append(group)
+    rng = random.Random(seed)
+    assignment: dict[str, str] = {}
+    for key in sorted(strata):
+        groups = strata[key]
+        rng.shuffle(groups)
+        sizes = [len(by_group[g]) for g in groups]
+        total, running = sum(sizes), 0
+        for group, size in zip(groups, sizes):
+            position = (running + size / 2) / total  # image-weighted position of this group
+            running += size
+            assignment[group] = "train" if position < fractions[0] else (
+                "val" if position < fractions[0] + fractions[1] else "test")
+    return assignment
+
+
+def split_records(records: list[Record], seed: int) -> dict[str, list[Record]]:
+    """Pool records per split (external-set records are refused: they are for evaluation only)."""
+    if any(r.set != "pool" for r in records):
+        raise ValueError("only pool images may be split; the external set is evaluation-only")
+    assignment = split_groups(records, seed)
+    out: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    for record in records:
+        out[assignment[record.group]].append(record)
+    return out
+
+
+def write_split(path: str | Path, splits: dict[str, list[Record]]) -> None:
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "split_group", "class", "source", "split"])
+        for name in SPLITS:
+            for r in splits.get(name, []):
+                writer.writerow([r.file, r.group, r.label, r.source, name])
+
+
+def read_split(path: str | Path) -> dict[str, list[str]]:
+    """Files per split, as written by :func:`write_split`."""
+    out: dict[str, list[str]] = {name: [] for name in SPLITS}
+    with Path(path).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            out[row["split"]].append(row["file"])
+    return out

@@ -1,0 +1,67 @@
+"""pytorch-grad-cam's methods, each run on a private copy of the model.
+
+The library registers forward and backward hooks on the target layer (and Ablation-CAM swaps the
+layer out). On a model shared by every session that would let one user's hooks see another's
+images, so each call deep-copies the model (~30 ms), and the library's context manager removes
+the hooks from that copy before it is dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from covidviz._torchvision_compat import ensure_torchvision_importable
+from covidviz.explain.cam.methods import METHODS
+
+Progress = Callable[[int, int], None]
+
+
+def _score_cam_with_progress() -> type:
+    """Score-CAM whose channel loop reports progress (and so gives the page a point to cancel at)."""
+    from pytorch_grad_cam import ScoreCAM
+
+    class ScoreCAMWithProgress(ScoreCAM):
+        progress: Progress | None = None
+        batch_size = 32
+
+        def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):  # noqa: D102
+            with torch.no_grad():
+                acts = torch.from_numpy(activations)
+                masks = torch.nn.functional.interpolate(acts, size=input_tensor.shape[-2:], mode="bilinear",
+                                                        align_corners=True)
+                lo = masks.amin(dim=(2, 3), keepdim=True)
+                hi = masks.amax(dim=(2, 3), keepdim=True)
+                masks = (masks - lo) / (hi - lo + 1e-8)  # each channel becomes a [0, 1] mask over the input
+                scores = torch.empty(masks.shape[:2])
+                channels = masks.shape[1]
+                for n, target in enumerate(targets):
+                    for start in range(0, channels, self.batch_size):
+                        stop = min(start + self.batch_size, channels)
+                        masked = input_tensor[n:n + 1] * masks[n, start:stop, None]
+                        scores[n, start:stop] = torch.stack([target(o) for o in self.model(masked)]).cpu()
+                        if self.progress is not None:
+                            self.progress(stop + n * channels, channels * len(targets))
+                return torch.softmax(scores, dim=-1).numpy()
+
+    return ScoreCAMWithProgress
+
+
+def library_cam(model: torch.nn.Module, method: str, batch: torch.Tensor, class_index: int,
+                progress: Progress | None = None) -> np.ndarray:
+    """One map (H x W, min-max scaled to [0, 1] by the library) for ``class_index`` of a 1-image batch."""
+    if method not in METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+    ensure_torchvision_importable()
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = _score_cam_with_progress() if method == "Score-CAM" else getattr(pytorch_grad_cam, METHODS[method])
+    private = copy.deepcopy(model).float().eval()
+    with cam_class(model=private, target_layers=[private.features]) as cam:
+        cam.progress = progress
+        maps = cam(input_tensor=batch.float(), targets=[ClassifierOutputTarget(class_index)])
+    return maps[0]

@@ -1,0 +1,86 @@
+"""One X-ray read by the model as the Diagnose page shows it: probabilities, OOD check and heatmaps.
+
+The default view costs one forward pass: the calibrated probabilities, the out-of-distribution
+score and the Grad-CAM maps of all three classes come from the same pass (see
+:mod:`covidviz.explain.cam.fast_gradcam`). Other CAM methods run pytorch-grad-cam on a private model copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from covidviz import CLASSES
+from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.explain.cam.library import Progress, library_cam
+from covidviz.explain.cam.methods import FAST_METHOD, SCALES
+from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
+from covidviz.model.inference import softmax
+from covidviz.model.ood import OodGuard, ood_message
+from covidviz.model.predictor import Predictor
+from covidviz.model.preprocessing import CropBox, canonical_with_box, model_batch
+from covidviz.io.xray import Xray
+
+
+@dataclass(frozen=True)
+class Reading:
+    name: str
+    xray: Xray
+    canonical: np.ndarray
+    box: CropBox
+    probabilities: np.ndarray  # calibrated, in CLASSES order
+    raw_maps: np.ndarray  # K x h x w fast Grad-CAM, unnormalised
+    ood_distance: float | None
+    guard: OodGuard | None
+
+    @property
+    def label(self) -> str:
+        return CLASSES[int(np.argmax(self.probabilities))]
+
+    @property
+    def is_outlier(self) -> bool:
+        """Unlike any chest X-ray the model knows: the prediction is not meaningful."""
+        return self.guard is not None and self.ood_distance > self.guard.threshold
+
+    @property
+    def is_unusual(self) -> bool:
+        """A chest X-ray, perhaps, but unlike the training images (other hospital, detector, projection)."""
+        return self.guard is not None and not self.is_outlier and self.ood_distance > self.guard.caution
+
+    @property
+    def ood_note(self) -> str | None:
+        return ood_message(self.ood_distance, self.guard)
+
+    def probability(self, class_index: int) -> float:
+        return float(self.probabilities[class_index])
+
+
+def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | None) -> Reading:
+    """Preprocess once, run the model once."""
+    canonical, box = canonical_with_box(xray.pixels)
+    result = gradcam_all_classes(predictor.model, model_batch([canonical], predictor.input_size))
+    distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
+    return Reading(name=name, xray=xray, canonical=canonical, box=box,
+                   probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],
+                   ood_distance=distance, guard=guard)
+
+
+def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: int, scale: str = SCALES[0],
+            progress: Progress | None = None) -> np.ndarray:
+    """The map for one class at the model's input size, in [0, 1].
+
+    ``scale`` applies to the fast Grad-CAM only: the library methods always min-max scale per map.
+    """
+    size = predictor.input_size
+    if method == FAST_METHOD:
+        maps = normalise_shared(reading.raw_maps, size) if scale == SCALES[1] else normalise_like_library(
+            reading.raw_maps, size)
+        return maps[class_index]
+    batch = model_batch([reading.canonical], size)
+    return library_cam(predictor.model, method, batch, class_index, progress)
+
+
+def heatmap_on_original(reading: Reading, cam: np.ndarray) -> np.ndarray:
+    """The map placed over the uploaded image's pixels (NaN outside the region the model saw)."""
+    return to_original(cam, reading.box, reading.xray.pixels.shape)

@@ -1,0 +1,74 @@
+"""PNG and JPEG decoding with Pillow, guarded against truncation and decompression bombs."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from covidviz.errors import XrayInputError
+from covidviz.io.xray import MAX_PIXELS, Xray, to_unit_range
+
+COLOUR_THRESHOLD = 0.04  # mean |channel - gray| above this: a colour picture, not a radiograph
+
+
+def read_raster(data: bytes, kind: str) -> Xray:
+    """Decode PNG or JPEG bytes to a grayscale :class:`Xray`; ``kind`` is "PNG" or "JPEG"."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_size(image.size)
+            image.load()
+    except XrayInputError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise XrayInputError(f"The {kind} image is too large to decode safely ({exc}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise XrayInputError(f"The {kind} file is truncated or corrupt ({exc}).") from None
+    if kind == "JPEG":
+        image = ImageOps.exif_transpose(image)
+    gray, colourfulness = _to_gray(image)
+    found_warnings = []
+    if colourfulness > COLOUR_THRESHOLD:
+        found_warnings.append(
+            "This is a colour image; radiographs are grayscale. It may be a photograph or an annotated "
+            "figure, which the model was not built for. It was converted to grayscale.")
+    info = {"format": kind, "size": f"{image.width} x {image.height} px", "mode": image.mode}
+    return Xray(pixels=gray, info=info, warnings=tuple(found_warnings))
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise XrayInputError(
+            f"The image is {width} x {height} px ({width * height / 1e6:.0f} megapixels), too large to process.")
+
+
+def _to_gray(image: Image.Image) -> tuple[np.ndarray, float]:
+    """Grayscale in [0, 1] and how colourful the picture was (0 for gray)."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "RGBA", "PA"):
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+        mode = "RGB"
+    if mode == "CMYK" or mode == "YCbCr":
+        image = image.convert("RGB")
+        mode = "RGB"
+    if mode == "RGB":
+        rgb = np.asarray(image, dtype=np.float32) / 255.0
+        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return gray, float(np.abs(rgb - gray[..., None]).mean())
+    if mode == "1":
+        return np.asarray(image, dtype=np.float32), 0.0
+    if mode == "L":
+        return np.asarray(image, dtype=np.float32) / 255.0, 0.0
+    if mode.startswith("I") or mode == "F":
+        # 16/32-bit: the bit depth actually used is unknown, so scale by the values present.
+        return to_unit_range(np.asarray(image)), 0.0
+    raise XrayInputError(f"The image has an unsupported pixel mode ({mode}).")

@@ -1,0 +1,16 @@
+"""Every location the program knows, in one place (nothing else builds paths from ``__file__``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = ROOT / "weights"
+EXAMPLES_DIR = ROOT / "examples" / "xrays"
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "cxr"
+
+
+def weights_dir() -> Path:
+    """The shipped weights, or ``COVIDVIZ_WEIGHTS`` when it points at a retrained model."""
+    return Path(os.environ.get("COVIDVIZ_WEIGHTS") or WEIGHTS_DIR)

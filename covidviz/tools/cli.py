@@ -1,0 +1,89 @@
+"""``python -m covidviz {train,evaluate,predict,bench}``: the command line for ML engineers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from covidviz.data.collection import DEFAULT_DATA_DIR
+from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+
+
+def _train(args: argparse.Namespace) -> int:
+    from covidviz.training.train import TrainConfig, train
+    cfg = TrainConfig(data_dir=args.data, run_dir=args.run, size=args.size, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+                      split_seed=args.split_seed, init=args.init, export_dir=args.export, limit=args.limit,
+                      threads=args.threads, fast=not args.fp32,
+                      stop_after=args.stop_after)
+    best = train(cfg, resume=args.resume)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from covidviz.evaluation.evaluate import evaluate, headline
+    print(headline(evaluate(args.data, args.weights, n_boot=args.bootstrap)))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from covidviz.tools.predict import run_predict
+    return run_predict(args.paths, args.weights, args.json, args.fast, sys.stdout)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from covidviz.tools.bench import run_bench
+    return run_bench(args.weights, args.data, args.repeats, sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m covidviz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train or fine-tune the DenseNet on the pool (resumable)")
+    t.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder with metadata.csv (default ../shared/cxr)")
+    t.add_argument("--run", default="runs/train", help="checkpoint folder (last.pt, best.pt, history.json)")
+    t.add_argument("--size", type=int, default=224, help="input size in px")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (one-cycle)")
+    t.add_argument("--patience", type=int, default=8, help="early stop after this many epochs without improvement")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--split-seed", type=int, default=42)
+    t.add_argument("--init", help="fine-tune from a checkpoint: run .pt, weights folder or torchvision .pth")
+    t.add_argument("--export", help=f"write the best model here as safetensors + sidecar (e.g. {DEFAULT_WEIGHTS_DIR.name}/)")
+    t.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+    t.add_argument("--limit", type=int, help="images per split (smoke tests)")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--stop-after", type=int, help="end after this epoch (resume later with --resume)")
+    t.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="write weights/eval/: predictions, metrics, calibration")
+    e.add_argument("--data", default=str(DEFAULT_DATA_DIR))
+    e.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    e.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="classify X-ray files or folders")
+    p.add_argument("paths", nargs="+", help="PNG, JPEG or DICOM files, or folders of them")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    p.add_argument("--fast", action="store_true", help="bf16 autocast (about 2x faster on CPU; see bench)")
+    p.set_defaults(func=_predict)
+
+    b = sub.add_parser("bench", help="latency and throughput of prediction on this machine")
+    b.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
+    b.add_argument("--repeats", type=int, default=20)
+    b.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""``python -m covidviz predict``: score files and folders, batched, one line per image."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from covidviz.errors import XrayInputError
+from covidviz.io.loading import load_xray_file
+from covidviz.model.predictor import Prediction, Predictor
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".dic"}
+
+
+def expand_paths(paths: list[str]) -> Iterator[Path]:
+    """Files as given; folders walked recursively for image suffixes, in sorted order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def predict_paths(predictor: Predictor, paths: list[Path], batch_size: int = 32) -> Iterator[Prediction]:
+    """Predictions in input order; unreadable inputs become error predictions, never exceptions."""
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        loaded, errors = [], {}
+        for path in chunk:
+            try:
+                loaded.append((str(path), load_xray_file(path)))
+            except XrayInputError as exc:
+                errors[str(path)] = str(exc)
+        scored = {p.name: p for p in predictor.predict_xrays([x for _, x in loaded], [n for n, _ in loaded])}
+        for path in chunk:
+            name = str(path)
+            yield scored[name] if name in scored else Prediction(name=name, error=errors[name])
+
+
+def format_line(prediction: Prediction, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(prediction.as_json())
+    if prediction.error:
+        return f"{prediction.name}\tERROR\t{prediction.error}"
+    probs = " ".join(f"{c}={p:.3f}" for c, p in prediction.probabilities.items())
+    warn = f"\tWARNING: {' | '.join(prediction.warnings)}" if prediction.warnings else ""
+    return f"{prediction.name}\t{prediction.label}\t{probs}{warn}"
+
+
+def run_predict(paths: list[str], weights_dir: str, as_json: bool, fast: bool, out: TextIO) -> int:
+    """Print one line per image; exit status 1 when any input failed."""
+    files = list(expand_paths(paths))
+    if not files:
+        print("no images found (accepted: .png, .jpg, .jpeg, .dcm files, or folders holding them)", file=out)
+        return 1
+    predictor = Predictor(weights_dir, fast=fast)
+    failed = 0
+    for prediction in predict_paths(predictor, files):
+        failed += prediction.error is not None
+        print(format_line(prediction, as_json), file=out, flush=True)
+    return 1 if failed else 0

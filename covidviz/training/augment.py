@@ -1,0 +1,71 @@
+"""Batched radiograph augmentation on tensors (training only).
+
+Geometric: small rotations, zoom, shifts and independent horizontal/vertical stretch, as patient
+positioning and uploaders' resizing vary; no flips, since
+laterality (heart on the left) is anatomy. Photometric: gamma, contrast, brightness, noise
+and blur, as exposure and detectors vary. Cut-out boxes teach the model not to depend on any
+one region such as a burnt-in marker or label.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+
+def random_theta(n: int, gen: torch.Generator, max_degrees: float = 10.0, scale: tuple[float, float] = (0.85, 1.2),
+                 aspect: tuple[float, float] = (0.85, 1.18), max_shift: float = 0.06) -> torch.Tensor:
+    """N x 2 x 3 affine matrices: rotation, zoom, shift, and an independent horizontal/vertical stretch
+    (some sources squashed their films to a square; the model must not learn that geometry as a cue)."""
+    angle = _uniform(n, -max_degrees, max_degrees, gen) * math.pi / 180
+    zoom = _uniform(n, *scale, gen)
+    stretch = _uniform(n, math.log(aspect[0]), math.log(aspect[1]), gen).exp()
+    sx, sy = 1 / (zoom * stretch.sqrt()), stretch.sqrt() / zoom
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos * sx, -sin * sy, sin * sx, cos * sy
+    theta[:, :, 2] = _uniform(2 * n, -2 * max_shift, 2 * max_shift, gen).view(n, 2)
+    return theta
+
+
+def warp(batch: torch.Tensor, theta: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Apply :func:`random_theta` matrices (the same ones to an image batch and its masks)."""
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def random_affine(batch: torch.Tensor, gen: torch.Generator, **ranges: object) -> torch.Tensor:
+    return warp(batch, random_theta(batch.shape[0], gen, **ranges))
+
+
+def random_photometric(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    n = batch.shape[0]
+    shape = (n, 1, 1, 1)
+    out = batch.clamp(0, 1) ** _uniform(n, 0.7, 1.5, gen).view(shape)
+    out = (out - 0.5) * _uniform(n, 0.8, 1.25, gen).view(shape) + 0.5 + _uniform(n, -0.1, 0.1, gen).view(shape)
+    blur = (torch.rand(n, generator=gen) < 0.2).view(shape)
+    out = torch.where(blur, F.avg_pool2d(out, 3, stride=1, padding=1, count_include_pad=False), out)
+    noise_sigma = _uniform(n, 0.0, 0.03, gen).view(shape)
+    return out + torch.randn(out.shape, generator=gen) * noise_sigma
+
+
+def random_cutout(batch: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> torch.Tensor:
+    n, _, h, w = batch.shape
+    out = batch.clone()
+    for i in torch.nonzero(torch.rand(n, generator=gen) < p).flatten().tolist():
+        bh, bw = int(h * float(_uniform(1, 0.1, 0.3, gen))), int(w * float(_uniform(1, 0.1, 0.3, gen)))
+        top = int(torch.randint(0, h - bh + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - bw + 1, (1,), generator=gen))
+        out[i, :, top:top + bh, left:left + bw] = out[i].mean()
+    return out
+
+
+def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """N x 1 x H x W images in [0, 1] to augmented images of the same shape."""
+    return random_cutout(random_photometric(random_affine(batch, gen), gen), gen)
