@@ -1,0 +1,76 @@
+"""Pure geometry on lung masks: is there a plausible pair of lungs, where is the lung field, and how
+much of a heatmap's energy falls inside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_LUNG_SHARE = 0.02    # each lung covers at least this share of the image
+MIN_TOTAL_SHARE = 0.08   # both lungs together (the smallest hand-drawn mask here covers 9%)
+MAX_TOTAL_SHARE = 0.80
+FIELD_MARGIN = 0.08      # the field extends the lungs' box by this share of its size on each side
+
+
+@dataclass(frozen=True)
+class LungCheck:
+    """What a mask says: a plausible pair of lungs or not, and why not in words a reader can act on."""
+
+    plausible: bool
+    lung_share: float
+    reason: str = ""
+
+
+def _components(mask: np.ndarray) -> list[tuple[int, float]]:
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    parts = [(int(stats[i, cv2.CC_STAT_AREA]), float(centroids[i, 0])) for i in range(1, count)]
+    return sorted(parts, reverse=True)
+
+
+def check_lungs(mask: np.ndarray) -> LungCheck:
+    """Two lungs of plausible size, one on each side of the image's vertical midline."""
+    binary = np.asarray(mask) > 0.5
+    area = binary.size
+    share = float(binary.mean())
+    parts = _components(binary)
+    if share < MIN_TOTAL_SHARE:
+        return LungCheck(False, share, f"the lung segmenter found lungs covering only {share:.0%} of the image")
+    if share > MAX_TOTAL_SHARE:
+        return LungCheck(False, share, f"the lung segmenter marked {share:.0%} of the image as lung")
+    big = [p for p in parts if p[0] >= MIN_LUNG_SHARE * area]
+    mid = binary.shape[1] / 2
+    if len(big) < 2 or not (min(p[1] for p in big[:2]) < mid < max(p[1] for p in big[:2])):
+        return LungCheck(False, share, "the lung segmenter did not find two lungs side by side")
+    return LungCheck(True, share)
+
+
+def field_box(mask: np.ndarray, shape: tuple[int, int], margin: float = FIELD_MARGIN
+              ) -> tuple[int, int, int, int]:
+    """(top, left, height, width) in an image of ``shape`` whose resized copy gave ``mask``: the box
+    around the mask, widened by ``margin`` on each side and clipped. The whole image when the mask is empty."""
+    h, w = shape
+    binary = np.asarray(mask) > 0.5
+    if not binary.any():
+        return 0, 0, h, w
+    rows, cols = np.nonzero(binary.any(axis=1))[0], np.nonzero(binary.any(axis=0))[0]
+    sy, sx = h / binary.shape[0], w / binary.shape[1]
+    top, bottom = rows[0] * sy, (rows[-1] + 1) * sy
+    left, right = cols[0] * sx, (cols[-1] + 1) * sx
+    my, mx = (bottom - top) * margin, (right - left) * margin
+    top, left = max(0, int(np.floor(top - my))), max(0, int(np.floor(left - mx)))
+    bottom, right = min(h, int(np.ceil(bottom + my))), min(w, int(np.ceil(right + mx)))
+    return top, left, bottom - top, right - left
+
+
+def lung_energy(cam: np.ndarray, mask: np.ndarray) -> float:
+    """Share of a non-negative heatmap's total inside the mask (resized to the heatmap's grid);
+    NaN for an all-zero map, which has no energy to place."""
+    cam = np.clip(np.asarray(cam, dtype=np.float64), 0, None)
+    total = cam.sum()
+    if total <= 0:
+        return float("nan")
+    inside = cv2.resize(np.asarray(mask, dtype=np.float32), (cam.shape[1], cam.shape[0]),
+                        interpolation=cv2.INTER_LINEAR) > 0.5
+    return float(cam[inside].sum() / total)

@@ -1,0 +1,61 @@
+"""Inference with the shipped lung segmenter (``weights/lungs/``, verified by sha256 like the classifier)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from covidviz.lungs.network import ARCHITECTURE, build_segmenter, segmenter_input
+
+LUNGS_SUBDIR = "lungs"
+
+
+def keep_largest_two(mask: np.ndarray) -> np.ndarray:
+    """The two largest connected regions of a binary mask (the lungs), dropping specks elsewhere."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 3:
+        return mask.astype(bool)
+    keep = 1 + np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:2]
+    return np.isin(labels, keep)
+
+
+class LungSegmenter:
+    """Lung masks at 256 x 256 for grayscale images of any size (the mask covers the whole image)."""
+
+    def __init__(self, model: torch.nn.Module, sidecar: dict[str, Any]) -> None:
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.sidecar = sidecar
+        self._lock = threading.Lock()
+
+    @property
+    def sha256(self) -> str:
+        return str(self.sidecar.get("weights_sha256", ""))
+
+    def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """N x 256 x 256 lung probabilities."""
+        out = []
+        for start in range(0, len(grays), batch_size):
+            tensor = segmenter_input(list(grays[start:start + batch_size]))
+            with self._lock, torch.inference_mode():
+                out.append(torch.sigmoid(self.model(tensor)).squeeze(1).numpy())
+        return np.concatenate(out) if out else np.empty((0, 256, 256), np.float32)
+
+    def masks(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """N x 256 x 256 boolean masks, each cleaned to its two largest regions."""
+        return np.stack([keep_largest_two(p > 0.5) for p in self.probabilities(grays, batch_size)]) \
+            if len(grays) else np.empty((0, 256, 256), bool)
+
+
+def load_segmenter(weights_dir: str | Path) -> LungSegmenter:
+    """The verified segmenter in ``<weights_dir>/lungs``; :class:`~covidviz.errors.WeightsError` if absent or altered."""
+    from covidviz.model.weights import load_verified
+    state, sidecar = load_verified(Path(weights_dir) / LUNGS_SUBDIR, ARCHITECTURE)
+    model = build_segmenter()
+    model.load_state_dict(state)
+    return LungSegmenter(model, sidecar)
