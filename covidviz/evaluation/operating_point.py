@@ -2,8 +2,8 @@
 
 A reader deciding "COVID-19 or not" needs sensitivity, specificity and predictive values at the
 threshold they will actually use, and at the prevalence of the population they will use it on, not
-at the mix of the test set. Everything here is pure numpy on top of :mod:`covidviz.evaluation.metrics`, so the
-dashboard and the tests compute exactly the same numbers (checked against scikit-learn in the tests).
+at the mix of the test set. Everything here builds on :mod:`covidviz.evaluation.metrics` (scikit-learn), so the
+dashboard, ``metrics.json`` and the tests count the same way.
 
 Convention (scikit-learn's): an image is called positive for class ``k`` when ``p_k >= threshold``.
 """
@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidviz.evaluation.metrics import binary_counts, precision_recall_curve, rates_from_counts, roc_curve
+from covidviz.evaluation.metrics import (
+    binary_counts,
+    precision_recall_curve,
+    rates_from_counts,
+    roc_curve,
+    safe_ratio,
+)
 
 PRESETS: dict[str, str] = {
     "argmax": "Argmax rule (the predicted class is this class)",
@@ -100,10 +106,6 @@ def argmax_threshold_range(probs: np.ndarray, k: int) -> tuple[float, float]:
     return lowest, highest
 
 
-def _safe_ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 0 and np.isfinite(den) else float("nan")
-
-
 def adjusted_predictive_values(sensitivity: float, specificity: float, prevalence: float) -> tuple[float, float]:
     """PPV and NPV at another prevalence (Bayes' theorem); NaN where undefined.
 
@@ -114,8 +116,8 @@ def adjusted_predictive_values(sensitivity: float, specificity: float, prevalenc
     if not 0.0 <= prevalence <= 1.0:
         raise ValueError(f"Prevalence must lie in [0, 1], got {prevalence}.")
     sens, spec, prev = float(sensitivity), float(specificity), float(prevalence)
-    ppv = _safe_ratio(sens * prev, sens * prev + (1 - spec) * (1 - prev))
-    npv = _safe_ratio(spec * (1 - prev), spec * (1 - prev) + (1 - sens) * prev)
+    ppv = safe_ratio(sens * prev, sens * prev + (1 - spec) * (1 - prev))
+    npv = safe_ratio(spec * (1 - prev), spec * (1 - prev) + (1 - sens) * prev)
     return ppv, npv
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,59 +10,68 @@ import numpy as np
 from covidviz import CLASSES
 from covidviz.evaluation.metrics import (
     average_precision,
-    binary_counts,
     brier_score,
     confusion_matrix,
     expected_calibration_error,
-    rates_from_counts,
+    per_class_rates,
     roc_auc,
 )
 
-RATE_NAMES = ("sensitivity", "specificity", "precision", "npv", "f1")
+Statistics = dict[str, dict[str, float]]  # {class: {metric: value}, ..., "summary": {metric: value}}
 
 
-def class_metrics(y: np.ndarray, probs: np.ndarray, k: int) -> dict[str, float]:
-    """One-vs-rest metrics of class ``k`` under the argmax rule, plus ROC AUC and AP of p_k."""
-    rates = rates_from_counts(**binary_counts(y == k, probs.argmax(1) == k))
-    return {**rates, "roc_auc": roc_auc(y == k, probs[:, k]), "average_precision": average_precision(y == k, probs[:, k])}
+def statistics(y: np.ndarray, probs: np.ndarray) -> Statistics:
+    """Every reported number of one sample, by class name and "summary": one-vs-rest rates of each class under the argmax rule with ROC AUC
+    and AP of ``p_k``, then accuracy and macro averages over the classes present in ``y``."""
+    matrix = confusion_matrix(y, probs.argmax(1), len(CLASSES))
+    per_class = {c: {**rates, "roc_auc": roc_auc(y == k, probs[:, k]),
+                     "average_precision": average_precision(y == k, probs[:, k])}
+                 for k, (c, rates) in enumerate(zip(CLASSES, per_class_rates(matrix)))}
+    present = [per_class[c] for k, c in enumerate(CLASSES) if (y == k).any()]
+    summary = {"accuracy": float(np.trace(matrix) / len(y)) if len(y) else float("nan")}
+    for name in per_class[CLASSES[0]]:
+        values = [m[name] for m in present if not np.isnan(m[name])]
+        summary[f"macro_{name}"] = float(np.mean(values)) if values else float("nan")
+    return {**per_class, "summary": summary}
 
 
-def summary(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro averages over the classes present in ``y``."""
-    predicted = probs.argmax(1)
-    present = [k for k in range(len(CLASSES)) if (y == k).any()]
-    per = [class_metrics(y, probs, k) for k in present]
-    out = {"accuracy": float((predicted == y).mean()) if len(y) else float("nan")}
-    for name in (*RATE_NAMES, "roc_auc", "average_precision"):
-        values = [m[name] for m in per if not np.isnan(m[name])]
-        out[f"macro_{name}"] = float(np.mean(values)) if values else float("nan")
-    return out
+def bootstrap(fn: Callable[[np.ndarray, np.ndarray], Statistics], y: np.ndarray, probs: np.ndarray, n_boot: int,
+              seed: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each statistic's value and 95% percentile interval over images resampled with replacement.
 
-
-def _with_ci(fn, y: np.ndarray, probs: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+    The resamples are drawn once and ``fn`` runs once on each, so every statistic sees the same resamples
+    (paired) and none is recomputed. Resamples where a statistic is undefined are left out of its interval.
+    """
     point = fn(y, probs)
-    out: dict[str, Any] = {}
-    boots = [fn(y[idx], probs[idx]) for idx in np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))]
-    for name, value in point.items():
-        samples = np.array([b[name] for b in boots], dtype=float)
-        samples = samples[~np.isnan(samples)]
-        ci = [float(np.quantile(samples, 0.025)), float(np.quantile(samples, 0.975))] if samples.size else [None, None]
-        out[name] = {"value": None if np.isnan(value) else float(value), "ci95": ci}
+    draws = [fn(y[idx], probs[idx]) for idx in np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))]
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for group, values in point.items():
+        out[group] = {}
+        for name, value in values.items():
+            samples = np.array([d[group][name] for d in draws], dtype=float)
+            samples = samples[~np.isnan(samples)]
+            ci = [float(np.quantile(samples, 0.025)), float(np.quantile(samples, 0.975))] if samples.size else [None, None]
+            out[group][name] = {"value": None if np.isnan(value) else float(value), "ci95": ci}
     return out
+
+
+def format_interval(lo: float | None, hi: float | None) -> str:
+    """A 95% interval as "lo–hi" (three decimals), or "" when it is undefined."""
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return ""
+    return f"{lo:.3f}–{hi:.3f}"
 
 
 def metrics_report(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Everything the dashboard shows for one split or source, JSON-ready (NaN as null)."""
     y = np.asarray(y, int)
-    matrix = confusion_matrix(y, probs.argmax(1), len(CLASSES))
+    with_ci = bootstrap(statistics, y, probs, n_boot, seed)
     return {
         "n": int(len(y)),
         "class_counts": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
-        "confusion_matrix": matrix.tolist(),
-        "per_class": {c: _with_ci(lambda yy, pp, k=k: class_metrics(yy, pp, k), y, probs, n_boot, seed)
-                      for k, c in enumerate(CLASSES)},
-        "summary": _with_ci(summary, y, probs, n_boot, seed),
+        "confusion_matrix": confusion_matrix(y, probs.argmax(1), len(CLASSES)).tolist(),
+        "per_class": {c: with_ci[c] for c in CLASSES},
+        "summary": with_ci["summary"],
         "ece": expected_calibration_error(y, probs) if len(y) else None,
         "brier": brier_score(y, probs) if len(y) else None,
     }
-

@@ -27,7 +27,7 @@ from covidviz.paths import ROOT
 from covidviz.training.augment import augment
 from covidviz.data.collection import Record, load_canonical, read_metadata
 from covidviz.model.inference import predict_canonical
-from covidviz.evaluation.metrics import confusion_matrix, macro_f1, per_class_rates
+from covidviz.evaluation.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
 from covidviz.model.network import build_model, load_compatible_state
 from covidviz.model.preprocessing import resize_batch, standardise
 from covidviz.data.split import split_records, write_split
@@ -104,7 +104,7 @@ def evaluate_split(model: torch.nn.Module, images: np.ndarray, targets: np.ndarr
     predicted = probs.argmax(1)
     matrix = confusion_matrix(targets, predicted, len(CLASSES))
     rates = per_class_rates(matrix)
-    nll = float(-np.mean(np.log(np.clip(probs[np.arange(len(targets)), targets], 1e-7, 1))))
+    nll = negative_log_likelihood(targets, probs)
     return {"loss": nll, "accuracy": float((predicted == targets).mean()),
             "macro_f1": macro_f1(targets, predicted, len(CLASSES)),
             "covid_sensitivity": rates[0]["sensitivity"], "covid_precision": rates[0]["precision"],

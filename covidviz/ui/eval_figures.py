@@ -14,7 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
+from covidviz.evaluation.artifacts import metric_value
 from covidviz.evaluation.operating_point import OperatingPoint
+from covidviz.evaluation.report import format_interval
 
 VIEWS: dict[str, str] = {"counts": "Counts", "recall": "Row-normalised (recall)",
                          "precision": "Column-normalised (precision)"}
@@ -161,17 +163,6 @@ def reliability_figure(calibration: dict[str, Any], temperature: float | None, s
     return fig
 
 
-def _value(report: dict[str, Any], cls: str | None, name: str) -> float:
-    entry = (report["summary"] if cls is None else report["per_class"][cls]).get(name) or {}
-    return float("nan") if entry.get("value") is None else float(entry["value"])
-
-
-def _ci(report: dict[str, Any], cls: str | None, name: str) -> str:
-    entry = (report["summary"] if cls is None else report["per_class"][cls]).get(name) or {}
-    lo, hi = (entry.get("ci95") or [None, None])[:2]
-    return "" if entry.get("value") is None or lo is None else f"{lo:.3f}–{hi:.3f}"
-
-
 def per_source_table(split_entry: dict[str, Any]) -> pd.DataFrame:
     """One row per source plus "all sources": image counts per class, accuracy, recall and precision per
     class, macro F1. Recall of a class the source lacks is empty, not zero."""
@@ -180,10 +171,11 @@ def per_source_table(split_entry: dict[str, Any]) -> pd.DataFrame:
     for source, report in reports:
         row: dict[str, Any] = {"source": source, "images": report["n"]}
         row |= {f"{CLASS_TITLES[c]} images": report["class_counts"][c] for c in CLASSES}
-        row |= {"accuracy": _value(report, None, "accuracy"), "accuracy 95% CI": _ci(report, None, "accuracy")}
-        row |= {f"recall {CLASS_TITLES[c]}": _value(report, c, "sensitivity") for c in CLASSES}
-        row |= {f"precision {CLASS_TITLES[c]}": _value(report, c, "precision") for c in CLASSES}
-        row["macro F1"] = _value(report, None, "macro_f1")
+        accuracy, lo, hi = metric_value(report, None, "accuracy")
+        row |= {"accuracy": accuracy, "accuracy 95% CI": format_interval(lo, hi) if np.isfinite(accuracy) else ""}
+        row |= {f"recall {CLASS_TITLES[c]}": metric_value(report, c, "sensitivity")[0] for c in CLASSES}
+        row |= {f"precision {CLASS_TITLES[c]}": metric_value(report, c, "precision")[0] for c in CLASSES}
+        row["macro F1"] = metric_value(report, None, "macro_f1")[0]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -201,15 +193,10 @@ def metrics_table(report: dict[str, Any], cls: str, point: OperatingPoint, adjus
     rows = []
     for name, title in METRIC_TITLES.items():
         key = _REPORT_NAMES.get(name, name)
-        keep = name in shown
-        entry = report["per_class"][cls].get(key) or {}
-        lo, hi = (entry.get("ci95") or [None, None])[:2]
-        current = getattr(point, name) if hasattr(point, name) else _value(report, cls, key)  # AUC, AP: no threshold
-        rows.append({"metric": title,
-                     "argmax rule": _value(report, cls, key) if keep else np.nan,
-                     "95% CI low": float(lo) if keep and lo is not None else np.nan,
-                     "95% CI high": float(hi) if keep and hi is not None else np.nan,
-                     "current operating point": float(current) if keep else np.nan})
+        value, lo, hi = metric_value(report, cls, key) if name in shown else (np.nan, np.nan, np.nan)
+        current = getattr(point, name) if hasattr(point, name) else value  # AUC, AP: no threshold
+        rows.append({"metric": title, "argmax rule": value, "95% CI low": lo, "95% CI high": hi,
+                     "current operating point": float(current) if name in shown else np.nan})
     for name, value in (("ppv", adjusted[0]), ("npv", adjusted[1])):
         rows.append({"metric": f"{METRIC_TITLES[name]} at prevalence {prevalence:.4f}", "argmax rule": np.nan,
                      "95% CI low": np.nan, "95% CI high": np.nan,
