@@ -15,7 +15,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from covidviz.errors import XrayInputError
-from covidviz.io.xray import MAX_PIXELS, Xray, to_unit_range
+from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
@@ -67,8 +67,7 @@ def _decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
         raise XrayInputError(f"The DICOM pixel data cannot be decoded ({name}: {type(exc).__name__}).") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if raw.ndim == 3:  # colour DICOM (secondary capture): luminance, with a warning from _warnings
-        gray = raw[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return to_unit_range(gray)
+        return to_unit_range(rgb_to_gray(raw))
     values = apply_modality_lut(raw, ds)  # rescale slope/intercept or modality LUT
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
         values = _apply_voi_if_sane(values, ds)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from covidviz.errors import XrayInputError
-from covidviz.io.xray import MAX_PIXELS, Xray, to_unit_range
+from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
 
 COLOUR_THRESHOLD = 0.04  # mean |channel - gray| above this: a colour picture, not a radiograph
 
@@ -62,7 +62,7 @@ def _to_gray(image: Image.Image) -> tuple[np.ndarray, float]:
         mode = "RGB"
     if mode == "RGB":
         rgb = np.asarray(image, dtype=np.float32) / 255.0
-        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        gray = rgb_to_gray(rgb)
         return gray, float(np.abs(rgb - gray[..., None]).mean())
     if mode == "1":
         return np.asarray(image, dtype=np.float32), 0.0

@@ -32,6 +32,14 @@ class Xray:
         return int(self.pixels.shape[1])
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's convert("L")
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """Luminance (float32) of an H x W x 3+ colour image, in the units of its channels (extra channels ignored)."""
+    return rgb[..., :3].astype(np.float32, copy=False) @ LUMA_WEIGHTS
+
+
 def to_unit_range(values: np.ndarray) -> np.ndarray:
     """Min-max scale to float32 [0, 1]; a constant image becomes all zeros."""
     values = values.astype(np.float32, copy=False)
