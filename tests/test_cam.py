@@ -64,6 +64,30 @@ def test_slow_methods_run_and_score_cam_reports_progress(predictor, method):
         assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+def test_score_cam_progress_keeps_the_library_maths():
+    import torch
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    class Tiny(torch.nn.Module):  # 40 channels: two of Score-CAM's batches of 32
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = torch.nn.Sequential(torch.nn.Conv2d(1, 40, 3, padding=1), torch.nn.ReLU())
+            self.classifier = torch.nn.Linear(40, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(self.features(x).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    model, batch = Tiny().eval(), torch.rand(1, 1, 16, 16)
+    seen: list[tuple[int, int]] = []
+    ours = library_cam(model, "Score-CAM", batch, 1, progress=lambda done, total: seen.append((done, total)))
+    with ScoreCAM(model=model, target_layers=[model.features]) as cam:
+        reference = cam(input_tensor=batch, targets=[ClassifierOutputTarget(1)])[0]
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+    assert seen == [(32, 40), (40, 40)]
+
+
 def test_shared_scale_keeps_relative_strength():
     raw = np.zeros((3, 7, 7), np.float32)
     raw[0, 2:5, 2:5], raw[1, 2:5, 2:5] = 10.0, 1.0

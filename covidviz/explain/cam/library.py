@@ -21,31 +21,30 @@ Progress = Callable[[int, int], None]
 
 
 def _score_cam_with_progress() -> type:
-    """Score-CAM whose channel loop reports progress (and so gives the page a point to cancel at)."""
+    """The library's Score-CAM, reporting progress after each batch of masked passes (which also gives the
+    page a point to cancel at). Only the model the channel loop calls is wrapped: the maths stays the library's."""
     from pytorch_grad_cam import ScoreCAM
 
     class ScoreCAMWithProgress(ScoreCAM):
         progress: Progress | None = None
-        batch_size = 32
+        batch_size = 32  # the library reads this attribute; twice its default, as fast and fewer callbacks
 
         def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):  # noqa: D102
-            with torch.no_grad():
-                acts = torch.from_numpy(activations)
-                masks = torch.nn.functional.interpolate(acts, size=input_tensor.shape[-2:], mode="bilinear",
-                                                        align_corners=True)
-                lo = masks.amin(dim=(2, 3), keepdim=True)
-                hi = masks.amax(dim=(2, 3), keepdim=True)
-                masks = (masks - lo) / (hi - lo + 1e-8)  # each channel becomes a [0, 1] mask over the input
-                scores = torch.empty(masks.shape[:2])
-                channels = masks.shape[1]
-                for n, target in enumerate(targets):
-                    for start in range(0, channels, self.batch_size):
-                        stop = min(start + self.batch_size, channels)
-                        masked = input_tensor[n:n + 1] * masks[n, start:stop, None]
-                        scores[n, start:stop] = torch.stack([target(o) for o in self.model(masked)]).cpu()
-                        if self.progress is not None:
-                            self.progress(stop + n * channels, channels * len(targets))
-                return torch.softmax(scores, dim=-1).numpy()
+            model, total, done = self.model, activations.shape[0] * activations.shape[1], 0
+
+            def counted(batch: torch.Tensor) -> torch.Tensor:
+                nonlocal done
+                out = model(batch)
+                done += len(batch)
+                if self.progress is not None:
+                    self.progress(done, total)
+                return out
+
+            self.model = counted
+            try:
+                return super().get_cam_weights(input_tensor, target_layer, targets, activations, grads)
+            finally:
+                self.model = model
 
     return ScoreCAMWithProgress
 
