@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from covidviz.io.xray import MAX_PIXELS, MIN_SIDE
+
 ACCEPTED = (
     "Accepted: a single frontal chest radiograph as PNG (8- or 16-bit), JPEG, or DICOM "
-    "(uncompressed, JPEG baseline, JPEG lossless or JPEG 2000), at least 64 px on its shorter "
-    "side and at most 50 megapixels."
+    "(uncompressed, JPEG baseline, JPEG lossless or JPEG 2000), at least "
+    f"{MIN_SIDE} px on its shorter side and at most {MAX_PIXELS // 1_000_000} megapixels."
 )
 
 

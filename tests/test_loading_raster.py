@@ -120,3 +120,22 @@ def test_error_message_never_includes_a_traceback(xray_png):
     with pytest.raises(XrayInputError) as err:
         load_xray(xray_png[:40], "cut.png")
     assert "Traceback" not in str(err.value) and "File \"" not in str(err.value)
+
+
+def test_byte_limit_is_streamlits_and_is_enforced():
+    import tomllib
+
+    from covidviz.io.loading import MAX_BYTES, MAX_UPLOAD_MB
+    from covidviz.paths import ROOT
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB  # the page, the library and the CLI agree
+    with pytest.raises(XrayInputError, match=f"over the {MAX_UPLOAD_MB} MB limit"):
+        load_xray(b"\x89PNG\r\n\x1a\n" + bytes(MAX_BYTES), "huge.png")
+
+
+def test_accepted_formats_message_states_the_enforced_limits():
+    from covidviz.errors import ACCEPTED
+    from covidviz.io.xray import MAX_PIXELS, MIN_SIDE
+
+    assert f"at least {MIN_SIDE} px" in ACCEPTED and f"at most {MAX_PIXELS // 1_000_000} megapixels" in ACCEPTED

@@ -9,7 +9,8 @@ from covidviz.errors import XrayInputError
 from covidviz.io.raster import read_raster
 from covidviz.io.xray import MAX_PIXELS, MIN_SIDE, Xray
 
-MAX_BYTES = 200 * 1024 * 1024
+MAX_UPLOAD_MB = 50  # Streamlit's server.maxUploadSize in .streamlit/config.toml must equal this (tested)
+MAX_BYTES = MAX_UPLOAD_MB * 1024 * 1024  # Streamlit's megabyte
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
@@ -33,7 +34,7 @@ def load_xray(data: bytes, filename: str = "") -> Xray:
     if not data:
         raise XrayInputError("The file is empty (0 bytes).")
     if len(data) > MAX_BYTES:
-        raise XrayInputError(f"The file is {len(data) / 2**20:.0f} MB, over the {MAX_BYTES // 2**20} MB limit.")
+        raise XrayInputError(f"The file is {len(data) / 2**20:.0f} MB, over the {MAX_UPLOAD_MB} MB limit.")
     kind = sniff_format(data, filename)
     if kind is None:
         suffix = Path(filename).suffix or "no extension"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS
+from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS, time_estimate
 from covidviz.explain.overlay import COLORMAPS
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
@@ -29,7 +29,7 @@ def settings_panel() -> Settings:
     c1, c2, c3 = st.columns([2, 3, 2])
     method = c1.selectbox("CAM method", list(METHODS), key="method",
                           help="Grad-CAM comes with the prediction at no extra cost; the others take up to a second. "
-                               "Score-CAM runs a forward pass per feature channel: about 25 s per map on this server.")
+                               f"Score-CAM runs a forward pass per feature channel: {time_estimate('Score-CAM')}.")
     view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
     scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
                      help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
@@ -41,6 +41,6 @@ def settings_panel() -> Settings:
     threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
                           help="Heatmap: hide values below it. Contour: outline the region at or above it.")
     if method in SLOW_METHODS:
-        st.info(f"{method} is slow here (about 25 s per map on 2 CPU cores). A progress bar shows how far "
+        st.info(f"{method} is slow here ({time_estimate(method)}). A progress bar shows how far "
                 "it is; change any control or upload to cancel it.")
     return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold)
