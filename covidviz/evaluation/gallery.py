@@ -20,7 +20,7 @@ from covidviz.io.images import png_bytes
 from covidviz.io.loading import load_xray_file
 from covidviz.explain.overlay import blend, to_uint8
 from covidviz.model.predictor import Predictor
-from covidviz.model.preprocessing import canonical_image, model_batch
+from covidviz.model.preprocessing import model_batch
 
 GALLERY_DIR = "gallery"
 INDEX_FILE = "gallery.csv"
@@ -53,7 +53,7 @@ def misclassified(predictions_csv: Path) -> list[GalleryItem]:
 
 def overlay_pair(predictor: Predictor, path: Path, class_name: str) -> tuple[np.ndarray, np.ndarray]:
     """The canonical image the model saw (uint8 gray) and its Grad-CAM overlay for ``class_name`` (uint8 RGB)."""
-    canonical = canonical_image(load_xray_file(path).pixels)
+    canonical = predictor.prepare([load_xray_file(path).pixels])[0].image
     result = gradcam_all_classes(predictor.model, model_batch([canonical], predictor.input_size))
     cam = normalise_like_library(result.maps[0], canonical.shape[0])[CLASSES.index(class_name)]
     return to_uint8(canonical), blend(canonical, cam, "inferno", 0.45)

@@ -77,3 +77,27 @@ def render(gray: np.ndarray, cam: np.ndarray, style: str, colormap: str, opacity
         return contour(gray, cam, threshold, colormap)
     shown = np.where(cam >= threshold, cam, np.nan) if threshold > 0 else cam  # below threshold: no colour
     return blend(gray, shown.astype(np.float32), colormap, opacity)
+
+
+LUNG_COLOUR = (64, 200, 255)   # light blue: the segmenter's lungs
+FIELD_COLOUR = (255, 255, 255)  # white: the region the model read
+
+
+def outline(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], dashed: bool = False) -> np.ndarray:
+    """Draw the boundary of a boolean ``mask`` (same height and width as ``rgb``) on a copy of ``rgb``.
+
+    Dashed lines tell the read region apart from the lung outline without another colour."""
+    out = np.ascontiguousarray(rgb.copy())
+    found, _ = cv2.findContours(np.asarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    thickness = max(1, round(max(rgb.shape[:2]) / 300))
+    if not dashed:
+        cv2.drawContours(out, found, -1, colour, thickness, lineType=cv2.LINE_AA)
+        return out
+    dash = 6 * thickness
+    for contour_points in found:
+        points = contour_points[:, 0, :]
+        for start in range(0, len(points), 2 * dash):
+            segment = points[start:start + dash]
+            if len(segment) > 1:
+                cv2.polylines(out, [segment.reshape(-1, 1, 2)], False, colour, thickness, lineType=cv2.LINE_AA)
+    return out

@@ -17,9 +17,10 @@ from covidviz.explain.cam.library import Progress, library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, SCALES
 from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
 from covidviz.model.inference import softmax
-from covidviz.model.ood import OodGuard, ood_message
+from covidviz.lungs.field import LungCheck, lung_energy
+from covidviz.model.ood import OodGuard, lung_message, ood_message
 from covidviz.model.predictor import Predictor
-from covidviz.model.preprocessing import CropBox, canonical_with_box, model_batch
+from covidviz.model.preprocessing import CropBox, model_batch
 from covidviz.io.xray import Xray
 
 
@@ -33,6 +34,8 @@ class Reading:
     raw_maps: np.ndarray  # K x h x w fast Grad-CAM, unnormalised
     ood_distance: float | None
     guard: OodGuard | None
+    lungs: np.ndarray | None = None  # 256 x 256 lung mask over ``canonical``; None for whole-image models
+    lung_check: LungCheck | None = None
 
     @property
     def label(self) -> str:
@@ -40,8 +43,9 @@ class Reading:
 
     @property
     def is_outlier(self) -> bool:
-        """Unlike any chest X-ray the model knows: the prediction is not meaningful."""
-        return self.guard is not None and self.ood_distance > self.guard.threshold
+        """Unlike any chest X-ray the model knows, or no plausible lungs: the prediction is not meaningful."""
+        no_lungs = self.lung_check is not None and not self.lung_check.plausible
+        return no_lungs or (self.guard is not None and self.ood_distance > self.guard.threshold)
 
     @property
     def is_unusual(self) -> bool:
@@ -50,20 +54,30 @@ class Reading:
 
     @property
     def ood_note(self) -> str | None:
-        return ood_message(self.ood_distance, self.guard)
+        notes = [n for n in (lung_message(self.lung_check), ood_message(self.ood_distance, self.guard)) if n]
+        return " ".join(notes) or None
+
+    @property
+    def read_lung_field(self) -> bool:
+        """The model read the box around both lungs (not the whole-image fallback)."""
+        return self.lung_check is not None and self.lung_check.plausible
+
+    def lung_share(self, cam: np.ndarray) -> float | None:
+        """Share of a heatmap's energy inside the lungs (None without a lung mask; NaN for an empty map)."""
+        return None if self.lungs is None else lung_energy(cam, self.lungs)
 
     def probability(self, class_index: int) -> float:
         return float(self.probabilities[class_index])
 
 
 def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | None) -> Reading:
-    """Preprocess once, run the model once."""
-    canonical, box = canonical_with_box(xray.pixels)
-    result = gradcam_all_classes(predictor.model, model_batch([canonical], predictor.input_size))
+    """Preprocess once (lung segmenter included), run the model once."""
+    prepared = predictor.prepare([xray.pixels])[0]
+    result = gradcam_all_classes(predictor.model, model_batch([prepared.image], predictor.input_size))
     distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
-    return Reading(name=name, xray=xray, canonical=canonical, box=box,
+    return Reading(name=name, xray=xray, canonical=prepared.image, box=prepared.box,
                    probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],
-                   ood_distance=distance, guard=guard)
+                   ood_distance=distance, guard=guard, lungs=prepared.lungs, lung_check=prepared.check)
 
 
 def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: int, scale: str = SCALES[0],
@@ -84,3 +98,10 @@ def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: in
 def heatmap_on_original(reading: Reading, cam: np.ndarray) -> np.ndarray:
     """The map placed over the uploaded image's pixels (NaN outside the region the model saw)."""
     return to_original(cam, reading.box, reading.xray.pixels.shape)
+
+
+def lungs_on_original(reading: Reading) -> np.ndarray | None:
+    """The lung mask over the uploaded image's pixels (False outside the region the model read)."""
+    if reading.lungs is None:
+        return None
+    return to_original(reading.lungs.astype(np.float32), reading.box, reading.xray.pixels.shape) > 0.5

@@ -21,6 +21,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from sklearn.covariance import LedoitWolf
 
+from covidviz.lungs.field import LungCheck
+
 OOD_FILE = "ood.safetensors"
 VAL_QUANTILE = 0.99
 
@@ -51,6 +53,15 @@ def ood_message(distance: float | None, guard: OodGuard | None) -> str | None:
     return (f"This image looks unlike the images the model was trained on (feature distance {distance:.0f}; 99% of "
             f"validation images are below {guard.caution:.0f}). It may come from another hospital, detector or "
             "projection: read the output with extra care.")
+
+
+def lung_message(check: LungCheck | None) -> str | None:
+    """The reader's note when the lung segmenter found no plausible pair of lungs (None when it did,
+    or when the model does not use lung fields)."""
+    if check is None or check.plausible:
+        return None
+    return (f"No plausible pair of lungs was found: {check.reason}. The model read the whole image instead of "
+            "the lung field, so the prediction is not meaningful for it. It may not be a frontal chest radiograph.")
 
 
 def hard_threshold(val_distances: np.ndarray, non_chest_distances: np.ndarray) -> float:

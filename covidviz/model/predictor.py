@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from covidviz import CLASSES
-from covidviz.errors import XrayInputError
+from covidviz.errors import WeightsError, XrayInputError
 from covidviz.model.inference import pooled_and_logits, softmax
 from covidviz.io.loading import load_xray
-from covidviz.model.ood import load_guard, ood_message
-from covidviz.model.preprocessing import canonical_image
+from covidviz.model.ood import load_guard, lung_message, ood_message
+from covidviz.model.preprocessing import Prepared, prepare
 from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
 from covidviz.io.xray import Xray
+
+if TYPE_CHECKING:
+    from covidviz.lungs.segmenter import LungSegmenter
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Predictor:
 
     def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False) -> None:
         self.model, self.sidecar = load_weights(weights_dir)
+        self.segmenter = field_segmenter(weights_dir, self.sidecar)
         self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
         self.model = self.model.to(memory_format=torch.channels_last)
         self.input_size = int(self.sidecar["input_size"])
@@ -59,6 +63,10 @@ class Predictor:
     def version(self) -> str:
         return self.sidecar["weights_sha256"][:12]
 
+    def prepare(self, grays: list[np.ndarray]) -> list[Prepared]:
+        """What this model reads: lung fields when it was trained on them, else whole images."""
+        return prepare(grays, self.segmenter)
+
     def probabilities(self, canonical: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """N x 3 calibrated probabilities for canonical images."""
         _, logits = pooled_and_logits(self.model, canonical, self.input_size, batch_size, self.fast)
@@ -68,15 +76,15 @@ class Predictor:
         """Calibrated probabilities, with the loader's warnings and the out-of-distribution note if any."""
         if not xrays:
             return []
-        canonical = [canonical_image(x.pixels) for x in xrays]
-        pooled, logits = pooled_and_logits(self.model, canonical, self.input_size, fast=self.fast)
+        prepared = self.prepare([x.pixels for x in xrays])
+        pooled, logits = pooled_and_logits(self.model, [p.image for p in prepared], self.input_size, fast=self.fast)
         probs = softmax(logits, self.temperature)
         distances = self.guard.distance(pooled) if self.guard is not None else [None] * len(xrays)
         out = []
-        for name, xray, row, distance in zip(names, xrays, probs, distances):
-            note = ood_message(distance, self.guard)
+        for name, xray, row, distance, field in zip(names, xrays, probs, distances, prepared):
+            notes = tuple(n for n in (lung_message(field.check), ood_message(distance, self.guard)) if n)
             out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
-                                  warnings=((note,) if note else ()) + xray.warnings, info=xray.info))
+                                  warnings=notes + xray.warnings, info=xray.info))
         return out
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:
@@ -85,3 +93,17 @@ class Predictor:
         except XrayInputError as exc:
             return Prediction(name=name, error=str(exc))
         return self.predict_xrays([xray], [name])[0]
+
+
+def field_segmenter(weights_dir: str | Path, sidecar: dict[str, Any]) -> LungSegmenter | None:
+    """The lung segmenter a model was trained with (its sha256 is in the model's sidecar), or None for a
+    model trained on whole images. A different segmenter would feed the model crops it never saw."""
+    wanted = sidecar.get("preprocessing", {}).get("lung_segmenter_sha256")
+    if not wanted:
+        return None
+    from covidviz.lungs.segmenter import load_segmenter
+    segmenter = load_segmenter(weights_dir)
+    if segmenter.sha256 != wanted:
+        raise WeightsError(f"the model was trained on lung fields from segmenter {wanted[:12]}, but "
+                           f"{Path(weights_dir) / 'lungs'} holds {segmenter.sha256[:12]}")
+    return segmenter

@@ -2,10 +2,13 @@
 
 Two steps, split so the expensive one can be cached:
 
-1. :func:`canonical_image` (numpy, per image): grayscale in [0, 1] at any size becomes a
-   256x256 float32 image: uniform borders trimmed (frames and padding from figures are a
-   source cue, not anatomy), the shorter side resized to 256 and the centre cropped (as the
-   training PNGs were made), intensities stretched between the 0.5th and 99.5th percentiles.
+1. :func:`prepare` (numpy, per image): grayscale in [0, 1] at any size becomes a 256x256 float32
+   image of the **lung field**: the lung segmenter finds both lungs on the whole image, the box around
+   them (with a margin) is cut from the original and resized to 256 x 256, and intensities are
+   stretched between the 0.5th and 99.5th percentiles. Borders, burnt-in text, arrows and shoulders
+   mostly fall outside. Where no plausible pair of lungs is found (or for a model trained without
+   lung fields) the fallback is :func:`canonical_with_box`: uniform borders trimmed, the shorter
+   side resized to 256 and the centre cropped.
 2. :func:`model_batch` (torch, per batch): resize to the model's input size and standardise
    each image to zero mean and unit variance (removes per-source brightness and contrast),
    replicated to three channels so torchvision DenseNet weights fit.
@@ -17,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from covidviz.lungs.field import LungCheck, check_lungs, field_box
 
 CANONICAL_SIZE = 256
 _BORDER_STD = 0.01       # a row or column this flat is padding, not anatomy
@@ -31,11 +37,33 @@ _PERCENTILES = (0.5, 99.5)
 
 @dataclass(frozen=True)
 class CropBox:
-    """The square region of the original image (in its pixel coordinates) that the canonical image shows."""
+    """The region of the original image (in its pixel coordinates) that the canonical image shows."""
 
     top: float
     left: float
-    size: float
+    height: float
+    width: float
+
+    def covers(self, shape: tuple[int, int]) -> bool:
+        """True when the region is (to a pixel) the whole image of ``shape``."""
+        h, w = shape
+        return self.top <= 0.5 and self.left <= 0.5 and self.height >= h - 1 and self.width >= w - 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One image ready for the model: the 256x256 canonical image, where it lies in the original, and
+    the lung mask in canonical coordinates (None when no segmenter ran)."""
+
+    image: np.ndarray
+    box: CropBox
+    lungs: np.ndarray | None = None
+    check: LungCheck | None = None
+
+    @property
+    def lung_field(self) -> bool:
+        """The model read the lung field (not the whole-image fallback)."""
+        return self.check is not None and self.check.plausible
 
 
 def _trim_margins(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -97,8 +125,55 @@ def canonical_with_box(gray: np.ndarray) -> tuple[np.ndarray, CropBox]:
     scale = CANONICAL_SIZE / side
     new_h, new_w = max(CANONICAL_SIZE, round(h * scale)), max(CANONICAL_SIZE, round(w * scale))
     box = CropBox(top=top + (new_h - CANONICAL_SIZE) // 2 / scale, left=left + (new_w - CANONICAL_SIZE) // 2 / scale,
-                  size=float(side))
+                  height=float(side), width=float(side))
     return stretch_contrast(image).astype(np.float32), box
+
+
+def mask_in_box(probability: np.ndarray, shape: tuple[int, int], box: CropBox) -> np.ndarray:
+    """The whole-image lung probability map (any grid) resampled onto the canonical grid of ``box``:
+    a boolean 256 x 256 lung mask aligned with the canonical image."""
+    h, w = shape
+    gy, gx = probability.shape[0] / h, probability.shape[1] / w
+    sy, sx = box.height / CANONICAL_SIZE, box.width / CANONICAL_SIZE
+    # canonical pixel centre (u + 0.5) -> original (left + (u + 0.5) * sx) -> grid (that * gx - 0.5)
+    affine = np.array([[sx * gx, 0, (box.left + 0.5 * sx) * gx - 0.5],
+                       [0, sy * gy, (box.top + 0.5 * sy) * gy - 0.5]], dtype=np.float64)
+    warped = cv2.warpAffine(np.float32(probability), affine, (CANONICAL_SIZE, CANONICAL_SIZE),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+    return warped > 0.5
+
+
+def lung_field_image(gray: np.ndarray, probability: np.ndarray) -> Prepared:
+    """The lung-field canonical image of ``gray`` given the segmenter's whole-image lung probabilities.
+
+    Pure: the segmenter runs elsewhere (batched). Falls back to :func:`canonical_with_box` when the
+    mask is not a plausible pair of lungs, so a non-chest image still gets a prediction to flag."""
+    if gray.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
+    gray = gray.astype(np.float32, copy=False)
+    check = check_lungs(probability > 0.5)
+    if not check.plausible:
+        image, box = canonical_with_box(gray)
+    else:
+        top, left, height, width = field_box(probability > 0.5, gray.shape)
+        crop = gray[top:top + height, left:left + width]
+        interp = cv2.INTER_AREA if min(height, width) > CANONICAL_SIZE else cv2.INTER_CUBIC
+        image = stretch_contrast(cv2.resize(crop, (CANONICAL_SIZE, CANONICAL_SIZE), interpolation=interp))
+        box = CropBox(float(top), float(left), float(height), float(width))
+    return Prepared(image.astype(np.float32), box, mask_in_box(probability, gray.shape, box), check)
+
+
+class LungProbabilities(Protocol):
+    def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray: ...
+
+
+def prepare(grays: Sequence[np.ndarray], segmenter: LungProbabilities | None) -> list[Prepared]:
+    """Grayscale images in [0, 1] to what the model reads: lung fields with a segmenter, else the
+    whole-image canonical form (models trained before the lung segmenter existed)."""
+    if segmenter is None:
+        return [Prepared(*canonical_with_box(g)) for g in grays]
+    probabilities = segmenter.probabilities(list(grays))
+    return [lung_field_image(g, p) for g, p in zip(grays, probabilities)]
 
 
 def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ class Settings:
     colormap: str
     opacity: float
     threshold: float
+    lung_outline: bool = True
 
 
 def settings_panel() -> Settings:
@@ -40,7 +41,9 @@ def settings_panel() -> Settings:
     opacity = c6.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="opacity", disabled=style == "contour")
     threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
                           help="Heatmap: hide values below it. Contour: outline the region at or above it.")
+    lung_outline = st.checkbox("Outline the lungs", value=True, key="lung_outline",
+                               help="The lung segmenter's outline: the model reads the box around it.")
     if method in SLOW_METHODS:
         st.info(f"{method} is slow here ({time_estimate(method)}). A progress bar shows how far "
                 "it is; change any control or upload to cancel it.")
-    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold)
+    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold, lung_outline)

@@ -15,12 +15,13 @@ from covidviz.ui.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
 from covidviz.io.images import png_bytes
 from covidviz.io.loading import load_xray
-from covidviz.explain.overlay import downscale, render, to_uint8
+from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
 from covidviz.model.predictor import Predictor
-from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, read_xray
+from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_original, read_xray
 from covidviz.ui.diagnose_settings import VIEWS, Settings
 
 MAX_CACHED = 40
+LOW_LUNG_SHARE = 0.5  # below it, most of a map's energy lies outside the lungs
 RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
 
@@ -98,14 +99,24 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     columns[0].plotly_chart(zoomable_image(to_uint8(gray), "Original (unaltered)", width), key=f"orig{index}",
                             config=PLOT_CONFIG)
     overlay_rgb, title = None, ""
+    lungs = lungs_on_original(reading) if settings.lung_outline else None
+    lungs_shown = downscale(lungs.astype(np.float32)) > 0.5 if lungs is not None else None
     for column, k in zip(columns[1:], shown):
-        cam = heatmap_on_original(reading, _cam(reading, predictor, settings, k))
-        overlay_rgb = render(gray, downscale(cam), settings.style, settings.colormap, settings.opacity,
-                             settings.threshold)
+        cam_map = _cam(reading, predictor, settings, k)
+        cam = downscale(heatmap_on_original(reading, cam_map))
+        overlay_rgb = render(gray, cam, settings.style, settings.colormap, settings.opacity, settings.threshold)
+        if not reading.box.covers(reading.xray.pixels.shape):
+            overlay_rgb = outline(overlay_rgb, ~np.isnan(cam), FIELD_COLOUR, dashed=True)
+        if lungs_shown is not None:
+            overlay_rgb = outline(overlay_rgb, lungs_shown, LUNG_COLOUR)
         title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
         column.plotly_chart(zoomable_image(overlay_rgb, title, width), key=f"cam{index}_{k}", config=PLOT_CONFIG)
-    notes = ["Outside the dashed square the model saw nothing (it reads the central square after trimming borders)."
-             if _crop_hides_part(reading) else ""]
+        share = reading.lung_share(cam_map)
+        if share is not None and share == share:
+            column.caption(f"{share:.0%} of this map's energy lies inside the lungs.")
+            if share < LOW_LUNG_SHARE:
+                column.warning("The model looked mostly outside the lungs: do not trust this map or its class.")
+    notes = [_region_note(reading, lungs is not None)]
     if settings.method in CLASS_AGNOSTIC:
         notes.append("EigenCAM ignores the class: every class gets the same map.")
     if settings.method != FAST_METHOD or settings.scale == SCALES[0]:
@@ -119,9 +130,13 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
                        mime="text/html", key=f"html{index}")
 
 
-def _crop_hides_part(reading: Reading) -> bool:
-    h, w = reading.xray.pixels.shape
-    return reading.box.size < min(h, w) - 1 or abs(h - w) > 1
+def _region_note(reading: Reading, lung_outline: bool) -> str:
+    if reading.read_lung_field:
+        return ("The model read only the box around both lungs (dashed), resized to a square; outside it, it saw "
+                "nothing." + (" The blue line is the lung segmenter's outline." if lung_outline else ""))
+    if not reading.box.covers(reading.xray.pixels.shape):
+        return "Outside the dashed box the model saw nothing (it reads the central square after trimming borders)."
+    return ""
 
 
 def summary_table(outcomes: list[tuple[str, Reading | str]]) -> pd.DataFrame:

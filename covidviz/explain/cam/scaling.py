@@ -41,9 +41,10 @@ def to_original(cam: np.ndarray, box: CropBox, shape: tuple[int, int]) -> np.nda
     """Place a square map over the region of the original image the model saw; NaN where it saw nothing."""
     height, width = shape
     out = np.full((height, width), np.nan, dtype=np.float32)
-    top, left, side = round(box.top), round(box.left), max(1, round(box.size))
-    resized = cv2.resize(np.float32(cam), (side, side), interpolation=cv2.INTER_LINEAR)
+    top, left = round(box.top), round(box.left)
+    box_h, box_w = max(1, round(box.height)), max(1, round(box.width))
+    resized = cv2.resize(np.float32(cam), (box_w, box_h), interpolation=cv2.INTER_LINEAR)
     r0, c0 = max(top, 0), max(left, 0)
-    r1, c1 = min(top + side, height), min(left + side, width)
+    r1, c1 = min(top + box_h, height), min(left + box_w, width)
     out[r0:r1, c0:c1] = resized[r0 - top:r1 - top, c0 - left:c1 - left]
     return out

@@ -1,0 +1,101 @@
+"""Lung-field geometry (pure, with hand-made masks as oracles) and the shipped lung segmenter on real films."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from covidviz.lungs.field import check_lungs, field_box, lung_energy
+from covidviz.model.preprocessing import CANONICAL_SIZE, CropBox, lung_field_image, mask_in_box
+from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
+
+
+def two_lungs(shape=(256, 256), rows=(60, 200), left=(40, 110), right=(146, 216)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[rows[0]:rows[1], left[0]:left[1]] = True
+    mask[rows[0]:rows[1], right[0]:right[1]] = True
+    return mask
+
+
+def test_a_pair_of_lungs_side_by_side_is_plausible():
+    check = check_lungs(two_lungs())
+    assert check.plausible and check.lung_share == pytest.approx(2 * 140 * 70 / 256 ** 2)
+
+
+@pytest.mark.parametrize("mask, words", [
+    (np.zeros((256, 256), bool), "only 0%"),
+    (np.ones((256, 256), bool), "100% of the image"),
+    (two_lungs(left=(40, 110), right=(20, 39)), "two lungs side by side"),  # both left of the midline
+])
+def test_implausible_masks_say_why(mask, words):
+    check = check_lungs(mask)
+    assert not check.plausible and words in check.reason
+
+
+def test_field_box_widens_the_lungs_box_by_the_margin_and_scales_to_the_original():
+    # lungs span rows 60..199 and columns 40..215 of a 256 grid laid over a 512 x 1024 (h x w) original
+    top, left, height, width = field_box(two_lungs(), (512, 1024), margin=0.1)
+    assert (top, height) == (120 - 28, 280 + 56)          # rows 120..400 in the original, +-10% of 280
+    assert (left, width) == (160 - 71, 704 + 142)         # floor(160 - 70.4), ceil(864 + 70.4)
+
+
+def test_field_box_is_clipped_and_an_empty_mask_means_the_whole_image():
+    mask = np.zeros((256, 256), bool)
+    mask[0:256, 0:128] = True  # the left half, full height: the 8% margin is clipped at top, bottom and left
+    assert field_box(mask, (100, 100)) == (0, 0, 100, 54)  # columns 0..50, + 4 on the right
+    assert field_box(np.zeros((256, 256), bool), (300, 200)) == (0, 0, 300, 200)
+
+
+def test_lung_energy_is_the_share_of_the_map_inside_the_mask():
+    cam = np.zeros((8, 8))
+    cam[2:6, 1:3] = 1.0   # inside the left lung below
+    cam[0, 7] = 3.0       # outside
+    mask = np.zeros((256, 256), bool)
+    mask[64:192, 32:96] = True  # cells 2..5 x 1..2 of an 8 x 8 grid
+    assert lung_energy(cam, mask) == pytest.approx(8 / 11)
+    assert np.isnan(lung_energy(np.zeros((8, 8)), mask))
+
+
+def test_mask_in_box_follows_the_crop():
+    probability = np.zeros((256, 256), np.float32)
+    probability[128:, :] = 1.0  # lower half of a 400 x 400 original
+    box = CropBox(top=100.0, left=0.0, height=200.0, width=400.0)  # rows 100..300: the cut at row 200 is mid-box
+    mask = mask_in_box(probability, (400, 400), box)
+    assert mask.shape == (CANONICAL_SIZE, CANONICAL_SIZE)
+    assert not mask[:120].any() and mask[136:].all()
+
+
+def test_lung_field_image_crops_to_the_lungs_and_falls_back_without_them():
+    gray = np.random.default_rng(0).random((512, 512)).astype(np.float32)
+    prepared = lung_field_image(gray, two_lungs().astype(np.float32))
+    assert prepared.lung_field and prepared.image.shape == (256, 256)
+    assert prepared.box.height < 512 and prepared.box.width < 512
+    assert prepared.lungs.mean() > 0.5  # the lungs fill most of their own field
+    fallback = lung_field_image(gray, np.zeros((256, 256), np.float32))
+    assert not fallback.lung_field and fallback.box.covers((512, 512))
+
+
+requires_segmenter = pytest.mark.skipif(not (WEIGHTS / "lungs" / "model.json").is_file(),
+                                        reason="weights/lungs is not shipped yet")
+
+
+@requires_segmenter
+def test_shipped_segmenter_verifies_and_finds_lungs_on_every_chest_fixture():
+    from covidviz.io.loading import load_xray_file
+    from covidviz.lungs.segmenter import load_segmenter
+    segmenter = load_segmenter(WEIGHTS)
+    rows = [r for r in fixture_rows() if r.get("kind", "chest") == "chest"]
+    masks = segmenter.masks([load_xray_file(FIXTURES / r["fixture"]).pixels for r in rows])
+    checks = [check_lungs(m) for m in masks]
+    assert all(c.plausible for c in checks), [(r["fixture"], c.reason) for r, c in zip(rows, checks)]
+    assert segmenter.sidecar["test"]["dice_mean"] >= 0.9
+
+
+@requires_segmenter
+def test_segmenter_finds_no_lungs_in_pictures_that_are_not_chest_x_rays():
+    from covidviz.data.ood_sets import skimage_pictures
+    from covidviz.lungs.segmenter import load_segmenter
+    pictures = skimage_pictures()
+    masks = load_segmenter(WEIGHTS).masks([p.pixels for p in pictures.values()])
+    flagged = sum(not check_lungs(m).plausible for m in masks)
+    assert flagged >= 0.5 * len(masks), f"only {flagged} of {len(masks)} non-chest pictures lack lungs"
