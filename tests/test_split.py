@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from covidviz.data.collection import Record, read_metadata
-from covidviz.data.split import read_split, split_records, write_split
+from covidviz.data.collection import Record, radiologist_labels, read_metadata
+from covidviz.data.split import extend_split, read_split, read_split_groups, split_records, write_split
 from tests.conftest import SHARED, WEIGHTS, requires_data
 
 
@@ -56,13 +56,42 @@ def test_written_split_reads_back(tmp_path):
     assert read_split(tmp_path / "split.csv") == {k: [r.file for r in v] for k, v in splits.items()}
 
 
+def test_extending_a_split_keeps_every_earlier_patient_in_place(tmp_path):
+    records = _toy_records()
+    earlier = [r for r in records if int(r.group.removeprefix("patient")) < 200]
+    write_split(tmp_path / "old.csv", split_records(earlier, seed=1))
+    previous = read_split_groups(tmp_path / "old.csv")
+    extended = extend_split(records, previous, seed=2)
+    _assert_patient_level(extended)
+    for name, members in extended.items():
+        for r in members:
+            assert previous.get(r.group, name) == name, r.group
+    new_counts = Counter(name for name, members in extended.items() for r in members if r.group not in previous)
+    total = sum(new_counts.values())
+    assert 0.6 < new_counts["train"] / total < 0.8 and new_counts["test"] > 0.1 * total
+
+
+def test_radiologist_reading_replaces_report_mined_labels():
+    def nih(label: str, rsna: str) -> Record:
+        return Record(f"{label}-{rsna}", label, "g", "NIH", "pool", True, rsna_label=rsna)
+    records = [nih("pneumonia", "Normal"), nih("normal", "Lung Opacity"), nih("pneumonia", ""),
+               nih("normal", "No Lung Opacity / Not Normal"), nih("normal", "Normal")]
+    assert [(r.file, r.label) for r in radiologist_labels(records)] == [
+        ("pneumonia-Normal", "normal"), ("normal-Lung Opacity", "pneumonia"), ("pneumonia-", "pneumonia"),
+        ("normal-Normal", "normal")]
+
+
 @requires_data
 def test_shipped_split_is_patient_level_disjoint_from_external_and_agrees_with_the_pool():
     """What must hold for any version of the pool: the shipped split may predate rows that were added
     (they are simply not in it) or removed (skipped and counted), but every row it still shares with the
     pool carries the pool's class and patient group, no group sits in two splits, and nothing external
     (by file or by patient group) was ever in it."""
-    metadata = {r.file: r for r in read_metadata(SHARED)}
+    from covidviz.model.sidecar import read_sidecar
+    records = read_metadata(SHARED)
+    if read_sidecar(WEIGHTS).get("data", {}).get("labels", "").startswith("NIH: RSNA"):
+        records = radiologist_labels(records)  # the labels the model was trained on
+    metadata = {r.file: r for r in records}
     with (WEIGHTS / "split.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     present = [row for row in rows if row["file"] in metadata]

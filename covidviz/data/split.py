@@ -54,6 +54,29 @@ def split_records(records: list[Record], seed: int) -> dict[str, list[Record]]:
     return out
 
 
+def extend_split(records: list[Record], previous: dict[str, str], seed: int) -> dict[str, list[Record]]:
+    """Like :func:`split_records`, but every group a previous split assigned keeps its place; only new
+    groups are split (stratified as usual). A model fine-tuned from the previous one then never meets
+    its old validation or test patients in training, and both models are compared on the same test rows."""
+    if any(r.set != "pool" for r in records):
+        raise ValueError("only pool images may be split; the external set is evaluation-only")
+    unknown = sorted({v for v in previous.values()} - set(SPLITS))
+    if unknown:
+        raise ValueError(f"previous split names {unknown} are not among {SPLITS}")
+    assignment = dict(previous)
+    assignment.update(split_groups([r for r in records if r.group not in previous], seed))
+    out: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    for record in records:
+        out[assignment[record.group]].append(record)
+    return out
+
+
+def read_split_groups(path: str | Path) -> dict[str, str]:
+    """``split_group`` to split name, as written by :func:`write_split`."""
+    with Path(path).open(newline="") as handle:
+        return {row["split_group"]: row["split"] for row in csv.DictReader(handle)}
+
+
 def write_split(path: str | Path, splits: dict[str, list[Record]]) -> None:
     with Path(path).open("w", newline="") as handle:
         writer = csv.writer(handle)

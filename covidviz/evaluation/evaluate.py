@@ -1,8 +1,10 @@
-"""``python -m covidviz evaluate``: predictions and metrics for validation, internal test and
-external Hannover, written to ``weights/eval/`` so the dashboard never runs the model for them.
+"""``python -m covidviz evaluate``: predictions and metrics for validation, internal test and the
+external sets (Hannover COVID-19, Shenzhen normals), written to ``weights/eval/`` so the dashboard never
+runs the model for them.
 
-The temperature is fitted on validation only and stored in the sidecar; the Hannover set
-chooses nothing (no checkpoint, threshold or temperature).
+The temperature is fitted on validation only and stored in the sidecar; the external sets choose
+nothing (no checkpoint, threshold or temperature). With ``previous`` (an earlier model's weights
+folder) the same headline measures are computed for it on the same rows, for a side-by-side view.
 """
 
 from __future__ import annotations
@@ -17,26 +19,32 @@ import numpy as np
 
 from covidviz import CLASSES
 from covidviz.evaluation.calibration import fit_temperature, reliability_bins
-from covidviz.data.collection import Record, load_canonical, read_metadata
+from covidviz.data.collection import Record, load_prepared, radiologist_labels, read_metadata
+from covidviz.evaluation.measures import lung_energy_summary, reads_the_lungs
+from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.lungs.field import lung_energy
 from covidviz.evaluation.gallery import build_gallery
 from covidviz.model.inference import pooled_and_logits, softmax
 from covidviz.evaluation.metrics import brier_score, expected_calibration_error
 from covidviz.evaluation.model_card import render_model_card
 from covidviz.model.ood import VAL_QUANTILE, fit_guard, hard_threshold, save_guard
+from covidviz.model.preprocessing import model_batch
 from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
 from covidviz.model.predictor import Predictor
-from covidviz.model.preprocessing import canonical_image
 from covidviz.evaluation.report import metrics_report
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.data.split import read_split
-from covidviz.model.weights import load_weights
 
-EVAL_SPLITS = {"val": "validation", "test": "internal test", "external": "external (Hannover)"}
+EVAL_SPLITS = {"val": "validation", "test": "internal test",
+               "external": "external (Hannover COVID-19, Shenzhen normals)"}
 
 
 def records_for_splits(data_dir: str | Path, weights_dir: Path) -> dict[str, list[Record]]:
-    """Validation and test records from the model's own split file; external from the metadata."""
+    """Validation and test records from the model's own split file (with the labels it was trained on);
+    external from the metadata."""
     records = read_metadata(data_dir)
+    if read_sidecar(weights_dir).get("data", {}).get("labels", "").startswith("NIH: RSNA"):
+        records = radiologist_labels(records)
     by_file = {r.file: r for r in records}
     split = read_split(weights_dir / "split.csv")
     missing = [f for name in ("val", "test") for f in split[name] if f not in by_file]
@@ -66,51 +74,106 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def fit_and_measure_guard(model, size: int, pooled: dict[str, np.ndarray], weights_dir: Path) -> dict[str, Any]:
+def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], no_lungs: dict[str, np.ndarray],
+                          weights_dir: Path) -> dict[str, Any]:
     """Fit the OOD guard (train features; thresholds from validation and offline non-chest images), save it,
-    and measure it: detection on the non-chest images (also leave-one-out), false alarms on test and external."""
+    and measure it: detection on the non-chest images (also leave-one-out), false alarms on test and external.
+    An image is flagged when its distance is above the threshold or (lung-field models) no plausible
+    pair of lungs was found; both parts are reported on their own too."""
     others = {**skimage_pictures(), **non_chest_dicoms()}
     names = sorted(others)
-    other_pooled, _ = pooled_and_logits(model, [canonical_image(others[n].pixels) for n in names], size)
+    prepared = predictor.prepare([others[n].pixels for n in names])
+    other_pooled, _ = pooled_and_logits(predictor.model, [p.image for p in prepared], predictor.input_size)
+    other_no_lungs = np.array([p.check is not None and not p.check.plausible for p in prepared])
     guard = fit_guard(pooled["train"], pooled["val"], other_pooled)
     save_guard(guard, weights_dir)
     val_d, other_d = guard.distance(pooled["val"]), guard.distance(other_pooled)
-    flagged = other_d > guard.threshold
-    held_out = np.array([other_d[i] > hard_threshold(val_d, np.delete(other_d, i)) for i in range(len(names))])
+    flagged = (other_d > guard.threshold) | other_no_lungs
+    held_out = other_no_lungs | np.array([other_d[i] > hard_threshold(val_d, np.delete(other_d, i))
+                                          for i in range(len(names))])
     report: dict[str, Any] = {
         "method": "Mahalanobis distance of pooled DenseNet features (Ledoit-Wolf covariance, fitted on train)",
         "threshold": guard.threshold, "caution": guard.caution,
         "threshold_rule": "halfway between the largest validation distance and the smallest non-chest distance",
         "caution_rule": f"{VAL_QUANTILE:.0%} quantile of validation distances",
+        "lung_check": "flagged too when the lung segmenter finds no plausible pair of lungs"
+                      if predictor.segmenter is not None else None,
         "detection": {}, "false_alarm": {}, "caution_rate": {},
         "per_image": {n: round(float(d), 1) for n, d in zip(names, other_d)}}
     for label, prefix in (("skimage pictures", "skimage:"), ("non-chest DICOMs", "dicom:")):
         mask = np.array([n.startswith(prefix) for n in names])
         report["detection"][label] = {"n": int(mask.sum()), "rate": float(flagged[mask].mean()),
-                                      "rate_leave_one_out": float(held_out[mask].mean())}
+                                      "rate_leave_one_out": float(held_out[mask].mean()),
+                                      "rate_distance_only": float((other_d[mask] > guard.threshold).mean()),
+                                      "rate_lung_check_only": float(other_no_lungs[mask].mean())}
     for split in ("test", "external"):
         distances = guard.distance(pooled[split])
-        report["false_alarm"][split] = {"n": int(len(distances)), "rate": float((distances > guard.threshold).mean())}
+        far = distances > guard.threshold
+        report["false_alarm"][split] = {"n": int(len(distances)), "rate": float((far | no_lungs[split]).mean()),
+                                        "rate_distance_only": float(far.mean()),
+                                        "rate_lung_check_only": float(no_lungs[split].mean())}
         report["caution_rate"][split] = float((distances > guard.caution).mean())
     update_sidecar(weights_dir, ood={"file": "ood.safetensors", "threshold": guard.threshold, "caution": guard.caution,
                                      "threshold_rule": report["threshold_rule"], "caution_rule": report["caution_rule"]})
     return report
 
 
+def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Record], with_cams: bool
+                   ) -> dict[str, np.ndarray]:
+    """Pooled features, logits, lung-field flags and (``with_cams``) each image's share of its predicted
+    class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward pass per batch."""
+    prepared = load_prepared(data_dir, records, predictor.segmenter)
+    if not with_cams:
+        pooled, logits = pooled_and_logits(predictor.model, prepared.images, predictor.input_size)
+        return {"pooled": pooled, "logits": logits, "lung_field": prepared.lung_field}
+    pooled, logits, shares = [], [], []
+    for start in range(0, len(records), 32):
+        chunk = slice(start, start + 32)
+        result = gradcam_all_classes(predictor.model, model_batch(prepared.images[chunk], predictor.input_size))
+        pooled.append(result.pooled)
+        logits.append(result.logits)
+        for maps, lungs, found, row in zip(result.maps, prepared.lungs[chunk], prepared.lung_field[chunk],
+                                           result.logits):
+            shares.append(lung_energy(maps[int(np.argmax(row))], lungs) if found else float("nan"))
+    return {"pooled": np.concatenate(pooled), "logits": np.concatenate(logits),
+            "lung_field": prepared.lung_field, "lung_share": np.array(shares, dtype=float)}
+
+
+def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int,
+                 sets: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
+    """:func:`~covidviz.evaluation.measures.reads_the_lungs` for one model on the given test and external rows."""
+    sets = sets or {name: read_split_set(predictor, data_dir, splits[name], with_cams=True)
+                    for name in ("test", "external")}
+    def triple(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        recs = splits[name]
+        return (np.array([r.target for r in recs]), softmax(sets[name]["logits"], predictor.temperature),
+                [r.source for r in recs])
+    shares = {name: (np.array([r.target for r in splits[name]]), sets[name]["lung_share"])
+              for name in sets if "lung_share" in sets[name]}
+    measures = reads_the_lungs(triple("test"), triple("external"), shares, n_boot)
+    measures["lung_field_found"] = {name: float(sets[name]["lung_field"].mean()) for name in sets} \
+        if predictor.segmenter is not None else None
+    return measures
+
+
 def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, n_boot: int = 1000,
-             fast: bool = False) -> dict[str, Any]:
+             previous: str | Path | None = None) -> dict[str, Any]:
     weights_dir = Path(weights_dir)
-    model, sidecar = load_weights(weights_dir)
-    size = int(sidecar["input_size"])
+    predictor = Predictor(weights_dir)
+    sidecar = predictor.sidecar
     splits = records_for_splits(data_dir, weights_dir)
-    pooled, logits = {}, {}
-    for name, recs in splits.items():
-        pooled[name], logits[name] = pooled_and_logits(model, load_canonical(data_dir, recs), size, fast=fast)
+    sets = {name: read_split_set(predictor, data_dir, recs, with_cams=name != "train")
+            for name, recs in splits.items()}
+    pooled = {name: s["pooled"] for name, s in sets.items()}
+    logits = {name: s["logits"] for name, s in sets.items()}
     splits.pop("train")
     targets = {name: np.array([r.target for r in recs]) for name, recs in splits.items()}
     temperature = fit_temperature(logits["val"], targets["val"])
     update_sidecar(weights_dir, temperature=temperature)
-    ood_report = fit_and_measure_guard(model, size, pooled, weights_dir)
+    predictor.temperature = temperature
+    no_lungs = {name: ~s["lung_field"] if predictor.segmenter is not None else np.zeros(len(s["lung_field"]), bool)
+                for name, s in sets.items()}
+    ood_report = fit_and_measure_guard(predictor, pooled, no_lungs, weights_dir)
     out_dir = weights_dir / "eval"
     out_dir.mkdir(exist_ok=True)
     report: dict[str, Any] = {"weights_sha256": sidecar["weights_sha256"], "temperature": temperature,
@@ -133,21 +196,44 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
                           "reliability": reliability_bins(y, probs)},
             },
         }
-    report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, Predictor(weights_dir))
+    report["reads_the_lungs"] = headline_for(predictor, data_dir, splits, n_boot,
+                                             {name: sets[name] for name in ("test", "external")})
+    report["reads_the_lungs"]["lung_energy"].update(lung_energy_summary(
+        {"val": (targets["val"], sets["val"]["lung_share"])}))
+    if previous is not None:
+        report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot)
+    report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)
     (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
     (weights_dir / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights_dir), _clean(report)))
     return report
 
 
+def previous_model(weights_dir: Path, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int
+                   ) -> dict[str, Any]:
+    """The earlier model's headline measures on this model's test and external rows (its own preprocessing
+    and temperature). Valid because the new split kept every earlier patient's side of the boundary."""
+    predictor = Predictor(weights_dir)
+    return {"name": predictor.sidecar.get("name", ""), "weights_sha256": predictor.sidecar["weights_sha256"],
+            "folder": weights_dir.name, **headline_for(predictor, data_dir, splits, n_boot)}
+
+
 def headline(report: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"temperature {report['temperature']:.3f} (fitted on validation)"]
+    def fmt(m: dict[str, Any]) -> str:
+        v, (lo, hi) = m["value"], m["ci95"]
+        return "n/a" if v is None else f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{v:.3f}"
     for split in report["splits"].values():
         s, covid = split["overall"]["summary"], split["overall"]["per_class"]["covid"]
-        def fmt(m: dict[str, Any]) -> str:
-            v, (lo, hi) = m["value"], m["ci95"]
-            return "n/a" if v is None else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
         lines.append(f"{split['title']:>22}: n={split['overall']['n']:4d} accuracy {fmt(s['accuracy'])} "
                      f"macro-F1 {fmt(s['macro_f1'])} covid sensitivity {fmt(covid['sensitivity'])} "
                      f"covid precision {fmt(covid['precision'])}")
+    for label, measures in (("this model", report.get("reads_the_lungs")), ("previous", report.get("previous"))):
+        if measures:
+            ext, siim = measures["external"], measures["within_source"]["SIIM"]
+            energy = measures["lung_energy"].get("test", {}).get("median")
+            lines.append(f"{label:>22}: Hannover sensitivity {fmt(ext['hannover_covid_sensitivity'])}, Shenzhen "
+                         f"specificity {fmt(ext['shenzhen_specificity'])}, external AUC {fmt(ext['covid_roc_auc'])}, "
+                         f"SIIM AUC {fmt(siim['covid_roc_auc'])}, median lung energy "
+                         f"{'n/a' if energy is None else f'{energy:.2f}'}")
     return "\n".join(lines)

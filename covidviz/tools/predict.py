@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
 from covidviz.errors import XrayInputError
 from covidviz.io.loading import load_xray_file
+from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Prediction, Predictor
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".dic"}
@@ -56,6 +58,10 @@ def run_predict(paths: list[str], weights_dir: str, as_json: bool, fast: bool, o
     if not files:
         print("no images found (accepted: .png, .jpg, .jpeg, .dcm files, or folders holding them)", file=out)
         return 1
+    if fast and not native_bf16():
+        print("note: --fast ignored: this CPU has no native bf16 (emulated bf16 runs several times slower than "
+              "fp32)", file=sys.stderr)
+        fast = False
     predictor = Predictor(weights_dir, fast=fast)
     failed = 0
     for prediction in predict_paths(predictor, files):
