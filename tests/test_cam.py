@@ -101,9 +101,19 @@ def test_shared_scale_keeps_relative_strength():
 def test_map_lands_on_the_region_the_model_saw():
     tall = np.random.default_rng(0).random((400, 256)).astype(np.float32)  # no flat border to trim
     _, box = canonical_with_box(tall)
-    assert box.left == 0 and box.size == 256 and box.top == pytest.approx(72, abs=1)
+    assert box.left == 0 and box.height == box.width == 256 and box.top == pytest.approx(72, abs=1)
     cam = np.zeros((224, 224), np.float32)
     cam[:112] = 1.0  # the top half of what the model saw
     placed = to_original(cam, box, tall.shape)
     assert np.isnan(placed[:70]).all() and np.isnan(placed[330:]).all()
     assert np.nanmean(placed[80:190]) > 0.95 and np.nanmean(placed[210:320]) < 0.05
+
+
+def test_map_fills_a_rectangular_lung_field_box():
+    from covidviz.model.preprocessing import CropBox
+    box = CropBox(top=50.0, left=20.0, height=200.0, width=100.0)  # a tall field, squeezed into a square
+    cam = np.zeros((64, 64), np.float32)
+    cam[:, 32:] = 1.0  # the right half of what the model saw
+    placed = to_original(cam, box, (300, 300))
+    assert np.isnan(placed[:50]).all() and np.isnan(placed[250:]).all() and np.isnan(placed[:, 121:]).all()
+    assert np.nanmean(placed[60:240, 22:68]) < 0.05 and np.nanmean(placed[60:240, 72:118]) > 0.95
