@@ -204,7 +204,8 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
         report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot)
     report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)
     (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
-    (weights_dir / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights_dir), _clean(report)))
+    lungs = predictor.segmenter.sidecar if predictor.segmenter is not None else None
+    (weights_dir / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights_dir), _clean(report), lungs))
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
+from covidviz.evaluation.facts import comparison_table, counts_line, fmt_ci, segmenter_line
 
 LICENCES = {
     "NIH": "NIH ChestX-ray14 (Wang et al., CVPR 2017): released without restriction",
@@ -13,15 +14,11 @@ LICENCES = {
     "COVID-CXNet": "COVID-CXNet collection (Haghanifar et al.): rights unclear, evaluation/training only",
     "scrape": "Radiopaedia/Eurorad/SIRM scrape: rights unclear, evaluation/training only",
     "Hannover": "Hannover Medical School COVID-19 repository: CC BY 3.0 (doi:10.6084/m9.figshare.12275009)",
+    "SIIM": "SIIM-FISABIO-RSNA COVID-19 (BIMCV-COVID19+, MIDRC-RICORD): competition data for research use",
+    "Montgomery": "Montgomery County TB set (NLM): research use, not redistributed",
+    "DA/DB": "DA/DB TB sets (Chauhan et al. 2014): rights unclear, training/evaluation only",
+    "Shenzhen": "Shenzhen No.3 People's Hospital TB set (NLM): research use, external evaluation only",
 }
-
-
-def fmt_ci(metric: dict[str, Any] | None) -> str:
-    """0.912 (95% CI 0.88-0.94), or n/a when undefined."""
-    if not metric or metric.get("value") is None:
-        return "n/a"
-    lo, hi = metric["ci95"]
-    return f"{metric['value']:.3f} ({lo:.3f}–{hi:.3f})" if lo is not None else f"{metric['value']:.3f}"
 
 
 def _counts_table(counts: dict[str, dict[str, dict[str, int]]]) -> list[str]:
@@ -63,8 +60,25 @@ def _within_source_lines(metrics: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -> str:
+def _total_training_images(sidecar: dict[str, Any]) -> int:
+    return sum(n for per_source in sidecar["data"]["counts"].get("train", {}).values() for n in per_source.values())
+
+
+def _reads_the_lungs(metrics: dict[str, Any] | None, lungs: dict[str, Any] | None) -> list[str]:
+    if not metrics or "reads_the_lungs" not in metrics:
+        return []
+    found = metrics["reads_the_lungs"].get("lung_field_found") or {}
+    return ["## Does it read the lungs? This model and the previous one on the same rows", *comparison_table(metrics),
+            "", counts_line(metrics), "",
+            *([f"Lung fields were found for {', '.join(f'{v:.1%} of {k}' for k, v in found.items())}; the rest "
+               "were read whole and flagged."] if found else []),
+            segmenter_line(lungs), ""]
+
+
+def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
+                      lungs: dict[str, Any] | None = None) -> str:
     training = sidecar["training"]
+    random_init = str(sidecar["initialisation"]).startswith("random")
     lines = [
         f"# Model card: {sidecar['name']}",
         "",
@@ -81,17 +95,23 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -
         f"- Architecture: torchvision DenseNet-121 (forward without in-place ReLU), {len(CLASSES)} classes, "
         f"input {sidecar['input_size']} px, grayscale replicated to 3 channels.",
         f"- Initialisation: **{sidecar['initialisation']}**. No pretrained weights could be reached where it was "
-        "trained, so every weight was learned from the pool below.",
+        "trained, so every weight was learned from the pool below"
+        + ("." if random_init else f", in the stages listed (the first from random initialisation)."),
         "- Stages: " + "; ".join(f"{s['stage']} (best at epoch {s.get('best_epoch') or s.get('epochs_run')} of at most "
                                    f"{s.get('epochs')}, peak lr {s.get('lr')}, batch {s.get('batch_size')}, "
                                    f"bf16 autocast {'on' if s.get('fast') else 'off'})" for s in training["stages"]) + ".",
         f"- Sampling: {training['sampling']}. Augmentation: {training['augmentation']}. Loss: cross-entropy with "
         "label smoothing; early stopping on validation macro F1.",
         f"- Preprocessing: {sidecar['preprocessing']['canonical']}; {sidecar['preprocessing']['model_input']}.",
-        *(f"- Note: {note}" for note in training.get("history_notes", [])),
+        f"- Precision: {training.get('precision', 'see stages')}. Labels: "
+        f"{sidecar['data'].get('labels', 'as in metadata.csv')}.",
+        *(f"- Note: {note}" for note in training.get("notes", [])),
         f"- Calibration: temperature {sidecar.get('temperature', 1.0):.3f}, fitted on the validation split only.",
         f"- Split: by patient (`split_group`), stratified by class and source, seed {sidecar['data']['split_seed']}; "
-        "the external Hannover set was never used for training, checkpoint choice, temperature or thresholds.",
+        + ("earlier patients kept their side of the previous model's split; " if sidecar["data"].get(
+            "previous_split_kept") else "")
+        + "the external sets (Hannover, Shenzhen) were never used for training, checkpoint choice, temperature or "
+          "thresholds.",
         "",
         "## Data (images per split, class and source)",
         *_counts_table(sidecar["data"]["counts"]),
@@ -99,6 +119,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -
         "Licences: " + "; ".join(LICENCES.values()) + ".",
         "",
     ]
+    lines += _reads_the_lungs(metrics, lungs)
     if metrics:
         lines += ["## Results (95% bootstrap CIs; argmax rule, calibrated probabilities)",
                   "| set | n | accuracy | macro F1 | COVID sensitivity | COVID precision | COVID ROC AUC |",
@@ -107,8 +128,8 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -
             lines.append(_metrics_rows(f"**{split['title']}**", split["overall"]))
             for source, report in split["by_source"].items():
                 lines.append(_metrics_rows(f"{split['title']}: {source}", report))
-        lines += ["", "COVID precision and macro F1 are undefined or degenerate on the Hannover set, which holds "
-                  "COVID-19 images only: its honest figure is COVID sensitivity.", ""]
+        lines += ["", "On the external sets, read COVID-19 sensitivity on Hannover (COVID-19 only) and specificity on "
+                  "Shenzhen (normals only); their pooled precision depends on the mix of the two sets.", ""]
         ood = metrics.get("ood")
         if ood:
             det = "; ".join(f"{k}: {v['rate']:.0%} of {v['n']} (leave-one-out {v['rate_leave_one_out']:.0%})"
@@ -125,14 +146,15 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None) -
     lines += [
         "## Known limitations",
         *_within_source_lines(metrics),
-        "- **Source confounding.** Each class comes mostly from different collections: normal and pneumonia from "
-        "Kermany (children aged 1-5) and NIH (adults), COVID-19 from figures in publications and web collections. "
-        "A model can score well by recognising the collection, the age or burnt-in annotations rather than disease; "
-        "read the per-source rows and the external Hannover figure before trusting the internal ones.",
+        "- **Source confounding.** Classes still lean on collections: pneumonia is mostly Kermany (children aged 1-5) "
+        "and NIH (adults); non-SIIM COVID-19 images are mostly figures from publications. A model can score well by "
+        "recognising the collection, the age or burnt-in annotations rather than disease; the within-SIIM and "
+        "external rows above are the honest tests.",
         "- Pediatric images are all non-COVID; figures from publications may carry arrows, text and crops.",
-        "- The only external test is one hospital's COVID-19 images (no external normal or pneumonia images), so "
-        "external specificity is unknown.",
+        "- Each external set holds one class from one hospital: Hannover measures sensitivity, Shenzhen "
+        "specificity; neither measures pneumonia.",
         "- NIH labels were mined from reports and are noisy; NIH pneumonia versus normal is hard even for experts.",
-        "- Trained from random initialisation on about 2,400 images: far less than clinical models see.",
+        f"- {'Trained from random initialisation' if random_init else 'Trained without pretrained weights'} on "
+        f"{_total_training_images(sidecar):,} training images: far less than clinical models see.",
     ]
     return "\n".join(lines) + "\n"

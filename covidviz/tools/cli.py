@@ -41,6 +41,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _facts(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from covidviz.evaluation.facts import load_artifacts, readme_block, replace_block
+    from covidviz.evaluation.model_card import render_model_card
+    from covidviz.model.sidecar import read_sidecar
+    weights = Path(args.weights)
+    metrics, lungs = load_artifacts(weights)
+    (weights / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights), metrics, lungs))
+    readme = Path(args.readme)
+    readme.write_text(replace_block(readme.read_text(), readme_block(metrics, lungs)))
+    print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from covidviz.tools.predict import run_predict
     return run_predict(args.paths, args.weights, args.json, args.fast, sys.stdout)
@@ -101,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--previous", help="an earlier model's weights folder (e.g. weights/history/v1): its headline "
                                       "measures on the same rows, for the side-by-side view")
     e.set_defaults(func=_evaluate)
+
+    f = sub.add_parser("facts", help="regenerate MODEL_CARD.md and the README's facts block from the artifacts")
+    f.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    f.add_argument("--readme", default=str(DEFAULT_WEIGHTS_DIR.parent / "README.md"))
+    f.set_defaults(func=_facts)
 
     p = sub.add_parser("predict", help="classify X-ray files or folders")
     p.add_argument("paths", nargs="+", help="PNG, JPEG or DICOM files, or folders of them")

@@ -1,0 +1,118 @@
+"""Facts the README and model card state, rendered from the artifacts (sidecars and ``metrics.json``).
+
+The README holds a generated block between two markers; ``python -m covidviz facts`` rewrites it and a
+test holds it equal to what these functions render from the shipped artifacts, so a number typed by
+hand can never drift from the model that ships.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from covidviz.evaluation.report import format_interval
+
+BEGIN, END = "<!-- facts:begin (python -m covidviz facts) -->", "<!-- facts:end -->"
+
+# (label, where in reads_the_lungs, target under the argmax rule)
+HEADLINE = (
+    ("Internal test macro F1", ("internal_test", "macro_f1"), ">= 0.90"),
+    ("Internal test COVID-19 sensitivity", ("internal_test", "covid_sensitivity"), ">= 0.90"),
+    ("Internal test COVID-19 precision", ("internal_test", "covid_precision"), ">= 0.90"),
+    ("External: Hannover COVID-19 sensitivity", ("external", "hannover_covid_sensitivity"), ">= 0.90"),
+    ("External: Shenzhen normals not called COVID-19 (specificity)", ("external", "shenzhen_specificity"),
+     ">= 0.90"),
+    ("External: COVID-19 ROC AUC, Hannover vs Shenzhen", ("external", "covid_roc_auc"), ""),
+    ("Within SIIM (internal test): COVID-19 ROC AUC", ("within_source", "SIIM", "covid_roc_auc"), ">= 0.85"),
+    ("Within ieee8023 (internal test): COVID-19 ROC AUC", ("within_source", "ieee8023", "covid_roc_auc"), ""),
+)
+
+
+def fmt_ci(metric: dict[str, Any] | None) -> str:
+    """0.912 (0.880–0.940), or n/a when undefined."""
+    if not metric or metric.get("value") is None:
+        return "n/a"
+    interval = format_interval(*metric.get("ci95", [None, None]))
+    return f"{metric['value']:.3f} ({interval})" if interval else f"{metric['value']:.3f}"
+
+
+def _lookup(measures: dict[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any] | None:
+    node: Any = measures
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _energy(measures: dict[str, Any] | None) -> str:
+    test = _lookup(measures, ("lung_energy", "test"))
+    return "n/a" if not test or test.get("median") is None else f"{test['median']:.2f}"
+
+
+def comparison_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown rows: every headline measure for this model and the previous one, on the same rows."""
+    now, before = metrics.get("reads_the_lungs"), metrics.get("previous")
+    lines = ["| measure (argmax rule, 95% bootstrap CI) | target | this model | previous model |", "|---|---|---|---|"]
+    for label, path, target in HEADLINE:
+        lines.append(f"| {label} | {target} | {fmt_ci(_lookup(now, path))} | {fmt_ci(_lookup(before, path))} |")
+    lines.append(f"| Median share of Grad-CAM energy inside the lungs (internal test) | >= 0.80 | {_energy(now)} | "
+                 f"{_energy(before)} |")
+    return lines
+
+
+def counts_line(metrics: dict[str, Any]) -> str:
+    measures = metrics.get("reads_the_lungs") or {}
+    ext, test = measures.get("external", {}), measures.get("internal_test", {})
+    siim = measures.get("within_source", {}).get("SIIM", {})
+    return (f"Internal test: {test.get('n', 0)} images; external: {ext.get('n_covid', 0)} Hannover COVID-19 and "
+            f"{ext.get('n_normal', 0)} Shenzhen normal films; within SIIM: {siim.get('n_covid', 0)} COVID-19 vs "
+            f"{siim.get('n_other', 0)} negative films.")
+
+
+def segmenter_line(lungs: dict[str, Any] | None) -> str:
+    if not lungs:
+        return "No lung segmenter is shipped: the model reads whole images."
+    test = lungs["test"]
+    return (f"Lung segmenter ({lungs.get('name', 'U-Net')}, random initialisation): held-out masks n={test['n']}, "
+            f"Dice {test['dice_mean']:.3f} (median {test['dice_median']:.3f}), IoU {test['iou_mean']:.3f}; "
+            f"{lungs['cpu_ms_per_image_256px']} ms per 256 px image on {lungs.get('cpu_threads', '?')} CPU threads "
+            "where it was trained.")
+
+
+def readme_block(metrics: dict[str, Any], lungs: dict[str, Any] | None) -> str:
+    """The README's generated block (between the markers)."""
+    previous = metrics.get("previous") or {}
+    lines = [BEGIN, "", *comparison_table(metrics), "",
+             counts_line(metrics) + (f" The previous model is `{previous.get('weights_sha256', '')[:12]}` "
+                                     f"(`weights/{previous_folder(previous)}`), measured on the same rows with its "
+                                     "own preprocessing." if previous else ""),
+             "", segmenter_line(lungs), "", END]
+    return "\n".join(lines)
+
+
+def previous_folder(previous: dict[str, Any]) -> str:
+    return f"history/{previous.get('folder', '')}"
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with its generated block replaced; ValueError if the markers are missing."""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"no generated block ({BEGIN} ... {END}) found")
+    return pattern.sub(lambda _: block, text, count=1)
+
+
+def current_block(text: str) -> str:
+    match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
+    if not match:
+        raise ValueError(f"no generated block ({BEGIN} ... {END}) found")
+    return match.group(0)
+
+
+def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    import json
+    metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
+    lungs_json = weights_dir / "lungs" / "model.json"
+    return metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None
