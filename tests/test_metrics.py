@@ -78,13 +78,37 @@ def test_bootstrap_interval_brackets_the_estimate():
     assert acc["ci95"][1] - acc["ci95"][0] < 0.15
 
 
-def test_calibration_metrics_match_definitions():
-    rng = np.random.default_rng(2)
-    y = rng.integers(0, 3, 200)
-    probs = softmax(rng.normal(size=(200, 3)))
-    onehot = np.eye(3)[y]
-    assert m.brier_score(y, probs) == pytest.approx(np.mean(np.sum((probs - onehot) ** 2, 1)))
-    assert 0 <= m.expected_calibration_error(y, probs) <= 1
+# Four images, three classes. Top-label confidence, correct?: 0.95 yes, 0.91 no, 0.55 yes, 0.52 yes.
+HAND_Y = np.array([0, 2, 1, 0])
+HAND_PROBS = np.array([[0.95, 0.03, 0.02], [0.91, 0.05, 0.04], [0.30, 0.55, 0.15], [0.52, 0.40, 0.08]])
+
+
+def test_ece_by_hand_on_the_reliability_diagrams_bins():
+    # Ten bins of width 0.1. Bin [0.9, 1.0): 0.95 and 0.91, accuracy 1/2, mean confidence 0.93, gap 0.43.
+    # Bin [0.5, 0.6): 0.55 and 0.52, accuracy 1, mean confidence 0.535, gap 0.465.
+    # ECE = 2/4 * 0.43 + 2/4 * 0.465 = 0.4475. (Fifteen bins, the old ECE's, would give every image its own
+    # bin: (0.05 + 0.91 + 0.45 + 0.48) / 4 = 0.4725.)
+    assert m.expected_calibration_error(HAND_Y, HAND_PROBS) == pytest.approx(0.4475)
+    bins = m.reliability_bins(HAND_Y, HAND_PROBS)
+    assert len(bins) == m.CONFIDENCE_BINS == 10
+    assert [b["count"] for b in bins] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]
+    assert (bins[9]["accuracy"], bins[9]["confidence"]) == (0.5, pytest.approx(0.93))
+
+
+def test_ece_of_a_calibrated_and_an_overconfident_model():
+    # Every image at confidence 0.75 (one bin), 3 of 4 right: calibrated, ECE 0. Then all wrong: ECE 0.75.
+    probs = np.tile([0.75, 0.25, 0.0], (4, 1))
+    assert m.expected_calibration_error(np.array([0, 0, 0, 1]), probs) == pytest.approx(0.0)
+    assert m.expected_calibration_error(np.array([1, 1, 1, 1]), probs) == pytest.approx(0.75)
+
+
+def test_brier_and_nll_by_hand():
+    # Brier, squared errors summed per image: 0.05² + 0.03² + 0.02² = 0.0038; 0.91² + 0.05² + 0.96² = 1.7522;
+    # 0.30² + 0.45² + 0.15² = 0.315; 0.48² + 0.40² + 0.08² = 0.3968; mean 2.4678 / 4 = 0.61695.
+    assert m.brier_score(HAND_Y, HAND_PROBS) == pytest.approx(0.61695)
+    # NLL: -(ln 0.95 + ln 0.04 + ln 0.55 + ln 0.52) / 4 = (0.05129 + 3.21888 + 0.59784 + 0.65393) / 4 = 1.13049
+    assert m.negative_log_likelihood(HAND_Y, HAND_PROBS) == pytest.approx(1.13049, abs=1e-5)
+    assert m.negative_log_likelihood(HAND_Y, HAND_PROBS) == pytest.approx(skm.log_loss(HAND_Y, HAND_PROBS))
 
 
 def test_temperature_recovers_a_known_overconfidence():

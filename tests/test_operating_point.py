@@ -188,9 +188,10 @@ def test_useless_classifier():
     check_presets(y, s)
 
 
-def test_prevalence_bounds_and_formula():
-    assert op.adjusted_predictive_values(0.9, 0.8, 0.1) == pytest.approx(
-        (0.09 / (0.09 + 0.2 * 0.9), 0.72 / (0.72 + 0.1 * 0.1)))
+def test_prevalence_bounds_and_a_counted_population():
+    # 1000 people at prevalence 0.1: 100 sick, of whom sensitivity 0.9 finds 90 (10 missed); 900 healthy, of
+    # whom specificity 0.8 clears 720 (180 false alarms). PPV = 90 / (90 + 180) = 1/3, NPV = 720 / (720 + 10).
+    assert op.adjusted_predictive_values(0.9, 0.8, 0.1) == pytest.approx((1 / 3, 72 / 73))
     assert op.adjusted_predictive_values(0.9, 0.8, 0.0) == pytest.approx((0.0, 1.0))
     assert op.adjusted_predictive_values(0.9, 0.8, 1.0) == pytest.approx((1.0, 0.0))
     assert all(np.isnan(op.adjusted_predictive_values(np.nan, 0.8, 0.3)))
