@@ -5,6 +5,7 @@ import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation import artifacts as ed
+from covidviz.ui import confusion_view as cv
 from covidviz.ui import eval_figures as ef
 from covidviz.ui.eval_page import start_eval_page
 
@@ -23,14 +24,7 @@ report = ed.split_report(metrics, split, None if source == "all" else source)
 figure = ef.confusion_figure(np.array(report["confusion_matrix"]), view,
                              f"{ed.split_label(metrics, split)} · {'all sources' if source == 'all' else source}")
 st.plotly_chart(figure, config=ef.png_config(f"confusion_{split}_{source}_{view}"), key="confusion")
-st.caption({
-    "counts": "Rows are the true class, columns the model's prediction (the class with the highest probability). "
-              "The diagonal holds the correct calls.",
-    "recall": "Each row divided by its total: the diagonal is each class's sensitivity (recall), the other cells "
-              "say what the missed images were called instead. A row without images shows –.",
-    "precision": "Each column divided by its total: the diagonal is each class's precision (PPV), the other cells "
-                 "say what a call of that class really was. A class never predicted shows –.",
-}[view] + " The camera icon above the chart saves it as a PNG.")
+st.caption(cv.VIEW_CAPTIONS[view] + " The camera icon above the chart saves it as a PNG.")
 
 st.subheader(f"By source: {title}")
 table = ef.per_source_table(metrics["splits"][split])
@@ -42,19 +36,9 @@ st.caption("Recall of a class that a source does not contain, or precision of a 
            "empty: it is undefined, not zero. 95% intervals are percentile bootstraps over images.")
 
 st.subheader("Why every number is split by source")
-st.markdown(
-    "In these public collections **the class is confounded with the source**. All pediatric images (Kermany, "
-    "children aged 1–5) are normal or pneumonia, never COVID-19; NIH adds adult normal and pneumonia images; most "
-    "COVID-19 images are figures from papers and web collections (ieee8023, COVID-CXNet, the Radiopaedia/SIRM "
-    "scrape), often cropped, annotated or compressed. A model can therefore score well by recognising a child's "
-    "chest, a journal figure or burnt-in text instead of disease, and the overall matrix cannot tell the two "
-    "apart. Compare the rows of the table above: a class that a source lacks cannot be confused within it, and "
-    "high overall accuracy built on one easy source says little about the others.")
+st.markdown(cv.CONFOUNDING)
 if split == "external":
-    st.info("The external Hannover set holds **only COVID-19 images** from one hospital: its matrix has a single "
-            "non-empty row. Only COVID-19 sensitivity (the share of the row called COVID-19) is meaningful there; "
-            "specificity, precision and every other class's figures are undefined or trivial, so external "
-            "specificity is unknown.")
+    st.info(cv.EXTERNAL_NOTE)
 else:
     mix = {s: [CLASS_TITLES[c] for c in CLASSES if metrics["splits"][split]["by_source"][s]["class_counts"][c]]
            for s in sources}

@@ -108,3 +108,22 @@ def test_a_photograph_is_flagged_before_its_prediction_is_read_as_meaningful():
     assert any("unlike the chest X-rays the model was trained on" in e.value for e in at.error)
     assert any("colour image" in w.value for w in at.warning)
     assert any("not meaningful" in m.value for m in at.markdown)
+
+
+def test_each_heatmap_states_its_energy_inside_the_lungs(app, uploads):
+    """With a lung-field model, the heatmap of each upload carries its share of energy inside the lungs,
+    equal to the reading's own figure; a whole-image model shows none."""
+    from covidviz.explain.cam.methods import FAST_METHOD, SCALES
+    from covidviz.explain.reading import heatmap, read_xray
+    from covidviz.io.loading import load_xray
+    predictor = Predictor(WEIGHTS)
+    captions = [c.value for c in app.caption if "energy lies inside the lungs" in c.value]
+    if predictor.segmenter is None:
+        assert not captions
+        return
+    name, data, _ = uploads[0]
+    reading = read_xray(predictor, load_xray(data, name), name, predictor.guard)
+    cam = heatmap(reading, predictor, FAST_METHOD, CLASSES.index(reading.label), SCALES[0])
+    assert captions[0] == f"{reading.lung_share(cam):.0%} of this map's energy lies inside the lungs."
+    assert len(captions) == 2  # the PNG and the DICOM; the corrupt file has no heatmap
+    assert any("box around both lungs" in c.value for c in app.caption)

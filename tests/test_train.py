@@ -63,7 +63,7 @@ def test_export_then_evaluate_writes_dashboard_artifacts(toy, tmp_path):
     assert calibration["after"]["ece"] is not None and calibration["before"]["brier"] is not None
     card = (weights / "MODEL_CARD.md").read_text()
     assert sidecar["weights_sha256"] in card and "random (no pretrained weights)" in card
-    assert "external (Hannover)" in card and "Source confounding" in card
+    assert "external (Hannover COVID-19, Shenzhen normals)" in card and "Source confounding" in card
     _, after = load_weights(weights)  # the temperature lands in the sidecar; the weights hash still verifies
     assert after["temperature"] == pytest.approx(metrics["temperature"])
 

@@ -18,7 +18,8 @@ import pandas as pd
 from covidviz import CLASSES
 
 SPLITS: tuple[str, ...] = ("val", "test", "external")
-SPLIT_TITLES: dict[str, str] = {"val": "validation", "test": "internal test", "external": "external (Hannover)"}
+SPLIT_TITLES: dict[str, str] = {"val": "validation", "test": "internal test",
+                                 "external": "external (Hannover COVID-19, Shenzhen normals)"}
 PREDICTION_COLUMNS: tuple[str, ...] = ("file", "source", "true", *(f"p_{c}" for c in CLASSES))
 HOW_TO_MAKE = "run `python -m covidviz evaluate --data ../shared/cxr` to write them"
 

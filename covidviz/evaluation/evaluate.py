@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.evaluation.calibration import fit_temperature, reliability_bins
+from covidviz.evaluation.artifacts import SPLIT_TITLES
+from covidviz.evaluation.calibration import fit_temperature
 from covidviz.data.collection import Record, load_prepared, radiologist_labels, read_metadata
+from covidviz.evaluation.facts import fmt_ci
 from covidviz.evaluation.measures import lung_energy_summary, reads_the_lungs
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.lungs.field import lung_energy
 from covidviz.evaluation.gallery import build_gallery
 from covidviz.model.inference import pooled_and_logits, softmax
-from covidviz.evaluation.metrics import brier_score, expected_calibration_error
+from covidviz.evaluation.metrics import brier_score, expected_calibration_error, reliability_bins
 from covidviz.evaluation.model_card import render_model_card
 from covidviz.model.ood import VAL_QUANTILE, fit_guard, hard_threshold, save_guard
 from covidviz.model.preprocessing import model_batch
@@ -35,8 +37,7 @@ from covidviz.evaluation.report import metrics_report
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.data.split import read_split
 
-EVAL_SPLITS = {"val": "validation", "test": "internal test",
-               "external": "external (Hannover COVID-19, Shenzhen normals)"}
+EVAL_SPLITS = SPLIT_TITLES
 
 
 def records_for_splits(data_dir: str | Path, weights_dir: Path) -> dict[str, list[Record]]:
@@ -221,9 +222,7 @@ def previous_model(weights_dir: Path, data_dir: str | Path, splits: dict[str, li
 def headline(report: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"temperature {report['temperature']:.3f} (fitted on validation)"]
-    def fmt(m: dict[str, Any]) -> str:
-        v, (lo, hi) = m["value"], m["ci95"]
-        return "n/a" if v is None else f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{v:.3f}"
+    fmt = fmt_ci
     for split in report["splits"].values():
         s, covid = split["overall"]["summary"], split["overall"]["per_class"]["covid"]
         lines.append(f"{split['title']:>22}: n={split['overall']['n']:4d} accuracy {fmt(s['accuracy'])} "

@@ -81,10 +81,32 @@ def segmenter_line(lungs: dict[str, Any] | None) -> str:
             "where it was trained.")
 
 
-def readme_block(metrics: dict[str, Any], lungs: dict[str, Any] | None) -> str:
+def data_line(sidecar: dict[str, Any]) -> str:
+    """Images per split and class, from the sidecar's counts."""
+    counts = sidecar["data"]["counts"]
+    per_split = {name: sum(n for per in classes.values() for n in per.values()) for name, classes in counts.items()}
+    per_class: dict[str, int] = {}
+    for classes in counts.values():
+        for label, per in classes.items():
+            per_class[label] = per_class.get(label, 0) + sum(per.values())
+    return (f"Pool images used: {sum(per_split.values()):,} ("
+            + ", ".join(f"{label} {n:,}" for label, n in sorted(per_class.items())) + "), split by patient into "
+            + ", ".join(f"{name} {n:,}" for name, n in per_split.items()) + f". Labels: {sidecar['data'].get('labels', 'as in metadata.csv')}.")
+
+
+def model_line(sidecar: dict[str, Any]) -> str:
+    training = sidecar["training"]
+    stages = "; ".join(f"{s['stage']} (best epoch {s.get('best_epoch') or s.get('epochs_run')})"
+                       for s in training["stages"])
+    return (f"Model `{sidecar['weights_sha256'][:12]}`: DenseNet-121, input {sidecar['input_size']} px, "
+            f"initialisation: {sidecar['initialisation']}; stages: {stages}; {training.get('precision', '')}; "
+            f"temperature {sidecar.get('temperature', 1.0):.3f} (validation).")
+
+
+def readme_block(sidecar: dict[str, Any], metrics: dict[str, Any], lungs: dict[str, Any] | None) -> str:
     """The README's generated block (between the markers)."""
     previous = metrics.get("previous") or {}
-    lines = [BEGIN, "", *comparison_table(metrics), "",
+    lines = [BEGIN, "", model_line(sidecar), "", data_line(sidecar), "", *comparison_table(metrics), "",
              counts_line(metrics) + (f" The previous model is `{previous.get('weights_sha256', '')[:12]}` "
                                      f"(`weights/{previous_folder(previous)}`), measured on the same rows with its "
                                      "own preprocessing." if previous else ""),
@@ -111,8 +133,10 @@ def current_block(text: str) -> str:
     return match.group(0)
 
 
-def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The sidecar, ``metrics.json`` and the lung segmenter's sidecar (None when none is shipped)."""
     import json
+    from covidviz.model.sidecar import read_sidecar
     metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
     lungs_json = weights_dir / "lungs" / "model.json"
-    return metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None
+    return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None

@@ -45,12 +45,11 @@ def _facts(args: argparse.Namespace) -> int:
     from pathlib import Path
     from covidviz.evaluation.facts import load_artifacts, readme_block, replace_block
     from covidviz.evaluation.model_card import render_model_card
-    from covidviz.model.sidecar import read_sidecar
     weights = Path(args.weights)
-    metrics, lungs = load_artifacts(weights)
-    (weights / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights), metrics, lungs))
+    sidecar, metrics, lungs = load_artifacts(weights)
+    (weights / "MODEL_CARD.md").write_text(render_model_card(sidecar, metrics, lungs))
     readme = Path(args.readme)
-    readme.write_text(replace_block(readme.read_text(), readme_block(metrics, lungs)))
+    readme.write_text(replace_block(readme.read_text(), readme_block(sidecar, metrics, lungs)))
     print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")
     return 0
 

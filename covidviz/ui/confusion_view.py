@@ -1,0 +1,28 @@
+"""Words for the confusion-matrix page: what each view means, and why every number is split by source."""
+
+from __future__ import annotations
+
+VIEW_CAPTIONS = {
+    "counts": "Rows are the true class, columns the model's prediction (the class with the highest probability). "
+              "The diagonal holds the correct calls.",
+    "recall": "Each row divided by its total: the diagonal is each class's sensitivity (recall), the other cells "
+              "say what the missed images were called instead. A row without images shows –.",
+    "precision": "Each column divided by its total: the diagonal is each class's precision (PPV), the other cells "
+                 "say what a call of that class really was. A class never predicted shows –.",
+}
+
+CONFOUNDING = (
+    "In these public collections **the class leans on the source**. All pediatric images (Kermany, children aged "
+    "1–5) are normal or pneumonia, never COVID-19; NIH adds adult normal and pneumonia images; most non-SIIM "
+    "COVID-19 images are figures from papers and web collections (ieee8023, COVID-CXNet, the Radiopaedia/SIRM "
+    "scrape), often cropped, annotated or compressed. A model can therefore score well by recognising a child's "
+    "chest, a journal figure or burnt-in text instead of disease. **SIIM** is the one large source holding COVID-19 "
+    "films and radiographically negative films from the same hospitals: its row (and the within-SIIM ROC AUC on "
+    "the About page) says whether the model reads the lungs. Compare the rows of the table above: a class that a "
+    "source lacks cannot be confused within it.")
+
+EXTERNAL_NOTE = (
+    "The external sets come from two hospitals the pool never saw, one class each: **Hannover** (COVID-19 only) "
+    "measures sensitivity, the share of its row called COVID-19; **Shenzhen** (normals only) measures specificity, "
+    "the share of its row not called COVID-19. Pick a source above to see each alone; their pooled precision "
+    "depends only on how many films each set happens to hold.")
