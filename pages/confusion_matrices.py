@@ -44,3 +44,7 @@ else:
            for s in sources}
     st.caption("Classes each source contributes to this split: "
                + "; ".join(f"**{s}**: {', '.join(names) or 'none'}" for s, names in mix.items()) + ".")
+
+if "reads_the_lungs" in metrics:
+    st.subheader("Does it read the lungs? This model and the previous one, on the same rows")
+    st.markdown(cv.comparison_markdown(metrics))

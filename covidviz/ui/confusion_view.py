@@ -26,3 +26,9 @@ EXTERNAL_NOTE = (
     "measures sensitivity, the share of its row called COVID-19; **Shenzhen** (normals only) measures specificity, "
     "the share of its row not called COVID-19. Pick a source above to see each alone; their pooled precision "
     "depends only on how many films each set happens to hold.")
+
+
+def comparison_markdown(metrics: dict) -> str:
+    """The headline table of the model card (this model beside the previous one) with its counts."""
+    from covidviz.evaluation.facts import comparison_table, counts_line
+    return "\n".join(comparison_table(metrics)) + "\n\n" + counts_line(metrics)
