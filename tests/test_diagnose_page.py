@@ -64,9 +64,15 @@ def test_the_corrupt_file_gets_its_message_and_the_others_still_work(app):
 
 
 def test_dicom_reader_facts_are_shown_without_identifiers(app):
+    import pydicom
     tables = " ".join(m.value for m in app.markdown)
     for fact in ("CR", "PA", "CHEST", "1841 x 1955 px"):
         assert fact in tables
+    ds = pydicom.dcmread(dicom_path("RG1_UNCI.dcm"))  # the upload carries a name, an ID, a birth date, a hospital
+    page = tables + " ".join(e.value for kind in ("caption", "warning", "error", "info") for e in app.get(kind)) \
+        + app.dataframe[0].value.to_csv()
+    for secret in (str(ds.PatientName), "CompressedSamples", ds.PatientID, ds.PatientBirthDate, ds.InstitutionName):
+        assert secret and secret not in page, secret
 
 
 @pytest.mark.parametrize("method", ["Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "EigenCAM", "Grad-CAM"])
