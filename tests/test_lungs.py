@@ -47,12 +47,15 @@ def test_field_box_is_clipped_and_an_empty_mask_means_the_whole_image():
 
 
 def test_lung_energy_is_the_share_of_the_map_inside_the_mask():
-    cam = np.zeros((8, 8))
-    cam[2:6, 1:3] = 1.0   # inside the left lung below
-    cam[0, 7] = 3.0       # outside
     mask = np.zeros((256, 256), bool)
-    mask[64:192, 32:96] = True  # cells 2..5 x 1..2 of an 8 x 8 grid
-    assert lung_energy(cam, mask) == pytest.approx(8 / 11)
+    mask[64:192, 32:96] = True  # 1/8 of the image
+    assert lung_energy(np.ones((4, 4)), mask) == pytest.approx(1 / 8)  # a flat map spreads evenly
+    inside = np.zeros((256, 256))
+    inside[64:192, 32:96] = 2.0
+    assert lung_energy(inside, mask) == pytest.approx(1.0)  # a map at the mask's size, all inside
+    half = np.zeros((256, 256))
+    half[64:192, 32:96], half[0:128, 160:224] = 1.0, 1.0  # equal energy inside and outside
+    assert lung_energy(half, mask) == pytest.approx(0.5)
     assert np.isnan(lung_energy(np.zeros((8, 8)), mask))
 
 

@@ -65,12 +65,13 @@ def field_box(mask: np.ndarray, shape: tuple[int, int], margin: float = FIELD_MA
 
 
 def lung_energy(cam: np.ndarray, mask: np.ndarray) -> float:
-    """Share of a non-negative heatmap's total inside the mask (resized to the heatmap's grid);
-    NaN for an all-zero map, which has no energy to place."""
-    cam = np.clip(np.asarray(cam, dtype=np.float64), 0, None)
-    total = cam.sum()
+    """Share of a non-negative heatmap's total inside the mask; NaN for an all-zero map, which has no
+    energy to place. The map is resized (bilinear) to the mask's grid, as the page draws it: at 128 px
+    input a DenseNet map is 4 x 4, too coarse to hold a lung outline."""
+    mask = np.asarray(mask) > 0.5
+    cam = cv2.resize(np.clip(np.asarray(cam, dtype=np.float32), 0, None), (mask.shape[1], mask.shape[0]),
+                     interpolation=cv2.INTER_LINEAR)
+    total = float(cam.sum(dtype=np.float64))
     if total <= 0:
         return float("nan")
-    inside = cv2.resize(np.asarray(mask, dtype=np.float32), (cam.shape[1], cam.shape[0]),
-                        interpolation=cv2.INTER_LINEAR) > 0.5
-    return float(cam[inside].sum() / total)
+    return float(cam[mask].sum(dtype=np.float64) / total)
