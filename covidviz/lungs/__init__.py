@@ -1,4 +1,5 @@
-"""Lung fields: a small U-Net trained here on ``lungs/`` masks, and the pure geometry built on its masks.
+"""Lung fields: a small U-Net (trained by :mod:`covidviz.training.lungs` on ``lungs/`` masks), its
+inference, and the pure geometry built on its masks. Imports nothing from the layers above it.
 
 The classifier reads only the lung field, the Diagnose page outlines it, the CAM energy inside it is
 reported, and an image with no plausible pair of lungs is flagged.

@@ -54,7 +54,7 @@ class LungSegmenter:
 
 def load_segmenter(weights_dir: str | Path) -> LungSegmenter:
     """The verified segmenter in ``<weights_dir>/lungs``; :class:`~covidviz.errors.WeightsError` if absent or altered."""
-    from covidviz.model.weights import load_verified
+    from covidviz.verified import load_verified
     state, sidecar = load_verified(Path(weights_dir) / LUNGS_SUBDIR, ARCHITECTURE)
     model = build_segmenter()
     model.load_state_dict(state)

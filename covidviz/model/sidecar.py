@@ -6,20 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from covidviz.errors import WeightsError
-
-SIDECAR_FILE = "model.json"
-from covidviz.paths import WEIGHTS_DIR as DEFAULT_WEIGHTS_DIR  # noqa: E402,F401  (re-exported)
-
-
-def read_sidecar(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / SIDECAR_FILE
-    if not path.is_file():
-        raise WeightsError(f"No model sidecar at {path}. Train a model or restore weights/ from the repository.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"The sidecar {path} is not valid JSON ({exc}).") from None
+from covidviz.paths import WEIGHTS_DIR as DEFAULT_WEIGHTS_DIR  # noqa: F401  (re-exported)
+from covidviz.verified import SIDECAR_FILE, read_sidecar  # noqa: F401  (re-exported)
 
 
 def update_sidecar(directory: str | Path, **fields: Any) -> None:

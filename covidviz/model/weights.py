@@ -5,66 +5,16 @@ safetensors holds tensors only, so loading cannot execute code the way a pickle 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from covidviz import CLASSES
 from covidviz.errors import WeightsError
 from covidviz.model.network import ARCHITECTURE, CxrDenseNet, build_model
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, SIDECAR_FILE, read_sidecar, update_sidecar  # noqa: F401  (re-exported)
-
-WEIGHTS_FILE = "model.safetensors"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def save_verified(state: dict[str, torch.Tensor], directory: str | Path, sidecar: dict[str, Any],
-                  architecture: str) -> Path:
-    """Write a state dict as fp16 safetensors and its sidecar carrying the file's sha256.
-
-    One writer for every shipped network (classifier, lung segmenter), so each is verified the same way."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()}
-    path = directory / WEIGHTS_FILE
-    save_file(state, str(path), metadata={"architecture": architecture})
-    sidecar = {**sidecar, "architecture": architecture, "weights_file": WEIGHTS_FILE, "weights_sha256": sha256_of(path)}
-    (directory / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2) + "\n")
-    return path
-
-
-def load_verified(directory: str | Path, architecture: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The fp32 state dict and sidecar of ``directory``; :class:`WeightsError` unless the sidecar names
-    ``architecture`` and the weights file's sha256 is the one the sidecar records."""
-    directory = Path(directory)
-    sidecar = read_sidecar(directory)
-    if sidecar.get("architecture") != architecture:
-        raise WeightsError(f"The sidecar in {directory} describes {sidecar.get('architecture')}; "
-                           f"expected {architecture}.")
-    path = directory / sidecar.get("weights_file", WEIGHTS_FILE)
-    if not path.is_file():
-        raise WeightsError(f"The weights file {path} is missing.")
-    actual = sha256_of(path)
-    if actual != sidecar.get("weights_sha256"):
-        raise WeightsError(f"The weights file {path} is corrupt or was replaced: sha256 {actual[:12]}… "
-                           f"does not match the sidecar's {str(sidecar.get('weights_sha256'))[:12]}….")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"The weights file {path} cannot be read ({exc}).") from None
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, sidecar
+from covidviz.verified import WEIGHTS_FILE, load_verified, save_verified, sha256_of  # noqa: F401  (re-exported)
 
 
 def save_weights(model: torch.nn.Module, directory: str | Path, sidecar: dict[str, Any]) -> Path:

@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_lungs(args: argparse.Namespace) -> int:
-    from covidviz.lungs.train import LungTrainConfig, train_lungs
+    from covidviz.training.lungs import LungTrainConfig, train_lungs
     cfg = LungTrainConfig(data_dir=args.data, run_dir=args.run, epochs=args.epochs, batch_size=args.batch_size,
                           lr=args.lr, seed=args.seed, threads=args.threads, limit=args.limit, export_dir=args.export)
     sidecar = train_lungs(cfg, resume=args.resume)

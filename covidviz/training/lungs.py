@@ -164,7 +164,7 @@ def _ms_per_image(model: torch.nn.Module, repeats: int = 20) -> float:
 
 def export_lungs(cfg: LungTrainConfig, splits: dict[str, list[Record]], progress: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the best checkpoint once on the held-out masks and ship it with its sidecar."""
-    from covidviz.model.weights import save_verified
+    from covidviz.verified import save_verified
     model = build_segmenter().to(memory_format=torch.channels_last)
     model.load_state_dict(torch.load(Path(cfg.run_dir) / "best.pt", map_location="cpu", weights_only=True)["model"])
     test = splits["test"]
