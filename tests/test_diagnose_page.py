@@ -133,3 +133,17 @@ def test_each_heatmap_states_its_energy_inside_the_lungs(app, uploads):
     assert captions[0] == f"{reading.lung_share(cam):.0%} of this map's energy lies inside the lungs."
     assert len(captions) == 2  # the PNG and the DICOM; the corrupt file has no heatmap
     assert any("box around both lungs" in c.value for c in app.caption)
+
+
+def test_maps_of_unlikely_classes_say_so(app, uploads):
+    app.radio(key="view").set_value("All three side by side")
+    app.run()
+    predictor = Predictor(WEIGHTS)
+    expected = []
+    for name, data, _ in uploads[:2]:
+        prediction = predictor.predict_bytes(data, name)
+        expected += [c for c in CLASSES if prediction.probabilities[c] < 0.2]
+    warned = [w.value for w in app.warning if "is unlikely here" in w.value]
+    assert [w.split(" is unlikely")[0] for w in warned] == [CLASS_TITLES[c] for c in expected]
+    app.radio(key="view").set_value("Predicted class")
+    app.run()

@@ -22,6 +22,7 @@ from covidviz.ui.diagnose_settings import VIEWS, Settings
 
 MAX_CACHED = 40
 LOW_LUNG_SHARE = 0.5  # below it, most of a map's energy lies outside the lungs
+UNLIKELY = 0.2  # a map for a class this improbable is stretched to full range all the same: say so
 RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
 
@@ -111,6 +112,9 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
             overlay_rgb = outline(overlay_rgb, lungs_shown, LUNG_COLOUR)
         title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
         column.plotly_chart(zoomable_image(overlay_rgb, title, width), key=f"cam{index}_{k}", config=PLOT_CONFIG)
+        if reading.probability(k) < UNLIKELY:
+            column.warning(f"{CLASS_TITLES[CLASSES[k]]} is unlikely here (p = {reading.probability(k):.1%}): this map "
+                           "shows where the model would look for it, not a finding.")
         share = reading.lung_share(cam_map)
         if share is not None and share == share:
             column.caption(f"{share:.0%} of this map's energy lies inside the lungs.")
