@@ -102,3 +102,39 @@ def test_segmenter_finds_no_lungs_in_pictures_that_are_not_chest_x_rays():
     masks = load_segmenter(WEIGHTS).masks([p.pixels for p in pictures.values()])
     flagged = sum(not check_lungs(m).plausible for m in masks)
     assert flagged >= 0.5 * len(masks), f"only {flagged} of {len(masks)} non-chest pictures lack lungs"
+
+
+@pytest.mark.slow
+def test_segmenter_training_exports_verified_weights_with_held_out_scores(tmp_path):
+    """A two-epoch run on a tiny lungs/ folder (real films, rectangle masks): checkpoints, export, verified load."""
+    import csv
+
+    from PIL import Image
+
+    from covidviz.lungs.segmenter import load_segmenter
+    from covidviz.training.lungs import LungTrainConfig, train_lungs
+    data = tmp_path / "cxr"
+    (data / "lungs" / "images").mkdir(parents=True)
+    (data / "lungs" / "masks").mkdir(parents=True)
+    (data / "metadata.csv").write_text("file,class,split_group,source_dataset,set,demo_shippable,rsna_label\n")
+    rows = []
+    for i, row in enumerate(fixture_rows()[:12]):
+        name = f"lungs/images/{i}.png"
+        Image.open(FIXTURES / row["fixture"]).convert("L").save(data / name)
+        Image.fromarray((two_lungs() * 255).astype(np.uint8)).save(data / name.replace("images", "masks"))
+        rows.append({"image": name, "mask": name.replace("images", "masks"), "source": "toy", "license": "",
+                     "class_if_known": "", "mask_fraction": "", "shared_file": ""})
+    with (data / "lungs" / "lungs.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = LungTrainConfig(str(data), str(tmp_path / "run"), epochs=2, batch_size=4, threads=1,
+                          export_dir=str(tmp_path / "w"))
+    sidecar = train_lungs(cfg)
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
+    assert [h["epoch"] for h in sidecar["training"]["history"]] == [1, 2]
+    assert sidecar["test"]["n"] == sidecar["data"]["test"] and 0.0 <= sidecar["test"]["dice_mean"] <= 1.0
+    segmenter = load_segmenter(tmp_path / "w")
+    from covidviz.verified import sha256_of
+    assert segmenter.sha256 == sha256_of(tmp_path / "w" / "lungs" / "model.safetensors")
+    assert segmenter.masks([np.random.default_rng(0).random((300, 200)).astype(np.float32)]).shape == (1, 256, 256)

@@ -17,7 +17,7 @@ import torch
 from covidviz.tools.bench_cam import bench_cam
 from covidviz.io.loading import load_xray
 from covidviz.model.predictor import Predictor
-from covidviz.model.preprocessing import canonical_image
+from covidviz.model.precision import native_bf16
 from covidviz.data.split import read_split
 from covidviz.tools.timing import median_seconds
 
@@ -41,10 +41,15 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
     if not blobs:
         print("no X-rays to time: neither the data folder nor examples/xrays is present", file=out)
         return 1
-    canonical = [canonical_image(load_xray(b, "x.png").pixels) for b in blobs]
+    reference = Predictor(weights_dir)
+    grays = [load_xray(b, "x.png").pixels for b in blobs]
+    canonical = [p.image for p in reference.prepare(grays)]
     batch = (canonical * (BATCH // len(canonical) + 1))[:BATCH]
     results: dict[str, Any] = {"images": described, "threads": torch.get_num_threads(),
-                               "cpu": platform.processor() or platform.machine()}
+                               "cpu": platform.processor() or platform.machine(), "native_bf16": native_bf16()}
+    if reference.segmenter is not None:
+        one = median_seconds(lambda: reference.segmenter.probabilities(grays[:1]), repeats)
+        results["lung_segmenter_ms_per_image"] = round(one * 1000, 1)
     labels = {}
     for mode, fast in (("fp32", False), ("fast", True)):
         predictor = Predictor(weights_dir, fast=fast)
@@ -63,7 +68,11 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         r = results[mode]
         print(f"{mode:<6} {r['latency_ms_batch1']:>22.1f} {r['throughput_img_per_s']:>18.1f}", file=out)
     print(f"fast/fp32 batched speed-up {results['fast_vs_fp32_speedup_batched']}x; "
-          f"label agreement {results['label_agreement_fast_vs_fp32']:.2%}", file=out)
+          f"label agreement {results['label_agreement_fast_vs_fp32']:.2%} (native bf16: "
+          f"{'yes' if results['native_bf16'] else 'no: predict --fast falls back to fp32'})", file=out)
+    if "lung_segmenter_ms_per_image" in results:
+        print(f"lung segmenter: {results['lung_segmenter_ms_per_image']} ms per image at 256 px (batch 1, "
+              "included in the latencies above)", file=out)
     cam = results["cam"]
     print(f"\nheatmaps at batch 1 ({cam['input_size']} px input, fp32): one bare forward {cam['forward_ms']} ms | "
           f"page path (probabilities + 3 Grad-CAM maps) {cam['page_path_ms']} ms | straightforward pipeline "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
 from covidviz.training.augment import random_photometric, random_theta, warp
 from covidviz.data.collection import Record, read_metadata
 from covidviz.lungs.network import ARCHITECTURE, INPUT_SIZE, build_segmenter, segmenter_square, standardise
@@ -109,12 +109,7 @@ def train_lungs(cfg: LungTrainConfig, resume: bool = False) -> dict[str, Any]:
     progress: dict[str, Any] = {"epoch": 0, "best": -1.0, "history": []}
     last = run / "last.pt"
     if resume and last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        schedule.load_state_dict(ckpt["schedule"])
-        gen.set_state(ckpt["generator"])
-        progress = json.loads(ckpt["progress"])
+        progress, _ = load_checkpoint(last, model, optimiser, schedule, gen)
         print(f"resumed after epoch {progress['epoch']}", flush=True)
     for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         started, running = time.time(), 0.0
@@ -141,10 +136,7 @@ def train_lungs(cfg: LungTrainConfig, resume: bool = False) -> dict[str, Any]:
             progress["best"] = entry["val_dice"]
             torch.save({"model": model.state_dict(), "epoch": epoch}, run / "best.pt")
         progress["epoch"] = epoch
-        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(), "generator": gen.get_state(),
-                    "progress": json.dumps(progress)}, run / "last.tmp")
-        os.replace(run / "last.tmp", last)
+        save_checkpoint(last, model, optimiser, schedule, gen, progress)
         print(f"lungs epoch {epoch}/{cfg.epochs}: loss {entry['train_loss']:.3f} val Dice {entry['val_dice']:.4f} "
               f"| {entry['seconds']}s{' *' if improved else ''}", flush=True)
     (run / "history.json").write_text(json.dumps(progress["history"], indent=1))

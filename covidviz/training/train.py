@@ -27,6 +27,7 @@ from tqdm import tqdm
 from covidviz import CLASSES
 from covidviz.paths import ROOT
 from covidviz.training.augment import augment
+from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
 from covidviz.data.collection import Record, load_prepared, radiologist_labels, read_metadata
 from covidviz.model.precision import bf16_speedup
 from covidviz.model.inference import predict_canonical
@@ -227,12 +228,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     state_ = {"epoch": 0, "best": None, "history": [], "bad_epochs": 0}
     last = run / "last.pt"
     if resume and last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        schedule.load_state_dict(ckpt["schedule"])
-        gen.set_state(ckpt["generator"])
-        state_ = json.loads(ckpt["progress"])
+        state_, ckpt = load_checkpoint(last, model, optimiser, schedule, gen)
         stages = json.loads(ckpt["stages"])
         print(f"resumed from {last} after epoch {state_['epoch']}")
     weights = torch.from_numpy(sample_weights(train_recs, cfg.source_power))
@@ -272,10 +268,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             state_["best"] = list(score)
             torch.save({"model": model.state_dict(), "stages": stages + [this_stage], "epoch": epoch,
                         "val": val}, run / "best.pt")
-        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-                    "generator": gen.get_state(), "progress": json.dumps(state_), "stages": json.dumps(stages)},
-                   run / "last.tmp")
-        os.replace(run / "last.tmp", last)  # atomic: a kill mid-write never leaves a broken checkpoint
+        save_checkpoint(last, model, optimiser, schedule, gen, state_, stages=json.dumps(stages))
         if cfg.stop_after is not None and epoch >= cfg.stop_after:
             print(f"stopping after epoch {epoch} as asked; continue with --resume")
             return run / "best.pt"
