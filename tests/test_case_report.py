@@ -30,3 +30,11 @@ def test_report_for_a_named_dicom_has_output_and_disclaimer_but_no_identifiers()
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)  # base64 can spell anything
     for secret in ("Roe", "Richard", "MRN-24680", "19500101"):
         assert secret not in text
+
+
+def test_report_carries_the_note_under_its_map():
+    predictor = Predictor(WEIGHTS)
+    reading = read_xray(predictor, load_xray(open(dicom_path("RG1_UNCI.dcm"), "rb").read(), "c.dcm"), "c.dcm", None)
+    html = case_report_html(reading, gray_to_rgb(reading.canonical), "Grad-CAM: COVID-19", "covidviz",
+                            predictor.version, overlay_note="71% of this map's energy lies inside the lungs <b>")
+    assert "71% of this map&#x27;s energy lies inside the lungs &lt;b&gt;" in html

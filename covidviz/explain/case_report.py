@@ -18,7 +18,8 @@ from covidviz.explain.reading import Reading
 
 
 def case_report_html(reading: Reading, overlay_rgb: np.ndarray, overlay_title: str, model_name: str,
-                     model_version: str, created: datetime | None = None) -> str:
+                     model_version: str, created: datetime | None = None, overlay_note: str = "") -> str:
+    """``overlay_note``: what the page says under the map (its energy inside the lungs, the region read)."""
     created = created or datetime.now(timezone.utc)
     esc = html.escape
     rows = "".join(
@@ -48,7 +49,7 @@ version <code>{esc(model_version)}</code></p>
 <h2>Warnings</h2><ul>{warnings_html}</ul>
 <div class="images">
 <figure><img src="{original}" alt="original image"><figcaption>Original (unaltered)</figcaption></figure>
-<figure><img src="{overlay}" alt="heatmap overlay"><figcaption>{esc(overlay_title)}</figcaption></figure>
+<figure><img src="{overlay}" alt="heatmap overlay"><figcaption>{esc(overlay_title)}{"<br>" + esc(overlay_note) if overlay_note else ""}</figcaption></figure>
 </div>
 <h2>Image</h2><table>{info}</table>
 </body></html>

@@ -99,7 +99,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     width = RESULT_PANEL_PX // len(columns)
     columns[0].plotly_chart(zoomable_image(to_uint8(gray), "Original (unaltered)", width), key=f"orig{index}",
                             config=PLOT_CONFIG)
-    overlay_rgb, title = None, ""
+    overlay_rgb, title, energy_note = None, "", ""
     lungs = lungs_on_original(reading) if settings.lung_outline else None
     lungs_shown = downscale(lungs.astype(np.float32)) > 0.5 if lungs is not None else None
     for column, k in zip(columns[1:], shown):
@@ -115,9 +115,10 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
         if reading.probability(k) < UNLIKELY:
             column.warning(f"{CLASS_TITLES[CLASSES[k]]} is unlikely here (p = {reading.probability(k):.1%}): this map "
                            "shows where the model would look for it, not a finding.")
-        share = reading.lung_share(cam_map)
+        share, energy_note = reading.lung_share(cam_map), ""
         if share is not None and share == share:
-            column.caption(f"{share:.0%} of this map's energy lies inside the lungs.")
+            energy_note = f"{share:.0%} of this map's energy lies inside the lungs."
+            column.caption(energy_note)
             if share < LOW_LUNG_SHARE:
                 column.warning("The model looked mostly outside the lungs: do not trust this map or its class.")
     notes = [_region_note(reading, lungs is not None)]
@@ -129,7 +130,9 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     d1, d2 = st.columns(2)
     d1.download_button("Overlay (PNG)", png_bytes(overlay_rgb), file_name=f"{reading.name}.overlay.png",
                        mime="image/png", key=f"png{index}")
-    report = case_report_html(reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version)
+    note = " ".join(n for n in (energy_note, _region_note(reading, lungs is not None)) if n)
+    report = case_report_html(reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version,
+                              overlay_note=note)
     d2.download_button("Case report (HTML)", report.encode(), file_name=f"{reading.name}.report.html",
                        mime="text/html", key=f"html{index}")
 
