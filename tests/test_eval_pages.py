@@ -229,7 +229,9 @@ def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_d
         assert f"ECE {after['ece']:.3f}, Brier {after['brier']:.3f}" in reliability["data"][2]["name"]
 
 
-def test_hannover_says_only_sensitivity_is_meaningful(weights):
+def test_external_sets_give_hannover_sensitivity_and_shenzhen_specificity(weights):
+    """Hannover holds only COVID-19 films and Shenzhen only normals: together they define sensitivity and
+    specificity for COVID-19, and the page shows the argmax rule's values for them."""
     metrics = ed.load_metrics(weights)
     if "external" not in metrics["splits"]:
         pytest.skip("no external split")
@@ -237,12 +239,14 @@ def test_hannover_says_only_sensitivity_is_meaningful(weights):
     at.selectbox(key="split").set_value("external")
     rerun(at, "selectbox", "cls", "covid")
     predictions = ed.load_predictions(weights, "external")
-    assert (predictions.y_true == 0).all()
-    assert any("Only sensitivity is meaningful" in w.value for w in at.warning)
+    is_covid = predictions.y_true == 0
+    assert set(predictions.sources[is_covid]) == {"Hannover"} and set(predictions.sources[~is_covid]) == {"Shenzhen"}
+    point = op.argmax_rule(predictions.y_true, predictions.probs, 0)
     values = shown_metrics(at)
-    assert values[0] == shown(op.argmax_rule(predictions.y_true, predictions.probs, 0).sensitivity)
-    assert values[1:] == ["n/a"] * 4
-    assert at.radio(key="mode").options == [op.PRESETS["argmax"], op.PRESETS["sens95"], "Custom threshold (slider)"]
+    assert values[:2] == [shown(point.sensitivity), shown(point.specificity)]
+    assert not any("Only sensitivity is meaningful" in w.value for w in at.warning)
+    hannover = metrics["reads_the_lungs"]["external"]["hannover_covid_sensitivity"]["value"]
+    assert point.sensitivity == pytest.approx(hannover)
 
 
 # --- model card, and pages without artifacts -----------------------------------------------------------------------

@@ -138,3 +138,20 @@ def test_segmenter_training_exports_verified_weights_with_held_out_scores(tmp_pa
     from covidviz.verified import sha256_of
     assert segmenter.sha256 == sha256_of(tmp_path / "w" / "lungs" / "model.safetensors")
     assert segmenter.masks([np.random.default_rng(0).random((300, 200)).astype(np.float32)]).shape == (1, 256, 256)
+
+
+def test_whole_image_form_can_still_carry_the_lungs_for_measurement():
+    from covidviz.model.preprocessing import canonical_with_box, prepare
+
+    class FixedLungs:  # stands for the segmenter's output: the same two lungs for every image
+        def probabilities(self, grays, batch_size=16):
+            return np.stack([two_lungs().astype(np.float32)] * len(grays))
+
+    gray = np.random.default_rng(1).random((300, 300)).astype(np.float32)
+    whole = prepare([gray], FixedLungs(), crop=False)[0]
+    image, box = canonical_with_box(gray)
+    np.testing.assert_array_equal(whole.image, image)  # what the whole-image model reads is unchanged
+    assert whole.lungs_found and not whole.lung_field and whole.lungs.mean() == pytest.approx(
+        two_lungs().mean(), abs=0.01)
+    field = prepare([gray], FixedLungs())[0]
+    assert field.lung_field and field.lungs.mean() > whole.lungs.mean()

@@ -98,17 +98,21 @@ class PreparedSet:
     images: np.ndarray
     lungs: np.ndarray
     lung_field: np.ndarray
+    lungs_found: np.ndarray
 
 
 def load_prepared(data_dir: str | Path, records: list[Record], segmenter: LungProbabilities | None,
-                  batch_size: int = 32, progress: bool = True, dtype: type = np.float32) -> PreparedSet:
+                  batch_size: int = 32, progress: bool = True, dtype: type = np.float32, crop: bool = True
+                  ) -> PreparedSet:
     """Records through the upload loader and :func:`~covidviz.model.preprocessing.prepare`, in batches.
 
-    ``dtype=np.uint8`` keeps a training set four times smaller (values rounded to 1/255)."""
+    ``dtype=np.uint8`` keeps a training set four times smaller (values rounded to 1/255); ``crop=False``
+    keeps whole images but outlines their lungs (to measure a whole-image model)."""
     n = len(records)
     images = np.empty((n, CANONICAL_SIZE, CANONICAL_SIZE), dtype=dtype)
     lungs = np.zeros((n, CANONICAL_SIZE, CANONICAL_SIZE), dtype=bool)
     field = np.zeros(n, dtype=bool)
+    found = np.zeros(n, dtype=bool)
     starts = range(0, n, batch_size)
     if progress:
         from tqdm import tqdm
@@ -116,9 +120,9 @@ def load_prepared(data_dir: str | Path, records: list[Record], segmenter: LungPr
     for start in starts:
         chunk = records[start:start + batch_size]
         grays = [load_xray_file(Path(data_dir) / r.file).pixels for r in chunk]
-        for i, item in enumerate(prepare(grays, segmenter), start):
+        for i, item in enumerate(prepare(grays, segmenter, crop), start):
             images[i] = np.round(item.image * 255) if dtype == np.uint8 else item.image
             if item.lungs is not None:
                 lungs[i] = item.lungs
-            field[i] = item.lung_field
-    return PreparedSet(images, lungs, field)
+            field[i], found[i] = item.lung_field, item.lungs_found
+    return PreparedSet(images, lungs, field, found)

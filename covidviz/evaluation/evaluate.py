@@ -25,6 +25,7 @@ from covidviz.evaluation.facts import fmt_ci
 from covidviz.evaluation.measures import lung_energy_summary, reads_the_lungs
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.lungs.field import lung_energy
+from covidviz.lungs.segmenter import LungSegmenter
 from covidviz.evaluation.gallery import build_gallery
 from covidviz.model.inference import pooled_and_logits, softmax
 from covidviz.evaluation.metrics import brier_score, expected_calibration_error, reliability_bins
@@ -119,11 +120,17 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
     return report
 
 
-def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Record], with_cams: bool
-                   ) -> dict[str, np.ndarray]:
+def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Record], with_cams: bool,
+                   measure_with: LungSegmenter | None = None) -> dict[str, np.ndarray]:
     """Pooled features, logits, lung-field flags and (``with_cams``) each image's share of its predicted
-    class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward pass per batch."""
-    prepared = load_prepared(data_dir, records, predictor.segmenter)
+    class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward pass per batch.
+
+    ``measure_with`` outlines the lungs for a whole-image model (which has no segmenter of its own)
+    without changing what it reads."""
+    if predictor.segmenter is None and measure_with is not None:
+        prepared = load_prepared(data_dir, records, measure_with, crop=False)
+    else:
+        prepared = load_prepared(data_dir, records, predictor.segmenter)
     if not with_cams:
         pooled, logits = pooled_and_logits(predictor.model, prepared.images, predictor.input_size)
         return {"pooled": pooled, "logits": logits, "lung_field": prepared.lung_field}
@@ -133,7 +140,7 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
         result = gradcam_all_classes(predictor.model, model_batch(prepared.images[chunk], predictor.input_size))
         pooled.append(result.pooled)
         logits.append(result.logits)
-        for maps, lungs, found, row in zip(result.maps, prepared.lungs[chunk], prepared.lung_field[chunk],
+        for maps, lungs, found, row in zip(result.maps, prepared.lungs[chunk], prepared.lungs_found[chunk],
                                            result.logits):
             shares.append(lung_energy(maps[int(np.argmax(row))], lungs) if found else float("nan"))
     return {"pooled": np.concatenate(pooled), "logits": np.concatenate(logits),
@@ -141,9 +148,10 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
 
 
 def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int,
-                 sets: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
+                 sets: dict[str, dict[str, np.ndarray]] | None = None, measure_with: LungSegmenter | None = None
+                 ) -> dict[str, Any]:
     """:func:`~covidviz.evaluation.measures.reads_the_lungs` for one model on the given test and external rows."""
-    sets = sets or {name: read_split_set(predictor, data_dir, splits[name], with_cams=True)
+    sets = sets or {name: read_split_set(predictor, data_dir, splits[name], with_cams=True, measure_with=measure_with)
                     for name in ("test", "external")}
     def triple(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         recs = splits[name]
@@ -202,7 +210,7 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
     report["reads_the_lungs"]["lung_energy"].update(lung_energy_summary(
         {"val": (targets["val"], sets["val"]["lung_share"])}))
     if previous is not None:
-        report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot)
+        report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot, predictor.segmenter)
     report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)
     (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
     lungs = predictor.segmenter.sidecar if predictor.segmenter is not None else None
@@ -210,13 +218,14 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
     return report
 
 
-def previous_model(weights_dir: Path, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int
-                   ) -> dict[str, Any]:
+def previous_model(weights_dir: Path, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int,
+                   segmenter: LungSegmenter | None = None) -> dict[str, Any]:
     """The earlier model's headline measures on this model's test and external rows (its own preprocessing
-    and temperature). Valid because the new split kept every earlier patient's side of the boundary."""
+    and temperature; its heatmaps measured against this model's lung segmenter's outlines). Valid because
+    the new split kept every earlier patient's side of the boundary."""
     predictor = Predictor(weights_dir)
     return {"name": predictor.sidecar.get("name", ""), "weights_sha256": predictor.sidecar["weights_sha256"],
-            "folder": weights_dir.name, **headline_for(predictor, data_dir, splits, n_boot)}
+            "folder": weights_dir.name, **headline_for(predictor, data_dir, splits, n_boot, measure_with=segmenter)}
 
 
 def headline(report: dict[str, Any]) -> str:

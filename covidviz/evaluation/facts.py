@@ -66,9 +66,9 @@ def counts_line(metrics: dict[str, Any]) -> str:
     measures = metrics.get("reads_the_lungs") or {}
     ext, test = measures.get("external", {}), measures.get("internal_test", {})
     siim = measures.get("within_source", {}).get("SIIM", {})
-    return (f"Internal test: {test.get('n', 0)} images; external: {ext.get('n_covid', 0)} Hannover COVID-19 and "
-            f"{ext.get('n_normal', 0)} Shenzhen normal films; within SIIM: {siim.get('n_covid', 0)} COVID-19 vs "
-            f"{siim.get('n_other', 0)} negative films.")
+    return (f"Internal test: {test.get('n', 0):,} images; external: {ext.get('n_covid', 0):,} Hannover COVID-19 and "
+            f"{ext.get('n_normal', 0):,} Shenzhen normal films; within SIIM: {siim.get('n_covid', 0):,} COVID-19 vs "
+            f"{siim.get('n_other', 0):,} negative films.")
 
 
 def segmenter_line(lungs: dict[str, Any] | None) -> str:

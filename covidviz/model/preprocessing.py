@@ -59,11 +59,17 @@ class Prepared:
     box: CropBox
     lungs: np.ndarray | None = None
     check: LungCheck | None = None
+    cropped: bool = True  # False: whole-image form, lungs segmented only to measure where a map falls
+
+    @property
+    def lungs_found(self) -> bool:
+        """The segmenter found a plausible pair of lungs."""
+        return self.check is not None and self.check.plausible
 
     @property
     def lung_field(self) -> bool:
-        """The model read the lung field (not the whole-image fallback)."""
-        return self.check is not None and self.check.plausible
+        """The model read the lung field (not the whole-image form)."""
+        return self.cropped and self.lungs_found
 
 
 def _trim_margins(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -167,13 +173,22 @@ class LungProbabilities(Protocol):
     def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray: ...
 
 
-def prepare(grays: Sequence[np.ndarray], segmenter: LungProbabilities | None) -> list[Prepared]:
+def prepare(grays: Sequence[np.ndarray], segmenter: LungProbabilities | None, crop: bool = True) -> list[Prepared]:
     """Grayscale images in [0, 1] to what the model reads: lung fields with a segmenter, else the
-    whole-image canonical form (models trained before the lung segmenter existed)."""
+    whole-image canonical form (models trained before the lung segmenter existed).
+
+    ``crop=False`` keeps the whole-image form but still outlines the lungs on it, so a whole-image
+    model's heatmaps can be measured against the same lungs as a lung-field model's."""
     if segmenter is None:
-        return [Prepared(*canonical_with_box(g)) for g in grays]
+        return [Prepared(*canonical_with_box(g), cropped=False) for g in grays]
     probabilities = segmenter.probabilities(list(grays))
-    return [lung_field_image(g, p) for g, p in zip(grays, probabilities)]
+    if crop:
+        return [lung_field_image(g, p) for g, p in zip(grays, probabilities)]
+    out = []
+    for g, p in zip(grays, probabilities):
+        image, box = canonical_with_box(g)
+        out.append(Prepared(image, box, mask_in_box(p, g.shape, box), check_lungs(p > 0.5), cropped=False))
+    return out
 
 
 def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:

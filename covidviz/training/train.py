@@ -260,9 +260,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         print(f"epoch {epoch}: train loss {val['train_loss']:.3f} | val loss {val['loss']:.3f} acc {val['accuracy']:.3f} "
               f"macro-F1 {val['macro_f1']:.3f} covid sens {val['covid_sensitivity']:.3f} prec {val['covid_precision']:.3f}"
               f" | {val['seconds']}s{' *' if improved else ''}", flush=True)
-        this_stage = {"stage": f"{cfg.size}px", **{k: v for k, v in asdict(cfg).items()
-                                                  if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
-                                                           "label_smoothing", "seed", "fast")},
+        stage_name = f"{cfg.size}px" + (" lung field" if segmenter is not None else "")
+        this_stage = {"stage": stage_name, **{k: v for k, v in asdict(cfg).items()
+                                              if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
+                                                       "label_smoothing", "seed", "fast")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
             state_["best"] = list(score)
