@@ -1,0 +1,47 @@
+"""The README's facts block and the model card are what the shipped artifacts say, to the character."""
+
+from __future__ import annotations
+
+import pytest
+
+from covidviz.evaluation.facts import (
+    BEGIN,
+    END,
+    comparison_table,
+    current_block,
+    load_artifacts,
+    readme_block,
+    replace_block,
+)
+from covidviz.evaluation.model_card import render_model_card
+from tests.conftest import ROOT, WEIGHTS
+
+
+def test_readme_block_is_generated_from_the_shipped_artifacts():
+    sidecar, metrics, lungs = load_artifacts(WEIGHTS)
+    assert current_block((ROOT / "README.md").read_text()) == readme_block(sidecar, metrics, lungs), \
+        "README facts are stale: run `python -m covidviz facts`"
+
+
+def test_model_card_is_generated_from_the_shipped_artifacts():
+    sidecar, metrics, lungs = load_artifacts(WEIGHTS)
+    assert (WEIGHTS / "MODEL_CARD.md").read_text() == render_model_card(sidecar, metrics, lungs), \
+        "MODEL_CARD.md is stale: run `python -m covidviz facts`"
+
+
+def test_comparison_rows_show_both_models_and_missing_values_as_na():
+    metrics = {"reads_the_lungs": {"external": {"hannover_covid_sensitivity": {"value": 0.9123, "ci95": [0.87, 0.95]}},
+                                   "lung_energy": {"test": {"median": 0.834}}},
+               "previous": {"external": {"hannover_covid_sensitivity": {"value": 0.963, "ci95": [None, None]}}}}
+    rows = comparison_table(metrics)
+    hannover = next(r for r in rows if r.startswith("| External: Hannover"))
+    assert hannover == "| External: Hannover COVID-19 sensitivity | >= 0.90 | 0.912 (0.870–0.950) | 0.963 |"
+    assert rows[-1].endswith("| >= 0.80 | 0.83 | n/a |")
+    assert all(r.count("n/a") == 2 for r in rows if r.startswith("| Within SIIM"))
+
+
+def test_replace_block_needs_its_markers():
+    text = f"intro\n{BEGIN}\nold\n{END}\noutro"
+    assert replace_block(text, f"{BEGIN}\nnew\n{END}") == f"intro\n{BEGIN}\nnew\n{END}\noutro"
+    with pytest.raises(ValueError, match="no generated block"):
+        replace_block("no markers here", "x")
