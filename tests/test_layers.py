@@ -46,3 +46,11 @@ def test_library_code_never_reads_tests():
     offenders += [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if '"tests"' in p.read_text()
                   or "'tests'" in p.read_text() or "/ \"tests\"" in p.read_text()]
     assert not offenders, offenders
+
+
+def test_every_name_a_package_face_offers_resolves():
+    import importlib
+    for package in LAYERS:
+        face = importlib.import_module(f"covidviz.{package}")
+        for name in getattr(face, "__all__", []):
+            assert getattr(face, name) is not None, f"covidviz.{package}.{name}"

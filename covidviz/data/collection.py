@@ -1,4 +1,4 @@
-"""The chest X-ray collection in ``../shared/cxr``: metadata rows and canonical image arrays."""
+"""The chest X-ray collection in ``../shared/cxr``: metadata rows and prepared image arrays."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from covidviz import CLASSES
 from covidviz.io.loading import load_xray_file
-from covidviz.model.preprocessing import CANONICAL_SIZE, LungProbabilities, canonical_image, prepare
+from covidviz.model.preprocessing import CANONICAL_SIZE, LungProbabilities, prepare
 
 from covidviz.paths import DEFAULT_DATA_DIR  # noqa: E402,F401  (re-exported)
 
@@ -74,19 +74,6 @@ def radiologist_labels(records: list[Record]) -> list[Record]:
         label = RSNA_TO_CLASS[r.rsna_label]
         if label is not None:
             out.append(replace(r, label=label))
-    return out
-
-
-def load_canonical(data_dir: str | Path, records: list[Record], progress: bool = True) -> np.ndarray:
-    """N x 256 x 256 float32 canonical images, through the same loader and preprocessing as uploads
-    (float32, not a smaller type, so evaluation sees exactly what an upload of the same file gives)."""
-    out = np.empty((len(records), CANONICAL_SIZE, CANONICAL_SIZE), dtype=np.float32)
-    iterator = records
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(records, desc="loading images", unit="img", leave=False)
-    for i, record in enumerate(iterator):
-        out[i] = canonical_image(load_xray_file(Path(data_dir) / record.file).pixels)
     return out
 
 

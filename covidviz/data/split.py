@@ -45,13 +45,7 @@ def split_groups(records: list[Record], seed: int, fractions: tuple[float, float
 
 def split_records(records: list[Record], seed: int) -> dict[str, list[Record]]:
     """Pool records per split (external-set records are refused: they are for evaluation only)."""
-    if any(r.set != "pool" for r in records):
-        raise ValueError("only pool images may be split; the external set is evaluation-only")
-    assignment = split_groups(records, seed)
-    out: dict[str, list[Record]] = {name: [] for name in SPLITS}
-    for record in records:
-        out[assignment[record.group]].append(record)
-    return out
+    return extend_split(records, {}, seed)
 
 
 def extend_split(records: list[Record], previous: dict[str, str], seed: int) -> dict[str, list[Record]]:
@@ -60,7 +54,7 @@ def extend_split(records: list[Record], previous: dict[str, str], seed: int) -> 
     its old validation or test patients in training, and both models are compared on the same test rows."""
     if any(r.set != "pool" for r in records):
         raise ValueError("only pool images may be split; the external set is evaluation-only")
-    unknown = sorted({v for v in previous.values()} - set(SPLITS))
+    unknown = sorted(set(previous.values()) - set(SPLITS))
     if unknown:
         raise ValueError(f"previous split names {unknown} are not among {SPLITS}")
     assignment = dict(previous)

@@ -4,16 +4,13 @@
 
 from covidviz._lazy import lazy_exports
 
-_EXPORTS = {
-    "evaluate": "evaluate",
-    "load_predictions": "artifacts",
-    "load_metrics": "artifacts",
-    "metrics_report": "report",
-    "fit_temperature": "calibration",
-    "OperatingPoint": "operating_point",
-    "render_model_card": "model_card",
-    "misclassified": "gallery",
-    "build_gallery": "gallery",
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    evaluate=("evaluate",),
+    artifacts=("load_predictions", "load_metrics"),
+    report=("metrics_report",),
+    calibration=("fit_temperature",),
+    operating_point=("OperatingPoint",),
+    model_card=("render_model_card",),
+    gallery=("misclassified", "build_gallery"),
+)

@@ -38,8 +38,6 @@ from covidviz.evaluation.report import metrics_report
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.data.split import read_split
 
-EVAL_SPLITS = SPLIT_TITLES
-
 
 def records_for_splits(data_dir: str | Path, weights_dir: Path) -> dict[str, list[Record]]:
     """Validation and test records from the model's own split file (with the labels it was trained on);
@@ -194,7 +192,7 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
         write_predictions(out_dir / f"{name}_predictions.csv", recs, probs)
         sources = sorted({r.source for r in recs})
         report["splits"][name] = {
-            "title": EVAL_SPLITS[name],
+            "title": SPLIT_TITLES[name],
             "overall": metrics_report(y, probs, n_boot),
             "by_source": {s: metrics_report(y[mask], probs[mask], n_boot)
                           for s in sources for mask in [np.array([r.source == s for r in recs])]},

@@ -4,14 +4,9 @@ Diagnose page shows it, and the case report.
 
 from covidviz._lazy import lazy_exports
 
-_EXPORTS = {
-    "Reading": "reading",
-    "read_xray": "reading",
-    "heatmap": "reading",
-    "heatmap_on_original": "reading",
-    "blend": "overlay",
-    "contour": "overlay",
-    "case_report_html": "case_report",
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    reading=("Reading", "read_xray", "heatmap", "heatmap_on_original"),
+    overlay=("blend", "contour"),
+    case_report=("case_report_html",),
+)

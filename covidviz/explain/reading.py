@@ -20,7 +20,7 @@ from covidviz.model.inference import softmax
 from covidviz.lungs.field import LungCheck, lung_energy
 from covidviz.model.ood import OodGuard, lung_message, ood_message
 from covidviz.model.predictor import Predictor
-from covidviz.model.preprocessing import CropBox, model_batch
+from covidviz.model.preprocessing import CropBox, Prepared, model_batch
 from covidviz.io.xray import Xray
 
 
@@ -28,14 +28,23 @@ from covidviz.io.xray import Xray
 class Reading:
     name: str
     xray: Xray
-    canonical: np.ndarray
-    box: CropBox
+    prepared: Prepared  # what the model read, where it lies in the upload, and the lungs on it
     probabilities: np.ndarray  # calibrated, in CLASSES order
     raw_maps: np.ndarray  # K x h x w fast Grad-CAM, unnormalised
     ood_distance: float | None
     guard: OodGuard | None
-    lungs: np.ndarray | None = None  # 256 x 256 lung mask over ``canonical``; None for whole-image models
-    lung_check: LungCheck | None = None
+
+    @property
+    def canonical(self) -> np.ndarray:
+        return self.prepared.image
+
+    @property
+    def box(self) -> CropBox:
+        return self.prepared.box
+
+    @property
+    def lung_check(self) -> LungCheck | None:
+        return self.prepared.check
 
     @property
     def label(self) -> str:
@@ -60,11 +69,11 @@ class Reading:
     @property
     def read_lung_field(self) -> bool:
         """The model read the box around both lungs (not the whole-image fallback)."""
-        return self.lung_check is not None and self.lung_check.plausible
+        return self.prepared.lung_field
 
     def lung_share(self, cam: np.ndarray) -> float | None:
         """Share of a heatmap's energy inside the lungs (None without a lung mask; NaN for an empty map)."""
-        return None if self.lungs is None else lung_energy(cam, self.lungs)
+        return None if self.prepared.lungs is None else lung_energy(cam, self.prepared.lungs)
 
     def probability(self, class_index: int) -> float:
         return float(self.probabilities[class_index])
@@ -75,9 +84,9 @@ def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | Non
     prepared = predictor.prepare([xray.pixels])[0]
     result = gradcam_all_classes(predictor.model, model_batch([prepared.image], predictor.input_size))
     distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
-    return Reading(name=name, xray=xray, canonical=prepared.image, box=prepared.box,
+    return Reading(name=name, xray=xray, prepared=prepared,
                    probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],
-                   ood_distance=distance, guard=guard, lungs=prepared.lungs, lung_check=prepared.check)
+                   ood_distance=distance, guard=guard)
 
 
 def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: int, scale: str = SCALES[0],
@@ -100,8 +109,13 @@ def heatmap_on_original(reading: Reading, cam: np.ndarray) -> np.ndarray:
     return to_original(cam, reading.box, reading.xray.pixels.shape)
 
 
-def lungs_on_original(reading: Reading) -> np.ndarray | None:
-    """The lung mask over the uploaded image's pixels (False outside the region the model read)."""
-    if reading.lungs is None:
+def lungs_on_display(reading: Reading, shape: tuple[int, int]) -> np.ndarray | None:
+    """The lung mask over the upload shown at ``shape`` (a downscaled copy of it), False outside the region
+    the model read. Drawn at display size: a full-resolution mask of a large DICOM would cost tens of MB
+    on every redraw."""
+    if reading.prepared.lungs is None:
         return None
-    return to_original(reading.lungs.astype(np.float32), reading.box, reading.xray.pixels.shape) > 0.5
+    sy, sx = shape[0] / reading.xray.pixels.shape[0], shape[1] / reading.xray.pixels.shape[1]
+    box = reading.box
+    shown = CropBox(box.top * sy, box.left * sx, box.height * sy, box.width * sx)
+    return to_original(reading.prepared.lungs.astype(np.float32), shown, shape) > 0.5

@@ -4,15 +4,11 @@ a reader can act on. Patient identifiers never leave :mod:`covidviz.io.dicom`.
 
 from covidviz._lazy import lazy_exports
 
-_EXPORTS = {
-    "Xray": "xray",
-    "load_xray": "loading",
-    "load_xray_file": "loading",
-    "sniff_format": "loading",
-    "read_dicom": "dicom",
-    "read_raster": "raster",
-    "png_bytes": "images",
-    "data_uri": "images",
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    xray=("Xray",),
+    loading=("load_xray", "load_xray_file", "sniff_format"),
+    dicom=("read_dicom",),
+    raster=("read_raster",),
+    images=("png_bytes", "data_uri"),
+)

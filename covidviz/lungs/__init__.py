@@ -7,10 +7,9 @@ reported, and an image with no plausible pair of lungs is flagged.
 
 from covidviz._lazy import lazy_exports
 
-_EXPORTS = {
-    "LungCheck": "field", "check_lungs": "field", "field_box": "field", "lung_energy": "field",
-    "build_segmenter": "network", "segmenter_input": "network", "segmenter_square": "network",
-    "LungSegmenter": "segmenter", "load_segmenter": "segmenter",
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    field=("LungCheck", "check_lungs", "field_box", "lung_energy"),
+    network=("build_segmenter", "segmenter_input", "segmenter_square"),
+    segmenter=("LungSegmenter", "load_segmenter"),
+)

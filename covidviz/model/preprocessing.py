@@ -59,7 +59,7 @@ class Prepared:
     box: CropBox
     lungs: np.ndarray | None = None
     check: LungCheck | None = None
-    cropped: bool = True  # False: whole-image form, lungs segmented only to measure where a map falls
+    cropped: bool = False  # True: the box around the lungs; False: the whole-image form
 
     @property
     def lungs_found(self) -> bool:
@@ -69,7 +69,7 @@ class Prepared:
     @property
     def lung_field(self) -> bool:
         """The model read the lung field (not the whole-image form)."""
-        return self.cropped and self.lungs_found
+        return self.cropped
 
 
 def _trim_margins(image: np.ndarray) -> tuple[int, int, int, int]:
@@ -149,16 +149,19 @@ def mask_in_box(probability: np.ndarray, shape: tuple[int, int], box: CropBox) -
     return warped > 0.5
 
 
-def lung_field_image(gray: np.ndarray, probability: np.ndarray) -> Prepared:
+def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = True) -> Prepared:
     """The lung-field canonical image of ``gray`` given the segmenter's whole-image lung probabilities.
 
     Pure: the segmenter runs elsewhere (batched). Falls back to :func:`canonical_with_box` when the
-    mask is not a plausible pair of lungs, so a non-chest image still gets a prediction to flag."""
+    mask is not a plausible pair of lungs, so a non-chest image still gets a prediction to flag.
+    ``crop=False`` keeps the whole-image form but still maps the lungs onto it (to measure where a
+    whole-image model's heatmaps fall)."""
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
     gray = gray.astype(np.float32, copy=False)
     check = check_lungs(probability > 0.5)
-    if not check.plausible:
+    cropped = crop and check.plausible
+    if not cropped:
         image, box = canonical_with_box(gray)
     else:
         top, left, height, width = field_box(probability > 0.5, gray.shape)
@@ -166,7 +169,7 @@ def lung_field_image(gray: np.ndarray, probability: np.ndarray) -> Prepared:
         interp = cv2.INTER_AREA if min(height, width) > CANONICAL_SIZE else cv2.INTER_CUBIC
         image = stretch_contrast(cv2.resize(crop, (CANONICAL_SIZE, CANONICAL_SIZE), interpolation=interp))
         box = CropBox(float(top), float(left), float(height), float(width))
-    return Prepared(image.astype(np.float32), box, mask_in_box(probability, gray.shape, box), check)
+    return Prepared(image.astype(np.float32), box, mask_in_box(probability, gray.shape, box), check, cropped)
 
 
 class LungProbabilities(Protocol):
@@ -180,15 +183,9 @@ def prepare(grays: Sequence[np.ndarray], segmenter: LungProbabilities | None, cr
     ``crop=False`` keeps the whole-image form but still outlines the lungs on it, so a whole-image
     model's heatmaps can be measured against the same lungs as a lung-field model's."""
     if segmenter is None:
-        return [Prepared(*canonical_with_box(g), cropped=False) for g in grays]
+        return [Prepared(*canonical_with_box(g)) for g in grays]
     probabilities = segmenter.probabilities(list(grays))
-    if crop:
-        return [lung_field_image(g, p) for g, p in zip(grays, probabilities)]
-    out = []
-    for g, p in zip(grays, probabilities):
-        image, box = canonical_with_box(g)
-        out.append(Prepared(image, box, mask_in_box(p, g.shape, box), check_lungs(p > 0.5), cropped=False))
-    return out
+    return [lung_field_image(g, p, crop) for g, p in zip(grays, probabilities)]
 
 
 def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:

@@ -3,10 +3,9 @@
 
 from covidviz._lazy import lazy_exports
 
-_EXPORTS = {
-    "main": "cli",
-    "run_predict": "predict",
-    "run_bench": "bench",
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    cli=("main",),
+    predict=("run_predict",),
+    bench=("run_bench",),
+)

@@ -5,14 +5,9 @@ there imports training.
 
 from covidviz._lazy import lazy_exports
 
-_EXPORTS = {
-    "TrainConfig": "train",
-    "train": "train",
-    "augment": "augment",
-    "random_theta": "augment",
-    "warp": "augment",
-    "LungTrainConfig": "lungs",
-    "train_lungs": "lungs",
-}
-__all__ = list(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    train=("TrainConfig", "train"),
+    augment=("augment", "random_theta", "warp"),
+    lungs=("LungTrainConfig", "train_lungs"),
+)

@@ -136,8 +136,7 @@ def _prepared_images(cfg: TrainConfig, run: Path, name: str, records: list[Recor
             if np.array_equal(blob["files"], files):
                 return blob["images"]
     prepared = load_prepared(cfg.data_dir, records, segmenter, dtype=np.uint8)
-    np.savez(run / f"prepared-{name}.tmp.npz", images=prepared.images, files=files,
-             lung_field=prepared.lung_field)
+    np.savez(run / f"prepared-{name}.tmp.npz", images=prepared.images, files=files)
     os.replace(run / f"prepared-{name}.tmp.npz", cache)
     print(f"{name}: {len(records)} images prepared; lung field found for {prepared.lung_field.mean():.1%}",
           flush=True)

@@ -17,7 +17,7 @@ from covidviz.io.images import png_bytes
 from covidviz.io.loading import load_xray
 from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
 from covidviz.model.predictor import Predictor
-from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_original, read_xray
+from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_display, read_xray
 from covidviz.ui.diagnose_settings import VIEWS, Settings
 
 MAX_CACHED = 40
@@ -100,8 +100,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     columns[0].plotly_chart(zoomable_image(to_uint8(gray), "Original (unaltered)", width), key=f"orig{index}",
                             config=PLOT_CONFIG)
     overlay_rgb, title, energy_note = None, "", ""
-    lungs = lungs_on_original(reading) if settings.lung_outline else None
-    lungs_shown = downscale(lungs.astype(np.float32)) > 0.5 if lungs is not None else None
+    lungs_shown = lungs_on_display(reading, gray.shape) if settings.lung_outline else None
     for column, k in zip(columns[1:], shown):
         cam_map = _cam(reading, predictor, settings, k)
         cam = downscale(heatmap_on_original(reading, cam_map))
@@ -121,7 +120,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
             column.caption(energy_note)
             if share < LOW_LUNG_SHARE:
                 column.warning("The model looked mostly outside the lungs: do not trust this map or its class.")
-    notes = [_region_note(reading, lungs is not None)]
+    notes = [_region_note(reading, lungs_shown is not None)]
     if settings.method in CLASS_AGNOSTIC:
         notes.append("EigenCAM ignores the class: every class gets the same map.")
     if settings.method != FAST_METHOD or settings.scale == SCALES[0]:
@@ -130,7 +129,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     d1, d2 = st.columns(2)
     d1.download_button("Overlay (PNG)", png_bytes(overlay_rgb), file_name=f"{reading.name}.overlay.png",
                        mime="image/png", key=f"png{index}")
-    note = " ".join(n for n in (energy_note, _region_note(reading, lungs is not None)) if n)
+    note = " ".join(n for n in (energy_note, _region_note(reading, lungs_shown is not None)) if n)
     report = case_report_html(reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version,
                               overlay_note=note)
     d2.download_button("Case report (HTML)", report.encode(), file_name=f"{reading.name}.report.html",
