@@ -4,7 +4,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-CHROMIUM := /usr/bin/chromium
 
 .PHONY: app test test-fast
 
@@ -14,14 +13,21 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-# Browser tests drive Debian's Chromium through Playwright (never `playwright install`, which downloads one).
-$(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+# Real components the tests start themselves, on 127.0.0.1, all from Debian: Chromium for the browser tests
+# (driven by Playwright; never `playwright install`, which downloads one), Orthanc with its DICOMweb plugin as
+# the PACS, dicom3tools' dciodvfy to validate DICOM results, PostgreSQL for the audit log.
+SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb dicom3tools postgresql
+SYSTEM_STAMP := $(VENV)/.system-packages
+
+$(SYSTEM_STAMP): | $(STAMP)
+	dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
+	touch $@
 
 app: $(STAMP)
 	$(PY) -m streamlit run app.py
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(SYSTEM_STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -ra
 
 test-fast: $(STAMP)

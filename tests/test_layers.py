@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "covidviz"
-LAYERS = ["io", "lungs", "model", "data", "explain", "evaluation", "training", "tools", "ui"]  # lowest first
+LAYERS = ["io", "lungs", "model", "data", "explain", "evaluation", "training", "audit", "interop", "tools", "ui"]  # lowest first
 
 
 def _imports() -> dict[Path, set[str]]:
