@@ -14,3 +14,9 @@ DEFAULT_DATA_DIR = ROOT.parent / "shared" / "cxr"
 def weights_dir() -> Path:
     """The shipped weights, or ``COVIDVIZ_WEIGHTS`` when it points at a retrained model."""
     return Path(os.environ.get("COVIDVIZ_WEIGHTS") or WEIGHTS_DIR)
+
+
+def cache_dir() -> Path:
+    """Files derived from verified weights (the ONNX export): ``COVIDVIZ_CACHE``, else ~/.cache/covidviz.
+    Never a download cache: everything here is rebuilt from the shipped weights when missing or altered."""
+    return Path(os.environ.get("COVIDVIZ_CACHE") or Path.home() / ".cache" / "covidviz")

@@ -42,6 +42,11 @@ def _shown_outputs(at: AppTest) -> list[tuple[str, float]]:
     return out
 
 
+def _image_titles(at: AppTest) -> list[str]:
+    """Captions of the plain images (the default) and titles of the zoomable figures (on request)."""
+    return [i.proto.imgs[0].caption for i in at.get("image")] + [c.proto.spec for c in at.get("plotly_chart")]
+
+
 def test_numbers_on_the_page_equal_covidviz(app, uploads):
     predictor = Predictor(WEIGHTS)
     expected = [predictor.predict_bytes(data, name) for name, data, _ in uploads[:2]]
@@ -75,13 +80,37 @@ def test_dicom_reader_facts_are_shown_without_identifiers(app):
         assert secret and secret not in page, secret
 
 
+def test_probability_bars_show_every_class_without_a_chart_library(app, uploads):
+    predictor = Predictor(WEIGHTS)
+    bars = [m.value for m in app.markdown if 'aria-label="class probabilities"' in m.value]
+    assert len(bars) == 2
+    for html, (name, data, _) in zip(bars, uploads[:2]):
+        expected = predictor.predict_bytes(data, name).probabilities
+        assert all(f">{p:.1%}<" in html for p in expected.values())
+        assert "<script" not in html
+
+
+def test_images_are_plain_until_zoom_is_asked_for(app):
+    assert not app.get("plotly_chart")  # plotly.js never loads unless asked for
+    plain = [t for t in _image_titles(app) if "p = " in t]
+    app.toggle(key="zoom").set_value(True)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    charts = [c.proto.spec.encode().decode("unicode_escape") for c in app.get("plotly_chart")]
+    assert len(charts) == len(plain) + 2  # every heatmap plus each upload's original
+    for title in plain:
+        assert any(title.split(" · ")[-1] in c for c in charts), title
+    app.toggle(key="zoom").set_value(False)
+    app.run()
+    assert not app.get("plotly_chart")
+
+
 @pytest.mark.parametrize("method", ["Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "EigenCAM", "Grad-CAM"])
 def test_switching_method_keeps_the_page_working(app, method):
     app.selectbox(key="method").set_value(method)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    titles = [c.proto.spec for c in app.get("plotly_chart")]
-    assert any(method in t for t in titles)
+    assert any(method in t for t in _image_titles(app))
 
 
 @pytest.mark.parametrize("view", ["All three side by side", "Pneumonia (not COVID)", "Predicted class"])
@@ -90,9 +119,8 @@ def test_switching_class_view_and_style(app, view):
     app.radio(key="style").set_value("contour")
     app.run()
     assert not app.exception
-    charts = [c.proto.spec for c in app.get("plotly_chart")]
     expected_maps = 3 if view.startswith("All") else 1
-    heatmaps = [s for s in charts if "p = " in s]
+    heatmaps = [s for s in _image_titles(app) if "p = " in s]
     assert len(heatmaps) == 2 * expected_maps  # two readable uploads
     app.radio(key="style").set_value("heatmap")
     app.run()

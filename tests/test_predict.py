@@ -81,15 +81,22 @@ def test_cli_predict_plain_lines_and_success_exit(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_prints_a_table_and_a_json_summary():
+def test_bench_compares_engines_on_the_same_images_and_prints_json():
     result = subprocess.run([sys.executable, "-m", "covidviz", "bench", "--repeats", "3", "--data", "/nonexistent"],
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    for mode in ("fp32", "fast"):
-        assert summary[mode]["latency_ms_batch1"] > 0 and summary[mode]["throughput_img_per_s"] > 0
-    assert 0 <= summary["label_agreement_fast_vs_fp32"] <= 1
-    assert "fixture X-rays" in summary["images"]
+    assert "example X-rays" in summary["images"]
+    engines = summary["engines"]
+    assert {"pytorch-fp32", "onnxruntime-fp32"} <= set(engines)
+    assert ("pytorch-bf16" in engines) == summary["native_bf16"]
+    for figures in engines.values():
+        assert figures["latency_ms_batch1"] > 0 and figures["throughput_img_per_s"] > 0
+    # the exact engines: same labels as PyTorch fp32 and probabilities within the 1e-3
+    assert engines["onnxruntime-fp32"]["label_agreement"] == 1.0
+    assert engines["onnxruntime-fp32"]["max_probability_difference"] < 1e-3
+    assert summary["physical_limit_ms_per_image"] > 0 and summary["gflop_per_image"] > 0
+    assert "onnxruntime-fp32" in result.stdout and "physical limit" in result.stdout
 
 
 def test_cli_flags_a_photograph_as_out_of_distribution(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.explain.cam.library import Progress, library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, SCALES
 from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
@@ -82,7 +82,7 @@ class Reading:
 def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | None) -> Reading:
     """Preprocess once (lung segmenter included), run the model once."""
     prepared = predictor.prepare([xray.pixels])[0]
-    result = gradcam_all_classes(predictor.model, model_batch([prepared.image], predictor.input_size))
+    result = cam_pass(predictor.forward([prepared.image]), predictor.classifier_weight)
     distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
     return Reading(name=name, xray=xray, prepared=prepared,
                    probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],

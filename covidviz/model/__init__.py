@@ -1,5 +1,5 @@
-"""The classifier: network, verified weights and sidecar, the one preprocessing path, inference,
-the calibrated predictor and the out-of-distribution guard.
+"""The classifier: network, verified weights and sidecar, the one preprocessing path, inference and
+its engines (PyTorch, ONNX Runtime), the calibrated predictor and the out-of-distribution guard.
 """
 
 from covidviz._lazy import lazy_exports
@@ -14,6 +14,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "lung_field_image"
     ),
     inference=("predict_canonical", "pooled_and_logits"),
+    engine=("ENGINES", "ForwardPass", "TorchEngine", "OnnxRuntimeEngine", "build_engine", "export_onnx"),
     predictor=("Predictor", "Prediction"),
     ood=("OodGuard", "load_guard"),
 )

@@ -14,10 +14,11 @@ import torch
 
 from covidviz import CLASSES
 from covidviz.errors import WeightsError, XrayInputError
-from covidviz.model.inference import pooled_and_logits, softmax
+from covidviz.model.engine import ForwardPass, build_engine
+from covidviz.model.inference import softmax
 from covidviz.io.loading import load_xray
 from covidviz.model.ood import load_guard, lung_message, ood_message
-from covidviz.model.preprocessing import Prepared, prepare
+from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
 from covidviz.io.xray import Xray
 
@@ -48,9 +49,13 @@ class Prediction:
 
 
 class Predictor:
-    """Loads and verifies the weights once; thread-safe for inference (no hooks, no state)."""
+    """Loads and verifies the weights once; thread-safe for inference (no hooks, no state).
 
-    def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False) -> None:
+    ``engine`` runs the forward passes (see :mod:`covidviz.model.engine`): ``auto`` measures PyTorch and
+    ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
+    natively. The PyTorch model stays loaded for training, evaluation and the library heatmap methods."""
+
+    def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False, engine: str = "auto") -> None:
         self.model, self.sidecar = load_weights(weights_dir)
         self.segmenter = field_segmenter(weights_dir, self.sidecar)
         self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
@@ -58,28 +63,40 @@ class Predictor:
         self.input_size = int(self.sidecar["input_size"])
         self.temperature = float(self.sidecar.get("temperature", 1.0))
         self.fast = fast
+        self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast)
 
     @property
     def version(self) -> str:
         return self.sidecar["weights_sha256"][:12]
 
+    @property
+    def classifier_weight(self) -> np.ndarray:
+        """K x C: what the one-pass Grad-CAM weighs the feature map with."""
+        return self.model.classifier.weight.detach().numpy()
+
     def prepare(self, grays: list[np.ndarray]) -> list[Prepared]:
         """What this model reads: lung fields when it was trained on them, else whole images."""
         return prepare(grays, self.segmenter)
 
-    def probabilities(self, canonical: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    def forward(self, canonical: list[np.ndarray] | np.ndarray, batch_size: int = 32) -> ForwardPass:
+        """Logits and last feature maps for canonical images, on this predictor's engine, in batches."""
+        passes = [self.engine.run(model_batch(canonical[start:start + batch_size], self.input_size).numpy())
+                  for start in range(0, len(canonical), batch_size)]
+        return ForwardPass(logits=np.concatenate([p.logits for p in passes]),
+                           feature_map=np.concatenate([p.feature_map for p in passes]))
+
+    def probabilities(self, canonical: list[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
         """N x 3 calibrated probabilities for canonical images."""
-        _, logits = pooled_and_logits(self.model, canonical, self.input_size, batch_size, self.fast)
-        return softmax(logits, self.temperature)
+        return softmax(self.forward(canonical, batch_size).logits, self.temperature)
 
     def predict_xrays(self, xrays: list[Xray], names: list[str]) -> list[Prediction]:
         """Calibrated probabilities, with the loader's warnings and the out-of-distribution note if any."""
         if not xrays:
             return []
         prepared = self.prepare([x.pixels for x in xrays])
-        pooled, logits = pooled_and_logits(self.model, [p.image for p in prepared], self.input_size, fast=self.fast)
-        probs = softmax(logits, self.temperature)
-        distances = self.guard.distance(pooled) if self.guard is not None else [None] * len(xrays)
+        result = self.forward([p.image for p in prepared])
+        probs = softmax(result.logits, self.temperature)
+        distances = self.guard.distance(result.pooled) if self.guard is not None else [None] * len(xrays)
         out = []
         for name, xray, row, distance, field in zip(names, xrays, probs, distances, prepared):
             notes = tuple(n for n in (lung_message(field.check), ood_message(distance, self.guard)) if n)

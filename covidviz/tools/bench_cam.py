@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.explain.cam.scaling import normalise_like_library
 from covidviz.model.inference import softmax
 from covidviz.model.predictor import Predictor
@@ -21,8 +21,9 @@ from covidviz.tools.timing import median_seconds
 
 
 def page_path(predictor: Predictor, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and the three maps at input size, exactly as the page computes them."""
-    result = gradcam_all_classes(predictor.model, batch)
+    """Probabilities and the three maps at input size, exactly as the page computes them (on the
+    predictor's engine)."""
+    result = cam_pass(predictor.engine.run(batch.numpy()), predictor.classifier_weight)
     return softmax(result.logits, predictor.temperature)[0], normalise_like_library(result.maps[0], batch.shape[-1])
 
 

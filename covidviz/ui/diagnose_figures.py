@@ -1,4 +1,7 @@
-"""Plotly figures for the Diagnose page: probability bars and zoomable images."""
+"""Figures for the Diagnose page: probability bars as plain HTML, and zoomable plotly images on request.
+
+The page draws no plotly chart unless the user asks to zoom: plotly.js is a multi-megabyte download, and a
+fresh browser would wait for it before showing the first heatmap."""
 
 from __future__ import annotations
 
@@ -11,16 +14,22 @@ from covidviz.io.images import data_uri
 PREDICTED_COLOUR, OTHER_COLOUR = "#b91c1c", "#9ca3af"
 
 
-def probability_bars(probabilities: np.ndarray, muted: bool = False) -> go.Figure:
-    """Horizontal bars, predicted class highlighted (gray for all when the prediction is not meaningful)."""
+def probability_bars(probabilities: np.ndarray, muted: bool = False) -> str:
+    """Horizontal bars as HTML (no script), predicted class highlighted; all gray when the prediction is not
+    meaningful. Only class titles from the code and numbers go in: nothing a user typed."""
     top = int(np.argmax(probabilities))
-    colours = [OTHER_COLOUR if muted or k != top else PREDICTED_COLOUR for k in range(len(CLASSES))]
-    fig = go.Figure(go.Bar(
-        x=[float(p) for p in probabilities], y=[CLASS_TITLES[c] for c in CLASSES], orientation="h",
-        marker_color=colours, text=[f"{p:.1%}" for p in probabilities], textposition="outside", cliponaxis=False))
-    fig.update_layout(height=170, margin=dict(l=10, r=40, t=10, b=10), xaxis=dict(range=[0, 1.08], tickformat=".0%"),
-                      yaxis=dict(autorange="reversed"), showlegend=False)
-    return fig
+    rows = []
+    for k, c in enumerate(CLASSES):
+        p = float(probabilities[k])
+        colour = OTHER_COLOUR if muted or k != top else PREDICTED_COLOUR
+        weight = "600" if k == top and not muted else "400"
+        rows.append(
+            f'<div style="display:flex;align-items:center;gap:.5rem;margin:.25rem 0" data-class="{c}">'
+            f'<span style="width:11rem;text-align:right;font-weight:{weight}">{CLASS_TITLES[c]}</span>'
+            f'<span style="flex:1;background:#f3f4f6;border-radius:3px;height:1.1rem">'
+            f'<span style="display:block;width:{p:.2%};min-width:2px;height:100%;background:{colour};'
+            f'border-radius:3px"></span></span><span style="width:3.8rem">{p:.1%}</span></div>')
+    return f'<div role="figure" aria-label="class probabilities">{"".join(rows)}</div>'
 
 
 def zoomable_image(image: np.ndarray, title: str, width_px: int = 330) -> go.Figure:

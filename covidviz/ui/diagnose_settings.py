@@ -23,6 +23,7 @@ class Settings:
     opacity: float
     threshold: float
     lung_outline: bool = True
+    zoom: bool = False
 
 
 def settings_panel() -> Settings:
@@ -41,9 +42,13 @@ def settings_panel() -> Settings:
     opacity = c6.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="opacity", disabled=style == "contour")
     threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
                           help="Heatmap: hide values below it. Contour: outline the region at or above it.")
-    lung_outline = st.checkbox("Outline the lungs", value=True, key="lung_outline",
+    c8, c9 = st.columns(2)
+    lung_outline = c8.checkbox("Outline the lungs", value=True, key="lung_outline",
                                help="The lung segmenter's outline: the model reads the box around it.")
+    zoom = c9.toggle("Interactive zoom", value=False, key="zoom",
+                     help="Box zoom and pan on every image (double-click resets). Off, the images show at once; "
+                          "on, the zoom component loads first (a few seconds the first time in a browser).")
     if method in SLOW_METHODS:
         st.info(f"{method} is slow here ({time_estimate(method)}). A progress bar shows how far "
                 "it is; change any control or upload to cancel it.")
-    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold, lung_outline)
+    return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold, lung_outline, zoom)

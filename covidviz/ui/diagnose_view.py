@@ -84,8 +84,7 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         verdict = CLASS_TITLES[reading.label]
         st.markdown(f"**Model output:** {verdict} ({reading.probabilities.max():.1%})"
                     + (" — *not meaningful: out of distribution*" if reading.is_outlier else ""))
-        st.plotly_chart(probability_bars(reading.probabilities, muted=reading.is_outlier), key=f"bars{index}",
-                        config=PLOT_CONFIG)
+        st.markdown(probability_bars(reading.probabilities, muted=reading.is_outlier), unsafe_allow_html=True)
         st.caption("Calibrated probabilities (temperature scaling fitted on validation data).")
         st.markdown("  \n".join(f"**{key}:** {value}" for key, value in reading.xray.info.items()))
     with right:
@@ -97,8 +96,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     shown = _classes_to_show(reading, settings.view)
     columns = st.columns(1 + len(shown))
     width = RESULT_PANEL_PX // len(columns)
-    columns[0].plotly_chart(zoomable_image(to_uint8(gray), "Original (unaltered)", width), key=f"orig{index}",
-                            config=PLOT_CONFIG)
+    _show_image(columns[0], to_uint8(gray), "Original (unaltered)", width, settings.zoom, f"orig{index}")
     overlay_rgb, title, energy_note = None, "", ""
     lungs_shown = lungs_on_display(reading, gray.shape) if settings.lung_outline else None
     for column, k in zip(columns[1:], shown):
@@ -110,7 +108,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
         if lungs_shown is not None:
             overlay_rgb = outline(overlay_rgb, lungs_shown, LUNG_COLOUR)
         title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
-        column.plotly_chart(zoomable_image(overlay_rgb, title, width), key=f"cam{index}_{k}", config=PLOT_CONFIG)
+        _show_image(column, overlay_rgb, title, width, settings.zoom, f"cam{index}_{k}")
         if reading.probability(k) < UNLIKELY:
             column.warning(f"{CLASS_TITLES[CLASSES[k]]} is unlikely here (p = {reading.probability(k):.1%}): this map "
                            "shows where the model would look for it, not a finding.")
@@ -127,13 +125,24 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
         notes.append("Each map is stretched to its own full range: read it together with its probability.")
     st.caption(" ".join(n for n in notes if n))
     d1, d2 = st.columns(2)
-    d1.download_button("Overlay (PNG)", png_bytes(overlay_rgb), file_name=f"{reading.name}.overlay.png",
-                       mime="image/png", key=f"png{index}")
+    # Files are built when clicked (Streamlit runs the callable then), not on every rerun: the first heatmap
+    # does not wait for them, and no session holds encoded copies it may never download.
+    d1.download_button("Overlay (PNG)", lambda: png_bytes(overlay_rgb), file_name=f"{reading.name}.overlay.png",
+                       mime="image/png", key=f"png{index}", on_click="ignore")
     note = " ".join(n for n in (energy_note, _region_note(reading, lungs_shown is not None)) if n)
-    report = case_report_html(reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version,
-                              overlay_note=note)
-    d2.download_button("Case report (HTML)", report.encode(), file_name=f"{reading.name}.report.html",
-                       mime="text/html", key=f"html{index}")
+    d2.download_button("Case report (HTML)", lambda: case_report_html(
+        reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version, overlay_note=note).encode(),
+                       file_name=f"{reading.name}.report.html", mime="text/html", key=f"html{index}",
+                       on_click="ignore")
+
+
+def _show_image(column, image: np.ndarray, title: str, width: int, zoom: bool, key: str) -> None:
+    """A plain image by default; a zoomable plotly figure only when the user asked for zoom (plotly.js
+    loads on first use, seconds in a fresh browser)."""
+    if zoom:
+        column.plotly_chart(zoomable_image(image, title, width), key=key, config=PLOT_CONFIG)
+    else:
+        column.image(png_bytes(image), caption=title, width="stretch", output_format="PNG")  # lossless
 
 
 def _region_note(reading: Reading, lung_outline: bool) -> str:

@@ -13,32 +13,39 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from covidviz.model.engine import ForwardPass
 from covidviz.model.network import CxrDenseNet
 
 
-def gradcam_weights(model: CxrDenseNet, feature_map: torch.Tensor) -> torch.Tensor:
+def gradcam_weights(classifier_weight: np.ndarray, feature_map: np.ndarray) -> np.ndarray:
     """N x K x C channel weights: the spatial mean of d logit_c / d A_k for every class c."""
     h, w = feature_map.shape[-2:]
-    positive_share = (feature_map > 0).float().mean(dim=(2, 3))  # N x C
-    return model.classifier.weight[None, :, :] * positive_share[:, None, :] / (h * w)
+    positive_share = (feature_map > 0).mean(axis=(2, 3), dtype=np.float32)  # N x C
+    return classifier_weight[None, :, :] * positive_share[:, None, :] / (h * w)
 
 
 @dataclass(frozen=True)
 class CamPass:
     """Everything one forward pass gives: logits (N x K), pooled features (N x C) for the OOD guard,
-    and raw Grad-CAM maps (N x K x h x w, ReLU applied, not normalised; 7 x 7 at 224 px input)."""
+    and raw Grad-CAM maps (N x K x h x w, ReLU applied, not normalised; 4 x 4 at 128 px input)."""
 
     logits: np.ndarray
     pooled: np.ndarray
     maps: np.ndarray
 
 
+def cam_pass(forward: ForwardPass, classifier_weight: np.ndarray) -> CamPass:
+    """Grad-CAM for every class from a forward pass of any engine (see :mod:`covidviz.model.engine`)."""
+    weights = gradcam_weights(classifier_weight, forward.feature_map)
+    maps = np.maximum(np.einsum("nkc,nchw->nkhw", weights, forward.feature_map, optimize=True), 0)
+    return CamPass(logits=forward.logits, pooled=forward.pooled, maps=maps.astype(np.float32))
+
+
 def gradcam_all_classes(model: CxrDenseNet, batch: torch.Tensor) -> CamPass:
-    """Prediction and Grad-CAM for every class in one forward pass (see :mod:`covidviz.explain.cam.scaling`)."""
+    """Prediction and Grad-CAM for every class in one PyTorch forward pass (evaluation and the tests' reference;
+    the dashboard runs :func:`cam_pass` on its predictor's engine)."""
     with torch.inference_mode():
         feature_map = model.features(batch.float())
-        pooled = model.pool(feature_map)
-        logits = model.classifier(pooled)
-        weights = gradcam_weights(model, feature_map)
-        maps = torch.relu(torch.einsum("nkc,nchw->nkhw", weights, feature_map))
-    return CamPass(logits=logits.numpy(), pooled=pooled.numpy(), maps=maps.numpy())
+        logits = model.head(feature_map)
+    weight = model.classifier.weight.detach().numpy()
+    return cam_pass(ForwardPass(logits=logits.numpy(), feature_map=feature_map.numpy()), weight)

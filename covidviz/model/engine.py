@@ -1,0 +1,214 @@
+"""Where the classifier's forward pass runs: PyTorch eager, or ONNX Runtime on an export of the same
+verified weights. Chosen by measuring both on this CPU, not by assuming either is faster.
+
+Every engine returns the logits and the last feature map (the output of ``features``, before the head's
+ReLU), so the one-pass Grad-CAM of all three classes (:mod:`covidviz.explain.cam.fast_gradcam`) works on
+any of them. The ONNX model is exported from the weights the predictor has already verified, cached under
+:func:`covidviz.paths.cache_dir` beside a record of its own sha256, and checked against PyTorch on a probe
+batch before it serves: a stale, altered or wrong export is rebuilt or refused, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from covidviz.model.network import CxrDenseNet
+from covidviz.model.precision import native_bf16, seconds_per_call
+from covidviz.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "torch", "onnxruntime")
+OPSET = 17
+AGREEMENT_ATOL = 1e-3  # largest logit difference an export may show against PyTorch on the probe batch
+
+
+@dataclass(frozen=True)
+class ForwardPass:
+    """Logits (N x K) and the last feature map (N x C x h x w, before the head's ReLU)."""
+
+    logits: np.ndarray
+    feature_map: np.ndarray
+
+    @property
+    def pooled(self) -> np.ndarray:
+        """What the classifier reads (N x C): ReLU, then global average pooling; the OOD guard reads it too."""
+        return np.maximum(self.feature_map, 0).mean(axis=(2, 3))
+
+
+class Engine(Protocol):
+    name: str
+
+    def run(self, batch: np.ndarray) -> ForwardPass:
+        """One forward pass over an N x 3 x S x S standardised batch (``preprocessing.model_batch``)."""
+
+
+class TorchEngine:
+    """PyTorch eager, channels_last; ``bf16`` autocast only where the CPU runs bf16 natively."""
+
+    def __init__(self, model: CxrDenseNet, bf16: bool = False) -> None:
+        if bf16 and not native_bf16():
+            raise ValueError("bf16 was asked for, but this CPU has no native bf16 (it would run several times "
+                             "slower than fp32): use fp32")
+        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.bf16 = bf16
+        self.name = "torch-bf16" if bf16 else "torch"
+
+    def run(self, batch: np.ndarray) -> ForwardPass:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            feature_map = self.model.features(x)
+            logits = self.model.head(feature_map)
+        return ForwardPass(logits=logits.float().numpy(), feature_map=feature_map.float().numpy())
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime's CPU engine on an fp32 export (graph optimisations on, one session shared by all
+    threads: ``InferenceSession.run`` is thread-safe)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_model: bytes, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+
+    def run(self, batch: np.ndarray) -> ForwardPass:
+        logits, feature_map = self.session.run(["logits", "feature_map"],
+                                               {"image": np.ascontiguousarray(batch, dtype=np.float32)})
+        return ForwardPass(logits=logits, feature_map=feature_map)
+
+
+class _LogitsAndFeatures(torch.nn.Module):
+    def __init__(self, model: CxrDenseNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature_map = self.model.features(x)
+        return self.model.head(feature_map), feature_map
+
+
+def export_onnx(model: CxrDenseNet, size: int) -> bytes:
+    """The model as ONNX with a dynamic batch axis and two outputs, ``logits`` and ``feature_map``.
+
+    TorchScript's exporter, not the torch.export-based default: measured here, 2 s against 25 s for the
+    same graph (equal outputs to 1e-6), and it needs no onnxscript. torch is pinned, and the cache key
+    carries its version, so a torch that drops this exporter fails loudly in the tests, not silently."""
+    import copy
+    import warnings
+    wrapper = _LogitsAndFeatures(copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)).eval()
+    buffer = io.BytesIO()
+    dynamic = {name: {0: "batch"} for name in ("image", "logits", "feature_map")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(wrapper, (torch.zeros(1, 3, size, size),), buffer, input_names=["image"],
+                          output_names=["logits", "feature_map"], dynamic_axes=dynamic, opset_version=OPSET,
+                          dynamo=False)
+    return buffer.getvalue()
+
+
+def _export_key(sidecar: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime
+    return {"weights_sha256": sidecar["weights_sha256"], "input_size": int(sidecar["input_size"]),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+
+
+def cached_onnx(model: CxrDenseNet, sidecar: dict[str, Any], directory: Path | None = None) -> bytes:
+    """The ONNX export of these verified weights: from the cache when its record matches them and the file's
+    sha256 matches the record, else exported anew (about 2 s) and cached. A cache that cannot be written
+    costs only the export."""
+    directory = directory or cache_dir() / "onnx"
+    key = _export_key(sidecar)
+    stem = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path, record = directory / f"{stem}.onnx", directory / f"{stem}.json"
+    try:
+        if path.is_file() and record.is_file():
+            data, saved = path.read_bytes(), json.loads(record.read_text())
+            if saved.get("key") == key and saved.get("sha256") == hashlib.sha256(data).hexdigest():
+                return data
+            log.warning("ONNX cache entry %s does not match its record: exporting again", path.name)
+    except (OSError, ValueError):
+        log.warning("ONNX cache entry %s is unreadable: exporting again", path.name)
+    data = export_onnx(model, key["input_size"])
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        record.write_text(json.dumps({"key": key, "sha256": hashlib.sha256(data).hexdigest()}, indent=2))
+    except OSError as exc:
+        log.warning("could not cache the ONNX export (%s); it will be exported again next time", exc.strerror)
+    return data
+
+
+def probe_batch(size: int, n: int = 2) -> np.ndarray:
+    """A fixed standardised batch for agreement checks and speed probes."""
+    return np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32)
+
+
+def max_logit_difference(a: Engine, b: Engine, batch: np.ndarray) -> float:
+    return float(np.abs(a.run(batch).logits - b.run(batch).logits).max())
+
+
+_lock = threading.Lock()
+_built: dict[tuple[str, str, int | None], tuple[Engine, str]] = {}
+
+
+def build_engine(choice: str, model: CxrDenseNet, sidecar: dict[str, Any], bf16: bool = False,
+                 threads: int | None = None) -> tuple[Engine, str]:
+    """The engine for ``choice`` (one of :data:`ENGINES`) and a line saying what was chosen and why.
+
+    ``auto``: ONNX Runtime when it agrees with PyTorch on the probe batch and is measured faster at batch 1
+    here, else PyTorch. ``bf16`` (approximate) always means PyTorch with bf16 autocast. Engines are built
+    once per process and weights."""
+    if choice not in ENGINES:
+        raise ValueError(f"unknown engine {choice!r}: choose one of {', '.join(ENGINES)}")
+    key = (choice if not bf16 else "bf16", sidecar["weights_sha256"], threads)
+    with _lock:
+        if key not in _built:
+            _built[key] = _build(choice, model, sidecar, bf16, threads)
+        return _built[key]
+
+
+def _build(choice: str, model: CxrDenseNet, sidecar: dict[str, Any], bf16: bool,
+           threads: int | None) -> tuple[Engine, str]:
+    reference = TorchEngine(model)
+    if bf16:
+        return TorchEngine(model, bf16=True), "PyTorch with bf16 autocast (this CPU runs bf16 natively)"
+    if choice == "torch":
+        return reference, "PyTorch fp32 (chosen explicitly)"
+    try:
+        onnx = OnnxRuntimeEngine(cached_onnx(model, sidecar), threads)
+    except ImportError:
+        if choice == "onnxruntime":
+            raise ValueError("ONNX Runtime is not installed: pip install -r requirements.txt") from None
+        return reference, "PyTorch fp32 (ONNX Runtime is not installed)"
+    size = int(sidecar["input_size"])
+    difference = max_logit_difference(reference, onnx, probe_batch(size))
+    if difference > AGREEMENT_ATOL:
+        log.error("ONNX export disagrees with PyTorch (max logit difference %.2e): serving PyTorch", difference)
+        return reference, f"PyTorch fp32 (the ONNX export disagreed with it by {difference:.1e})"
+    if choice == "onnxruntime":
+        return onnx, f"ONNX Runtime fp32 (chosen explicitly; max logit difference to PyTorch {difference:.1e})"
+    one = probe_batch(size, 1)
+    t_torch = seconds_per_call(lambda: reference.run(one), repeats=3)
+    t_onnx = seconds_per_call(lambda: onnx.run(one), repeats=3)
+    winner = onnx if t_onnx < t_torch else reference
+    return winner, (f"{'ONNX Runtime' if winner is onnx else 'PyTorch'} fp32, measured faster here at batch 1 "
+                    f"(ONNX Runtime {t_onnx * 1000:.0f} ms, PyTorch {t_torch * 1000:.0f} ms; max logit "
+                    f"difference {difference:.1e})")
