@@ -18,6 +18,7 @@ navigation = st.navigation({
         st.Page("pages/confusion_matrices.py", title="Confusion matrices", url_path="confusion-matrices", icon=":material/grid_on:"),
         st.Page("pages/metric_explorer.py", title="Metric explorer", url_path="metric-explorer", icon=":material/monitoring:"),
         st.Page("pages/error_gallery.py", title="Error gallery", url_path="error-gallery", icon=":material/photo_library:"),
+        st.Page("pages/explanation_quality.py", title="Explanation quality", url_path="explanation-quality", icon=":material/fact_check:"),
     ],
     "About": [st.Page("pages/model_card.py", title="About / model card", url_path="model-card", icon=":material/description:")],
 })

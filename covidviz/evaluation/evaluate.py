@@ -29,6 +29,7 @@ from covidviz.lungs.segmenter import LungSegmenter
 from covidviz.evaluation.gallery import build_gallery
 from covidviz.model.inference import pooled_and_logits, softmax
 from covidviz.evaluation.metrics import brier_score, expected_calibration_error, reliability_bins
+from covidviz.evaluation.facts import load_artifacts
 from covidviz.evaluation.model_card import render_model_card
 from covidviz.model.ood import VAL_QUANTILE, fit_guard, hard_threshold, save_guard
 from covidviz.model.preprocessing import model_batch
@@ -211,8 +212,8 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
         report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot, predictor.segmenter)
     report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)
     (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
-    lungs = predictor.segmenter.sidecar if predictor.segmenter is not None else None
-    (weights_dir / "MODEL_CARD.md").write_text(render_model_card(read_sidecar(weights_dir), _clean(report), lungs))
+    # the card from the artifacts as written, as `facts` renders it (explain-check's section included)
+    (weights_dir / "MODEL_CARD.md").write_text(render_model_card(*load_artifacts(weights_dir)))
     return report
 
 

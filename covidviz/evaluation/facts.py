@@ -134,9 +134,13 @@ def current_block(text: str) -> str:
 
 
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
-    """The sidecar, ``metrics.json`` and the lung segmenter's sidecar (None when none is shipped)."""
+    """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" when explain-check has
+    run) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
     from covidviz.model.sidecar import read_sidecar
     metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
+    from covidviz.evaluation.explanations import explanations_path, load_explanations
+    if explanations_path(weights_dir).is_file():  # the card's explanation section (explain-check)
+        metrics["explanations"] = load_explanations(weights_dir)
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None

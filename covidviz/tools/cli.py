@@ -7,6 +7,7 @@ import sys
 
 from covidviz.data.collection import DEFAULT_DATA_DIR
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.tools.cli_explain import add_parsers as add_explain_parsers
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
     b.add_argument("--repeats", type=int, default=20)
     b.set_defaults(func=_bench)
+    add_explain_parsers(sub)
     return parser
 
 

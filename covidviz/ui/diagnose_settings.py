@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS, time_estimate
 from covidviz.explain.overlay import COLORMAPS
+from covidviz.paths import weights_dir
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 
@@ -26,12 +28,40 @@ class Settings:
     zoom: bool = False
 
 
+def verdict_help(folder: Path) -> str:
+    """Every method's explain-check verdict for the picker's help text (cached until the file changes)."""
+    from covidviz.errors import WeightsError
+    from covidviz.evaluation.explanations import explanations_path
+    from covidviz.model.sidecar import read_sidecar
+    path = explanations_path(folder)
+    try:
+        sha = read_sidecar(folder)["weights_sha256"]
+    except (WeightsError, KeyError):
+        sha = None
+    return _verdict_help(str(folder), path.stat().st_mtime if path.is_file() else None, sha)
+
+
+@st.cache_data(show_spinner=False)
+def _verdict_help(folder: str, mtime: float | None, weights_sha256: str | None) -> str:
+    from covidviz.evaluation.explanations import ExplanationsError, load_explanations, method_help, stale_note
+    if mtime is None:
+        return "\n\nThe explanation check has not been run for this model (`python -m covidviz explain-check`)."
+    try:
+        report = load_explanations(folder)
+    except ExplanationsError as exc:
+        return f"\n\n{exc}"
+    stale = stale_note(report, weights_sha256)
+    return ("\n\nExplanation check (the Explanation quality page has the details)"
+            + (f". {stale}" if stale else "") + ":\n" + "\n".join(f"- {method_help(report, m)}" for m in METHODS))
+
+
 def settings_panel() -> Settings:
     """The heatmap controls, in one row above the results."""
     c1, c2, c3 = st.columns([2, 3, 2])
     method = c1.selectbox("CAM method", list(METHODS), key="method",
                           help="Grad-CAM comes with the prediction at no extra cost; the others take up to a second. "
-                               f"Score-CAM runs a forward pass per feature channel: {time_estimate('Score-CAM')}.")
+                               f"Score-CAM runs a forward pass per feature channel: {time_estimate('Score-CAM')}."
+                               + verdict_help(weights_dir()))
     view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
     scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
                      help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
