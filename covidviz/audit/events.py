@@ -1,0 +1,126 @@
+"""Audit events as plain values, built from what the interfaces already hold (pure: no database here)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from covidviz import CLASSES, __version__
+from covidviz.audit.vocabulary import INTERFACES, KINDS, OOD_LEVELS
+from covidviz.lungs.field import LungCheck
+from covidviz.model.ood import OodGuard, lung_message, ood_message
+
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One row of the audit log. Holds no image, no file name, no DICOM attribute."""
+
+    kind: str
+    interface: str
+    input_sha256: str | None
+    model_name: str | None = None
+    model_sha256: str | None = None
+    probabilities: dict[str, float] | None = None
+    predicted_class: str | None = None
+    ood: str | None = None
+    ood_distance: float | None = None
+    lung_field_plausible: bool | None = None
+    warnings: tuple[str, ...] = ()
+    heatmap_method: str | None = None
+    heatmap_class: str | None = None
+    lung_energy: float | None = None
+    error: str | None = None
+    app_version: str = __version__
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"audit kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.interface not in INTERFACES:
+            raise ValueError(f"audit interface {self.interface!r} is not one of {', '.join(INTERFACES)}")
+        if self.ood is not None and self.ood not in OOD_LEVELS:
+            raise ValueError(f"OOD level {self.ood!r} is not one of {', '.join(OOD_LEVELS)}")
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["warnings"] = list(self.warnings)
+        return row
+
+
+def content_sha256(content: bytes | Path) -> str | None:
+    """sha256 of the input's bytes (a file is read in chunks); None when a file cannot be read."""
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(content).hexdigest()
+    digest = hashlib.sha256()
+    try:
+        with Path(content).open("rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _prefix(message: str | None, stop: str) -> str:
+    return (message or "").split(stop)[0]
+
+
+# The opening words of the model's own notes (covidviz.model.ood), derived from its functions so a reworded
+# note cannot silently stop being recognised.
+_PROBE = OodGuard(mean=np.zeros(1), precision=np.eye(1), threshold=2.0, caution=1.0)
+OUTLIER_NOTE = _prefix(ood_message(3.0, _PROBE), "(")
+UNUSUAL_NOTE = _prefix(ood_message(1.5, _PROBE), "(")
+NO_LUNGS_NOTE = _prefix(lung_message(LungCheck(plausible=False, lung_share=0.0, reason="x")), ":")
+
+
+def flags_from_warnings(warnings: Sequence[str], guard_present: bool) -> tuple[str | None, bool | None]:
+    """(OOD level, lung field plausible) read back from a prediction's warnings, for interfaces that only
+    hold a :class:`~covidviz.model.predictor.Prediction`. The lung flag is None when no note says the lungs
+    were implausible (models without a segmenter never say so)."""
+    if any(w.startswith(OUTLIER_NOTE) for w in warnings):
+        ood = "outlier"
+    elif any(w.startswith(UNUSUAL_NOTE) for w in warnings):
+        ood = "unusual"
+    else:
+        ood = "typical" if guard_present else None
+    no_lungs = any(w.startswith(NO_LUNGS_NOTE) for w in warnings)
+    return ood, (False if no_lungs else None)
+
+
+def model_identity(sidecar: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(name, weights sha256) from a model's sidecar (``Predictor.sidecar``)."""
+    if not sidecar:
+        return None, None
+    return sidecar.get("name"), sidecar.get("weights_sha256")
+
+
+def event_from_result(interface: str, input_sha256: str | None, result: Mapping[str, Any],
+                      sidecar: Mapping[str, Any] | None, guard_present: bool) -> AuditEvent:
+    """The event for one ``predict --json`` result (``Prediction.as_json()``): a prediction, or a rejection
+    when it carries an error. The result's ``file`` is deliberately not kept."""
+    name, sha = model_identity(sidecar)
+    if result.get("error") is not None:
+        return AuditEvent(kind="rejection", interface=interface, input_sha256=input_sha256, model_name=name,
+                          model_sha256=sha, error=str(result["error"]))
+    warnings = tuple(result.get("warnings") or ())
+    ood, lungs = flags_from_warnings(warnings, guard_present)
+    probabilities = {c: float(p) for c, p in result["probabilities"].items()}
+    return AuditEvent(kind="prediction", interface=interface, input_sha256=input_sha256, model_name=name,
+                      model_sha256=sha, probabilities=probabilities,
+                      predicted_class=result.get("label") or max(probabilities, key=probabilities.get),
+                      ood=ood, lung_field_plausible=lungs, warnings=warnings)
+
+
+def probabilities_dict(probabilities: Sequence[float] | np.ndarray | Mapping[str, float]) -> dict[str, float]:
+    """Class name -> probability, from the model's row (in CLASSES order) or a mapping."""
+    if isinstance(probabilities, Mapping):
+        return {str(c): float(p) for c, p in probabilities.items()}
+    return {c: float(p) for c, p in zip(CLASSES, probabilities)}

@@ -1,0 +1,424 @@
+"""``python -m covidviz batch``: score a whole archive with Ray Data, resumably, into a Parquet dataset.
+
+The pipeline: the driver lists the inputs and drops those already in the output; Ray tasks read and decode
+them in parallel (a file that cannot be used becomes a row with its error, never an exception); a pool of
+actors, each holding the model once, scores them in batches through the same
+:class:`~covidviz.model.predictor.Predictor` as ``predict``, so the numbers are the same; the driver writes
+the rows in small Parquet part files as they arrive (a killed job loses at most the part being filled, and
+the next run skips everything already written) and records them in the audit log.
+
+Without ``--address`` a local Ray is started for the job, sized to this machine; with one, the job runs on
+that cluster, whose nodes must see the input paths and hold the project (or get it with ``--ship-code``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from covidviz import CLASSES
+from covidviz.paths import ROOT
+
+LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # decoded X-rays are a few MB each; Ray spills to disk beyond this
+DECODE_BATCH = 4
+# Below the actors' whole CPU on purpose: Ray fuses a task stage into the actor stage after it when their
+# resources match, and decoding would then run inside the model workers instead of beside them.
+DECODE_CPUS = 0.5
+PART_ROWS = 256  # rows per Parquet part file: what a killed job can lose
+PART_SECONDS = 30.0
+RESULT_SCHEMA = pa.schema([
+    ("file", pa.string()),
+    ("label", pa.string()),
+    ("probabilities", pa.struct([(c, pa.float64()) for c in CLASSES])),
+    ("warnings", pa.list_(pa.string())),
+    ("error", pa.string()),
+    ("sha256", pa.string()),
+    ("model_sha256", pa.string()),
+    ("scored_at", pa.timestamp("us", tz="UTC")),
+])
+SHIP_EXCLUDES = [".venv/", ".git/", "runs/", "tests/", "weights/history", "weights/eval", "**/__pycache__"]
+
+
+class BatchSourceError(ValueError):
+    """The SOURCE argument names nothing that can be scored."""
+
+
+class ArchiveSource(Protocol):
+    """Where the inputs come from. ``read`` runs inside Ray tasks, so a source must pickle.
+
+    Keys identify inputs in the results (column ``file``) and for resuming. The PACS source
+    (``covidviz.interop.archive_source(query)``) lists instance keys and fetches each by WADO-RS."""
+
+    description: str
+
+    def keys(self) -> list[str]: ...
+
+    def read(self, key: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Files on a file system every Ray node can see (local disk for a local job, a shared mount on a cluster)."""
+
+    paths: tuple[str, ...]
+    description: str
+
+    def keys(self) -> list[str]:
+        return list(self.paths)
+
+    def read(self, key: str) -> bytes:
+        return Path(key).read_bytes()
+
+
+def folder_source(folder: Path) -> FileSource:
+    """Every PNG, JPEG or DICOM file under ``folder``, in the order ``predict`` walks it."""
+    from covidviz.tools.predict import expand_paths
+    paths = tuple(str(p) for p in expand_paths([str(folder)]))
+    return FileSource(paths, f"{len(paths)} image files under {folder}")
+
+
+def list_source(listing: Path) -> FileSource:
+    """One path per line (blank lines and # comments skipped); relative paths are relative to the list's folder."""
+    paths = []
+    for line in listing.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            path = Path(line)
+            paths.append(str(path if path.is_absolute() else listing.parent / path))
+    return FileSource(tuple(dict.fromkeys(paths)), f"{len(paths)} files listed in {listing}")
+
+
+def pacs_source(query: str) -> ArchiveSource:
+    """The frontal chest radiographs a DICOMweb query finds (:func:`covidviz.interop.archive_source`; keys
+    ``dicomweb:<study>/<series>/<instance>``, ``read``: WADO-RS retrieve of the instance). They are listed now,
+    so a bad query, a missing configuration or a server that cannot be reached stops the job before Ray starts."""
+    try:
+        from covidviz.interop import PacsError, archive_source
+    except ImportError as exc:
+        raise BatchSourceError(f"PACS sources need covidviz.interop.archive, which cannot be imported "
+                               f"({exc})") from None
+    try:
+        source = archive_source(query)
+        source.keys()  # listed once and kept: run_batch's keys() call gets the same list
+    except (PacsError, ValueError) as exc:
+        raise BatchSourceError(f"PACS source: {exc}") from None
+    return source
+
+
+def open_source(source: str) -> ArchiveSource:
+    """A folder tree, a text file listing images, or ``pacs:QUERY``."""
+    if source.startswith("pacs:"):
+        return pacs_source(source[len("pacs:"):])
+    path = Path(source)
+    if path.is_dir():
+        return folder_source(path)
+    if path.is_file():
+        if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".dic"}:
+            return FileSource((str(path),), f"1 file ({path.name})")
+        return list_source(path)
+    raise BatchSourceError(f"{source} does not exist: SOURCE is a folder of X-rays, a text file listing one image "
+                           "path per line, or pacs:QUERY")
+
+
+def read_error(exc: Exception) -> str:
+    """The same message ``predict`` gives for a file it cannot read."""
+    if isinstance(exc, OSError):
+        return f"The file cannot be read ({exc.strerror})."
+    return f"The input could not be fetched ({exc.__class__.__name__}: {exc})."
+
+
+DECODED_SCHEMA = pa.schema([("key", pa.string()), ("sha256", pa.string()), ("pixels", pa.large_binary()),
+                            ("height", pa.int64()), ("width", pa.int64()), ("info", pa.string()),
+                            ("warnings", pa.string()), ("error", pa.string())])
+
+
+def decode_batch(batch: dict[str, np.ndarray], source: ArchiveSource) -> pa.Table:
+    """Ray task: read and decode inputs. Pixels travel as raw float32 bytes plus their shape, so a rejected
+    input (no pixels) and an accepted one fit the same columns."""
+    import hashlib
+
+    from covidviz.errors import XrayInputError
+    from covidviz.io.loading import load_xray
+    out: dict[str, list] = {k: [] for k in ("key", "sha256", "pixels", "height", "width", "info", "warnings",
+                                             "error")}
+    for key in batch["key"]:
+        key = str(key)
+        pixels, shape, info, warnings, error, sha = None, (0, 0), "{}", "[]", None, None
+        try:
+            data = source.read(key)
+            sha = hashlib.sha256(data).hexdigest()
+            xray = load_xray(data, Path(key).name)
+            pixels, shape = np.ascontiguousarray(xray.pixels, dtype=np.float32).tobytes(), xray.pixels.shape
+            info, warnings = json.dumps(xray.info), json.dumps(list(xray.warnings))
+        except XrayInputError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001  (one odd file never stops an archive job)
+            error = read_error(exc) if sha is None else f"The file could not be decoded ({exc.__class__.__name__}: {exc})."
+        for name, value in (("key", key), ("sha256", sha), ("pixels", pixels), ("height", shape[0]),
+                            ("width", shape[1]), ("info", info), ("warnings", warnings), ("error", error)):
+            out[name].append(value)
+    return pa.table(out, schema=DECODED_SCHEMA)
+
+
+def result_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+
+
+def result_row(prediction_json: dict[str, Any], sha256: str | None, model_sha256: str | None) -> dict[str, Any]:
+    """A ``predict --json`` object as a Parquet row, plus the input's and the model's hashes."""
+    return {"file": prediction_json["file"], "label": prediction_json.get("label"),
+            "probabilities": prediction_json.get("probabilities"), "warnings": prediction_json.get("warnings", []),
+            "error": prediction_json.get("error"), "sha256": sha256, "model_sha256": model_sha256,
+            "scored_at": datetime.now(UTC)}
+
+
+class Scorer:
+    """Ray actor: the model, loaded once, scoring decoded batches exactly as ``predict`` does."""
+
+    def __init__(self, weights_dir: str, threads: int) -> None:
+        import torch
+
+        from covidviz._torchvision_compat import ensure_torchvision_importable
+        ensure_torchvision_importable()
+        torch.set_num_threads(max(1, threads))
+        from covidviz.model.predictor import Predictor
+        self.predictor = Predictor(weights_dir)
+        self.model_sha256 = self.predictor.sidecar.get("weights_sha256")
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from covidviz.io.xray import Xray
+        from covidviz.model.predictor import Prediction
+        batch = {name: table.column(name).to_pylist() for name in DECODED_SCHEMA.names}
+        keys = batch["key"]
+        outcomes: dict[int, Prediction] = {}
+        todo: list[tuple[int, Xray]] = []
+        for i, key in enumerate(keys):
+            if batch["error"][i] is not None:
+                outcomes[i] = Prediction(name=key, error=str(batch["error"][i]))
+                continue
+            shape = (int(batch["height"][i]), int(batch["width"][i]))
+            pixels = np.frombuffer(batch["pixels"][i], dtype=np.float32).reshape(shape)
+            todo.append((i, Xray(pixels=pixels, info=json.loads(batch["info"][i]),
+                                 warnings=tuple(json.loads(batch["warnings"][i])))))
+        for i, prediction in self._score(todo, keys):
+            outcomes[i] = prediction
+        return result_table([result_row(outcomes[i].as_json(), batch["sha256"][i], self.model_sha256)
+                             for i in range(len(keys))])
+
+    def _score(self, todo: list[tuple[int, Any]], keys: list[str]) -> Iterable[tuple[int, Any]]:
+        from covidviz.model.predictor import Prediction
+        try:
+            predictions = self.predictor.predict_xrays([x for _, x in todo], [keys[i] for i, _ in todo])
+            return [(i, p) for (i, _), p in zip(todo, predictions)]
+        except Exception:  # noqa: BLE001  (find the one image that breaks the batch; score the rest)
+            out = []
+            for i, xray in todo:
+                try:
+                    out.append((i, self.predictor.predict_xrays([xray], [keys[i]])[0]))
+                except Exception as exc:  # noqa: BLE001
+                    out.append((i, Prediction(name=keys[i], error=f"The model could not score this image "
+                                                                  f"({exc.__class__.__name__}: {exc}).")))
+            return out
+
+
+def scored_keys(out: Path) -> set[str]:
+    """Inputs already in the output dataset (scored or rejected): a resumed job skips them."""
+    if not out.exists():
+        return set()
+    if not out.is_dir():
+        raise BatchSourceError(f"--out {out} is a file: name a folder for the Parquet dataset (e.g. results.parquet)")
+    parts = sorted(out.glob("*.parquet"))
+    return {k for part in parts for k in pq.read_table(part, columns=["file"]).column("file").to_pylist()}
+
+
+class PartWriter:
+    """Rows into ``out/part-<run>-<n>.parquet``: each part is written whole under a hidden name and renamed, so
+    the dataset never holds a half-written file."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.run = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.pending: list[pa.Table] = []
+        self.rows = self.parts = 0
+        self.last = time.monotonic()
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.rows += table.num_rows
+        if sum(t.num_rows for t in self.pending) >= PART_ROWS or time.monotonic() - self.last > PART_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        final = self.out / f"part-{self.run}-{self.parts:05d}.parquet"
+        hidden = self.out / f".{final.name}.tmp"
+        pq.write_table(pa.concat_tables(self.pending), hidden)
+        os.replace(hidden, final)
+        self.pending, self.parts, self.last = [], self.parts + 1, time.monotonic()
+
+
+@dataclass
+class BatchSummary:
+    source: str = ""  # what was listed, and what was left out (a PACS query's lateral or non-chest images)
+    total: int = 0
+    skipped: int = 0
+    scored: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    labels: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    ray_start_seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.scored + len(self.rejected)
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"inputs": self.total, "skipped_already_scored": self.skipped, "scored": self.scored,
+                "rejected": len(self.rejected), "labels": dict(self.labels), "seconds": round(self.seconds, 2),
+                "images_per_s": round(self.images_per_second, 2),
+                "ray_start_seconds": round(self.ray_start_seconds, 2)}
+
+
+def start_ray(address: str | None, workers: int, threads: int, ship_code: bool) -> bool:
+    """Connect to ``address`` or start a local Ray sized for the job; True when this call started it.
+    An already-initialised Ray (a test module's, a notebook's) is reused as it is."""
+    import ray
+    if ray.is_initialized():
+        return False
+    if address:
+        runtime_env = {"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES} if ship_code else None
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001  (Ray raises many kinds; the user needs the address and why)
+            raise BatchSourceError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+        return True
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    cores = os.cpu_count() or 1
+    # logical CPUs: the model actors' threads plus one slot per core for the decoding tasks beside them
+    ray.init(num_cpus=workers * threads + cores, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+             include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return True
+
+
+def build_dataset(source: ArchiveSource, keys: list[str], weights_dir: str, workers: int, threads: int,
+                  batch_size: int):
+    import ray.data
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver shows one bar over images, not one per operator
+    blocks = max(1, min(len(keys), 4 * workers * max(1, batch_size // DECODE_BATCH)))
+    return (ray.data.from_items([{"key": k} for k in keys], override_num_blocks=blocks)
+            .map_batches(decode_batch, fn_kwargs={"source": source}, batch_size=DECODE_BATCH, num_cpus=DECODE_CPUS)
+            .map_batches(Scorer, fn_constructor_kwargs={"weights_dir": str(weights_dir), "threads": threads},
+                         compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
+                         num_cpus=threads, batch_format="pyarrow"))
+
+
+def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str | Path, address: str | None = None,
+              workers: int = 1, threads: int | None = None, batch_size: int = 16, audit: bool = True,
+              ship_code: bool = False, progress: TextIO | None = sys.stderr,
+              on_rows: Callable[[pa.Table], None] | None = None) -> BatchSummary:
+    """Score every input of ``source`` not yet in ``out``; append the results to ``out`` as Parquet parts."""
+    from covidviz.verified import read_sidecar
+    src = open_source(source) if isinstance(source, str) else source
+    out = Path(out)
+    keys = src.keys()
+    done = scored_keys(out)
+    todo = [k for k in keys if k not in done]
+    summary = BatchSummary(source=src.description, total=len(keys), skipped=len(keys) - len(todo))
+    if not todo:
+        return summary
+    if workers < 1 or batch_size < 1:
+        raise ValueError("--workers and --batch-size must be at least 1")
+    threads = threads or (1 if address else max(1, (os.cpu_count() or 1) // workers))
+    sidecar = read_sidecar(weights_dir)
+    guard_present = (Path(weights_dir) / "ood.safetensors").is_file()
+    import ray
+    started_at = time.perf_counter()
+    started = start_ray(address, workers, threads, ship_code)
+    summary.ray_start_seconds = time.perf_counter() - started_at
+    writer = PartWriter(out)
+    bar = None
+    if progress is not None:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="img", file=progress, desc="scoring", dynamic_ncols=True)
+    began = time.perf_counter()
+    try:
+        dataset = build_dataset(src, todo, str(weights_dir), workers, threads, batch_size)
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            table = table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+            writer.add(table)
+            rows = table.to_pylist()
+            for row in rows:
+                if row["error"] is not None:
+                    summary.rejected.append((row["file"], row["error"]))
+                else:
+                    summary.scored += 1
+                    summary.labels[row["label"]] += 1
+            if audit:
+                from covidviz.audit.recorder import record_results
+                record_results("batch", [(r["sha256"], {k: r[k] for k in ("file", "label", "probabilities",
+                                                                           "warnings", "error")}) for r in rows],
+                               sidecar, guard_present)
+            if on_rows is not None:
+                on_rows(table)
+            if bar is not None:
+                bar.update(table.num_rows)
+    finally:
+        writer.flush()
+        summary.seconds = time.perf_counter() - began
+        if bar is not None:
+            bar.close()
+        if audit:
+            from covidviz.audit.recorder import flush_all
+            flush_all()
+        if started:
+            ray.shutdown()
+    return summary
+
+
+def print_summary(summary: BatchSummary, out_path: Path, stream: TextIO) -> None:
+    if summary.source:
+        print(f"source: {summary.source}", file=stream)
+    print(f"{summary.total} inputs: {summary.scored} scored, {len(summary.rejected)} rejected, "
+          f"{summary.skipped} skipped (already in {out_path})", file=stream)
+    if summary.scored or summary.rejected:
+        print(f"{summary.images_per_second:.2f} images/s over {summary.seconds:.1f} s "
+              f"(Ray start {summary.ray_start_seconds:.1f} s not included)", file=stream)
+    if summary.labels:
+        print("labels: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items())), file=stream)
+    for key, error in summary.rejected:
+        print(f"rejected\t{key}\t{error}", file=stream)
+    print(json.dumps(summary.as_json()), file=stream)
+
+
+def run_batch_cli(args: argparse.Namespace) -> int:
+    """The ``batch`` subcommand: exit 0 even when some inputs were rejected (they are listed), 1 when the job
+    could not run."""
+    import logging
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the job prints its own progress and summary
+    try:
+        summary = run_batch(args.source, args.out, weights_dir=args.weights, address=args.address,
+                            workers=args.workers, batch_size=args.batch_size, audit=not args.no_audit,
+                            ship_code=args.ship_code)
+    except (BatchSourceError, ValueError, OSError) as exc:
+        print(f"batch: {exc}", file=sys.stderr)
+        return 1
+    print_summary(summary, Path(args.out), sys.stdout)
+    return 0
