@@ -12,6 +12,7 @@ MIN_LUNG_SHARE = 0.02    # each lung covers at least this share of the image
 MIN_TOTAL_SHARE = 0.08   # both lungs together (the smallest hand-drawn mask here covers 9%)
 MAX_TOTAL_SHARE = 0.80
 FIELD_MARGIN = 0.08      # the field extends the lungs' box by this share of its size on each side
+LOW_LUNG_SHARE = 0.5     # a heatmap with less of its energy inside the lungs looked mostly outside them
 
 
 @dataclass(frozen=True)

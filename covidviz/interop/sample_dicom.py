@@ -1,0 +1,98 @@
+"""DICOM radiographs for the local PACS demo and the tests, built from the example PNGs.
+
+Honest about what they are: the pixels are real chest X-rays (examples/xrays, public datasets, see its
+manifest.csv); the DICOM header around them (patient, study, dates, accession numbers) is invented here
+and says so in its Derivation Description. Each is a CR Image Storage instance with the attributes a PACS
+indexes and a viewer needs.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+from covidviz.interop.pacs import CR_STORAGE
+from covidviz.paths import EXAMPLES_DIR
+
+DEMO_START = dt.date(2024, 3, 1)
+
+
+@dataclass(frozen=True)
+class Invented:
+    """The invented header of one demo study (nothing here belongs to a real person)."""
+
+    patient_name: str
+    patient_id: str
+    birth_date: str
+    sex: str
+    study_date: str
+    accession: str
+    view: str = "PA"
+    study_description: str = "XR CHEST"
+
+
+def radiograph_from_png(png: bytes, who: Invented, series_number: int = 1, instance_number: int = 1,
+                        study_uid: str | None = None, series_uid: str | None = None,
+                        body_part: str = "CHEST") -> Dataset:
+    """A CR image of ``png``'s gray pixels under the invented header ``who`` (UIDs derived from it, so the
+    same demo builds the same study every time)."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.uint8)
+    seed = [who.patient_id, who.accession]
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CR_STORAGE
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = CR_STORAGE
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[*seed, "image", str(series_number), str(instance_number)])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.DerivationDescription = "Public chest X-ray PNG converted by covidviz; patient and study invented for a demo"
+    ds.PatientName, ds.PatientID = who.patient_name, who.patient_id
+    ds.PatientBirthDate, ds.PatientSex = who.birth_date, who.sex
+    ds.StudyInstanceUID = study_uid or generate_uid(entropy_srcs=[*seed, "study"])
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = who.study_date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "090000"
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = who.accession[-8:]
+    ds.AccessionNumber = who.accession
+    ds.StudyDescription = who.study_description
+    ds.Modality = "CR"
+    ds.SeriesInstanceUID = series_uid or generate_uid(entropy_srcs=[*seed, "series", str(series_number)])
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = f"{body_part.title()} {who.view}".strip()
+    ds.BodyPartExamined = body_part
+    ds.ViewPosition = who.view
+    ds.Manufacturer = "covidviz demo"
+    ds.InstanceNumber = instance_number
+    ds.PatientOrientation = ["L", "F"] if who.view in ("PA", "AP", "") else ""  # frontal as displayed; else unknown
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def example_studies(examples_dir: Path = EXAMPLES_DIR) -> Iterator[Dataset]:
+    """One invented study per example PNG, a few days apart, with accession numbers CVZDEMO01, 02, ..."""
+    with (examples_dir / "manifest.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for n, row in enumerate(rows, start=1):
+        who = Invented(patient_name=f"Demo^Patient{n:02d}", patient_id=f"CVZDEMO-P{n:02d}",
+                       birth_date=dt.date(1940 + 7 * n % 50, 1 + n % 12, 1 + 5 * n % 28).strftime("%Y%m%d"), sex="O",
+                       study_date=(DEMO_START + dt.timedelta(days=2 * n)).strftime("%Y%m%d"),
+                       accession=f"CVZDEMO{n:02d}", view=(row.get("view") or "").strip().upper())
+        yield radiograph_from_png((examples_dir / row["fixture"]).read_bytes(), who)

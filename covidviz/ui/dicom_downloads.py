@@ -1,0 +1,96 @@
+"""The Diagnose page's DICOM downloads: the shown heatmap as a Secondary Capture and the result as a
+Structured Report, for DICOM uploads only (a PNG has no patient or study for them to carry).
+
+The two objects are built together on the first click (deferred: no cost on reruns) and kept for the
+session, so the SR downloaded with an SC lists that very SC as evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import streamlit as st
+from pydicom.dataset import Dataset
+
+from covidviz import CLASSES
+from covidviz.interop.inputs import DicomResultError, HeatmapChoice, source_header
+from covidviz.ui.diagnose_settings import Settings
+
+if TYPE_CHECKING:
+    from covidviz.explain.reading import Reading
+    from covidviz.interop.dicom_results import DicomResults
+    from covidviz.model.predictor import Predictor
+
+MAX_KEPT = 4  # result pairs kept per session: an SC of a full-size radiograph is about 10 MB
+_SOURCES: dict[int, Dataset] = {}  # id(reading) -> its upload's DICOM header, for as long as the reading lives
+_LOCK = threading.Lock()  # the deferred downloads run on Streamlit's threads, not the script's
+
+
+def keep_dicom_source(reading: Reading | str, data: bytes, name: str) -> None:
+    """Remember a DICOM upload's header for its reading (a header only: no pixels, and never shown).
+    Called where the page reads an upload; anything else (a PNG, a rejected file) is ignored."""
+    if isinstance(reading, str):
+        return
+    try:
+        header = source_header(data, name)
+    except DicomResultError:
+        return  # not DICOM, or no UIDs to file results by: the page offers no DICOM downloads for it
+    key = id(reading)
+    _SOURCES[key] = header
+    weakref.finalize(reading, _SOURCES.pop, key, None)  # an id is unique only while its object lives
+
+
+def dicom_source(reading: Reading) -> Dataset | None:
+    return _SOURCES.get(id(reading))
+
+
+def heatmap_choice(reading: Reading, settings: Settings) -> HeatmapChoice:
+    """The map the page shows: the chosen class, or the predicted one when all three are side by side."""
+    from covidviz.ui.diagnose_view import _classes_to_show  # the page's own rule (imported late: no cycle)
+    shown = _classes_to_show(reading, settings.view)
+    k = shown[0] if len(shown) == 1 else CLASSES.index(reading.label)
+    return HeatmapChoice(method=settings.method, class_index=k, scale=settings.scale, style=settings.style,
+                         colormap=settings.colormap, opacity=settings.opacity, threshold=settings.threshold,
+                         lung_outline=settings.lung_outline)
+
+
+def dicom_downloads(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
+    """Two download buttons under a DICOM upload's images (nothing for other uploads)."""
+    header = dicom_source(reading)
+    if header is None:
+        return
+    from covidviz.ui.diagnose_view import _cam  # the page's cached map: the SC shows what the page shows
+    choice = heatmap_choice(reading, settings)
+    cam = _cam(reading, predictor, settings, choice.class_index)
+    kept: dict = st.session_state.setdefault("dicom_results", {})
+    key = (str(header.SOPInstanceUID), hashlib.sha1(reading.canonical.tobytes()).hexdigest(), choice)
+
+    def results() -> DicomResults:
+        from covidviz.interop.dicom_results import dicom_results  # highdicom: paid on the first click only
+        with _LOCK:
+            if key not in kept:
+                kept[key] = dicom_results(header, reading, predictor, choice, cam=cam)
+                while len(kept) > MAX_KEPT:
+                    kept.pop(next(iter(kept)))
+            return kept[key]
+
+    stem = Path(reading.name).stem
+    left, right = st.columns(2)
+    left.download_button("Heatmap for PACS (DICOM SC)", data=lambda: _part10(results().sc),
+                         file_name=f"{stem}.covidviz-sc.dcm", mime="application/dicom", key=f"dicom_sc{index}",
+                         on_click="ignore")
+    right.download_button("Result for PACS (DICOM SR)", data=lambda: _part10(results().sr),
+                          file_name=f"{stem}.covidviz-sr.dcm", mime="application/dicom", key=f"dicom_sr{index}",
+                          on_click="ignore")
+    st.caption("DICOM results file into the upload's study as new series and carry its patient and study "
+               "attributes, as DICOM requires. The heatmap has \"not for diagnostic use\" burnt in; the report is "
+               "marked unverified.")
+
+
+def _part10(dataset: Dataset) -> bytes:
+    from covidviz.interop.dicom_results import to_bytes
+    return to_bytes(dataset)
