@@ -90,6 +90,12 @@ def test_probability_bars_show_every_class_without_a_chart_library(app, uploads)
         assert "<script" not in html
 
 
+def test_the_page_says_which_engine_serves_and_why(app):
+    captions = [c.value for c in app.caption if c.value.startswith("Inference engine:")]
+    assert len(captions) == 1 and captions[0].startswith("Inference engine: ONNX Runtime fp32")  # as pinned by conftest
+    assert "max logit difference to PyTorch" in captions[0]
+
+
 def test_images_are_plain_until_zoom_is_asked_for(app):
     assert not app.get("plotly_chart")  # plotly.js never loads unless asked for
     plain = [t for t in _image_titles(app) if "p = " in t]

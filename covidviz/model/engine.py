@@ -165,17 +165,25 @@ def max_logit_difference(a: Engine, b: Engine, batch: np.ndarray) -> float:
     return float(np.abs(a.run(batch).logits - b.run(batch).logits).max())
 
 
+def configured_engine(choice: str | None = None) -> str:
+    """``choice``, else ``COVIDVIZ_ENGINE``, else ``auto``. Pinning one engine makes every process of a
+    deployment (dashboard, CLI, batch workers) serve from the same one, instead of each measuring its own."""
+    import os
+    return choice or os.environ.get("COVIDVIZ_ENGINE") or "auto"
+
+
 _lock = threading.Lock()
 _built: dict[tuple[str, str, int | None], tuple[Engine, str]] = {}
 
 
-def build_engine(choice: str, model: CxrDenseNet, sidecar: dict[str, Any], bf16: bool = False,
+def build_engine(choice: str | None, model: CxrDenseNet, sidecar: dict[str, Any], bf16: bool = False,
                  threads: int | None = None) -> tuple[Engine, str]:
     """The engine for ``choice`` (one of :data:`ENGINES`) and a line saying what was chosen and why.
 
     ``auto``: ONNX Runtime when it agrees with PyTorch on the probe batch and is measured faster at batch 1
     here, else PyTorch. ``bf16`` (approximate) always means PyTorch with bf16 autocast. Engines are built
     once per process and weights."""
+    choice = configured_engine(choice)
     if choice not in ENGINES:
         raise ValueError(f"unknown engine {choice!r}: choose one of {', '.join(ENGINES)}")
     key = (choice if not bf16 else "bf16", sidecar["weights_sha256"], threads)

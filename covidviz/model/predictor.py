@@ -51,11 +51,12 @@ class Prediction:
 class Predictor:
     """Loads and verifies the weights once; thread-safe for inference (no hooks, no state).
 
-    ``engine`` runs the forward passes (see :mod:`covidviz.model.engine`): ``auto`` measures PyTorch and
-    ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
+    ``engine`` runs the forward passes (see :mod:`covidviz.model.engine`; default ``COVIDVIZ_ENGINE``, else
+    ``auto``): ``auto`` measures PyTorch and ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
     natively. The PyTorch model stays loaded for training, evaluation and the library heatmap methods."""
 
-    def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False, engine: str = "auto") -> None:
+    def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False,
+                 engine: str | None = None) -> None:
         self.model, self.sidecar = load_weights(weights_dir)
         self.segmenter = field_segmenter(weights_dir, self.sidecar)
         self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
