@@ -20,6 +20,9 @@ navigation = st.navigation({
         st.Page("pages/error_gallery.py", title="Error gallery", url_path="error-gallery", icon=":material/photo_library:"),
         st.Page("pages/explanation_quality.py", title="Explanation quality", url_path="explanation-quality", icon=":material/fact_check:"),
     ],
+    "Hospital": [st.Page("pages/pacs_worklist.py", title="PACS worklist", url_path="pacs-worklist",
+                         icon=":material/lan:")],
+    "Operations": [st.Page("pages/audit.py", title="Audit log", url_path="audit", icon=":material/history:")],
     "About": [st.Page("pages/model_card.py", title="About / model card", url_path="model-card", icon=":material/description:")],
 })
 render_sidebar(weights_dir())

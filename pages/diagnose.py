@@ -7,6 +7,7 @@ usable while torch starts.
 import streamlit as st
 
 from covidviz.ui.diagnose_settings import settings_panel
+from covidviz.ui.pacs_view import opened_from_pacs
 from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb, warm_up
 from covidviz.ui.sidebar import disclaimer
 
@@ -17,7 +18,9 @@ uploads = st.file_uploader(
     help=f"Up to {upload_limit_mb()} MB per file: enough for an uncompressed 16-bit radiograph from any "
          "common detector, small enough that one upload cannot exhaust the server's memory for everyone else.")
 st.caption(f"Files up to {upload_limit_mb()} MB each. Frontal (PA/AP) chest radiographs only. "
-           "Images are processed in memory for this session and never stored; DICOM patient data is not read out.")
+           "Images are processed in memory for this session and never stored; DICOM patient data is never shown "
+           "(only the DICOM results offered for download carry it, as DICOM requires).")
+uploads = [*opened_from_pacs(), *(uploads or [])]  # an image opened from the PACS worklist comes first
 settings = settings_panel()
 
 from covidviz.errors import WeightsError  # noqa: E402  (after the controls are on screen)
@@ -27,6 +30,7 @@ try:
 except WeightsError as exc:
     st.error(f"The model could not be loaded: {exc}")
     st.stop()
+st.caption(f"Inference engine: {predictor.engine_note}.")
 if not uploads:
     st.info("Upload one or more chest X-rays to see the model's probabilities and heatmaps.")
     warm_up()

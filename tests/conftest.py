@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,11 @@ from covidviz._torchvision_compat import ensure_torchvision_importable
 ensure_torchvision_importable()  # tests import torchvision directly too
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# the audit log of everything the tests predict goes to a throw-away database, never the user's
+os.environ["COVIDVIZ_DB_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='covidviz-audit-')}/audit.sqlite"
+# one engine for every process the tests start (CLI, dashboard server, Ray workers): results compared across
+# processes must not depend on which engine each one measured faster (test_engine covers "auto")
+os.environ["COVIDVIZ_ENGINE"] = "onnxruntime"
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent

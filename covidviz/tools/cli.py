@@ -7,7 +7,9 @@ import sys
 
 from covidviz.data.collection import DEFAULT_DATA_DIR
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.tools.cli_audit import add_parsers as add_audit_parsers
 from covidviz.tools.cli_explain import add_parsers as add_explain_parsers
+from covidviz.tools.cli_pacs import add_parsers as add_pacs_parsers
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,7 +59,8 @@ def _facts(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from covidviz.tools.predict import run_predict
-    return run_predict(args.paths, args.weights, args.json, args.fast, sys.stdout)
+    return run_predict(args.paths, args.weights, args.json, args.fast, sys.stdout, engine=args.engine,
+                       dicom_out=args.dicom_out)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -127,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
     p.add_argument("--fast", action="store_true",
                    help="bf16 autocast where the CPU runs bf16 natively (ignored, with a note, where it does not)")
+    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"),
+                   help="where the forward pass runs (default: COVIDVIZ_ENGINE, else auto: measure both here and "
+                        "keep the faster; both give the same probabilities to 1e-5)")
+    p.add_argument("--dicom-out", metavar="DIR",
+                   help="for each DICOM input, write a Secondary Capture of its heatmap and a Structured Report "
+                        "of its result into DIR (same study as the input, new series)")
     p.set_defaults(func=_predict)
 
     b = sub.add_parser("bench", help="latency and throughput of prediction on this machine")
@@ -134,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
     b.add_argument("--repeats", type=int, default=20)
     b.set_defaults(func=_bench)
+    add_audit_parsers(sub)
     add_explain_parsers(sub)
+    add_pacs_parsers(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from covidviz.audit.recorder import record_outcome
 from covidviz.errors import XrayInputError
 from covidviz.io.loading import load_xray_file
 from covidviz.model.precision import native_bf16
@@ -52,8 +53,10 @@ def format_line(prediction: Prediction, as_json: bool) -> str:
     return f"{prediction.name}\t{prediction.label}\t{probs}{warn}"
 
 
-def run_predict(paths: list[str], weights_dir: str, as_json: bool, fast: bool, out: TextIO) -> int:
-    """Print one line per image; exit status 1 when any input failed."""
+def run_predict(paths: list[str], weights_dir: str, as_json: bool, fast: bool, out: TextIO,
+                engine: str | None = None, dicom_out: str | None = None) -> int:
+    """Print one line per image; exit status 1 when any input failed. ``dicom_out``: a folder for each DICOM
+    input's Secondary Capture and Structured Report (notes about them go to stderr, not into the lines)."""
     files = list(expand_paths(paths))
     if not files:
         print("no images found (accepted: .png, .jpg, .jpeg, .dcm files, or folders holding them)", file=out)
@@ -62,9 +65,24 @@ def run_predict(paths: list[str], weights_dir: str, as_json: bool, fast: bool, o
         print("note: --fast ignored: this CPU has no native bf16 (emulated bf16 runs several times slower than "
               "fp32)", file=sys.stderr)
         fast = False
-    predictor = Predictor(weights_dir, fast=fast)
+    predictor = Predictor(weights_dir, fast=fast, engine=engine)
     failed = 0
     for prediction in predict_paths(predictor, files):
         failed += prediction.error is not None
         print(format_line(prediction, as_json), file=out, flush=True)
+        record_outcome("cli", Path(prediction.name), prediction, predictor)  # queued; never raises
+        if dicom_out and prediction.error is None:
+            write_dicom_results(predictor, Path(prediction.name), Path(dicom_out))
     return 1 if failed else 0
+
+
+def write_dicom_results(predictor: Predictor, source: Path, directory: Path) -> None:
+    """The SC and SR of one input into ``directory``, or a note saying why there are none (a PNG has no
+    patient or study for them to carry)."""
+    from covidviz.interop.dicom_results import DicomResultError, write_results
+    try:
+        written = write_results(predictor, source, directory)
+    except (DicomResultError, XrayInputError) as exc:
+        print(f"note: {source}: no DICOM results: {exc}", file=sys.stderr)
+        return
+    print(f"note: {source}: wrote {' and '.join(str(p) for p in written)}", file=sys.stderr)

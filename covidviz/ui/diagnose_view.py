@@ -13,15 +13,17 @@ from covidviz.explain.cam.methods import CLASS_AGNOSTIC, FAST_METHOD, SCALES, SL
 from covidviz.explain.case_report import case_report_html
 from covidviz.ui.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
-from covidviz.io.images import png_bytes
+from covidviz.io.images import jpeg_bytes, png_bytes
 from covidviz.io.loading import load_xray
 from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
 from covidviz.model.predictor import Predictor
 from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_display, read_xray
+from covidviz.lungs.field import LOW_LUNG_SHARE
+from covidviz.ui.audit_hooks import audit_heatmap, audit_reading
 from covidviz.ui.diagnose_settings import VIEWS, Settings
+from covidviz.ui.dicom_downloads import dicom_downloads, keep_dicom_source
 
 MAX_CACHED = 40
-LOW_LUNG_SHARE = 0.5  # below it, most of a map's energy lies outside the lungs
 UNLIKELY = 0.2  # a map for a class this improbable is stretched to full range all the same: say so
 RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
@@ -37,6 +39,8 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
         except XrayInputError as exc:
             cache[key] = str(exc)
         _evict_oldest(cache, MAX_CACHED)
+        audit_reading(predictor, data, cache[key])  # once per reading, not per rerun; never raises
+        keep_dicom_source(cache[key], data, name)  # a DICOM upload's header, for its SC and SR downloads
     return cache[key]
 
 
@@ -89,6 +93,7 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.markdown("  \n".join(f"**{key}:** {value}" for key, value in reading.xray.info.items()))
     with right:
         _render_images(reading, predictor, settings, index)
+        dicom_downloads(reading, predictor, settings, index)
 
 
 def _render_images(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
@@ -118,6 +123,8 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
             column.caption(energy_note)
             if share < LOW_LUNG_SHARE:
                 column.warning("The model looked mostly outside the lungs: do not trust this map or its class.")
+    audit_heatmap(reading, predictor, settings.method, CLASSES[shown[0]],
+                  reading.lung_share(_cam(reading, predictor, settings, shown[0])))
     notes = [_region_note(reading, lungs_shown is not None)]
     if settings.method in CLASS_AGNOSTIC:
         notes.append("EigenCAM ignores the class: every class gets the same map.")
@@ -142,7 +149,10 @@ def _show_image(column, image: np.ndarray, title: str, width: int, zoom: bool, k
     if zoom:
         column.plotly_chart(zoomable_image(image, title, width), key=key, config=PLOT_CONFIG)
     else:
-        column.image(png_bytes(image), caption=title, width="stretch", output_format="PNG")  # lossless
+        # the radiograph lossless; a colour overlay as high-quality JPEG (a fifth of the PNG's size: it reaches
+        # the browser sooner, and the downloads stay PNG)
+        data = png_bytes(image) if image.ndim == 2 else jpeg_bytes(image)
+        column.image(data, caption=title, width="stretch", output_format="PNG" if image.ndim == 2 else "JPEG")
 
 
 def _region_note(reading: Reading, lung_outline: bool) -> str:
