@@ -37,14 +37,6 @@ requires_dciodvfy = pytest.mark.skipif(not DCIODVFY.exists() and not os.environ.
                                        reason="dciodvfy (Debian dicom3tools) is not installed (make test installs it)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def audit_database(tmp_path_factory):
-    """predict and the Diagnose page are audited: keep this module's records out of the user's own log."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COVIDVIZ_DB_URL", f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}")
-        yield
-
-
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     return Predictor(WEIGHTS)

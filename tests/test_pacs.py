@@ -27,14 +27,6 @@ SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def audit_database(tmp_path_factory):
-    """Scoring from the PACS is audited: keep this module's records out of the user's own audit log."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COVIDVIZ_DB_URL", f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}")
-        yield
-
-
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     return Predictor(WEIGHTS)

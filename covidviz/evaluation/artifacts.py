@@ -82,15 +82,23 @@ def load_predictions(weights_dir: str | Path, split: str) -> SplitPredictions:
 def load_metrics(weights_dir: str | Path) -> dict[str, Any]:
     """``weights/eval/metrics.json`` (reports per split and source, calibration), checked for its splits."""
     path = eval_dir(weights_dir) / "metrics.json"
+    return read_artifact_json(path, "splits", "per-split", EvalArtifactsError,
+                              f"No evaluation results at {path}: {HOW_TO_MAKE}.", HOW_TO_MAKE)
+
+
+def read_artifact_json(path: Path, section: str, described: str, error: type[Exception], missing: str,
+                       how_to_make: str) -> dict[str, Any]:
+    """A JSON artifact, checked to be an object with a non-empty ``section``; ``error`` says what is wrong and
+    how to make the file again (``missing`` when there is no file at all)."""
     if not path.is_file():
-        raise EvalArtifactsError(f"No evaluation results at {path}: {HOW_TO_MAKE}.")
+        raise error(missing)
     try:
-        metrics = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EvalArtifactsError(f"{path} is not valid JSON ({exc}): {HOW_TO_MAKE} again.") from None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("splits"), dict) or not metrics["splits"]:
-        raise EvalArtifactsError(f"{path} holds no per-split results: {HOW_TO_MAKE} again.")
-    return metrics
+        raise error(f"{path} is not valid JSON ({exc}): {how_to_make} again.") from None
+    if not isinstance(data, dict) or not isinstance(data.get(section), dict) or not data[section]:
+        raise error(f"{path} holds no {described} results: {how_to_make} again.")
+    return data
 
 
 def available_splits(metrics: dict[str, Any]) -> list[str]:

@@ -13,7 +13,6 @@ module, which needs neither torch nor the model. Three checks:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,11 @@ def explanations_path(weights_dir: str | Path) -> Path:
 
 def load_explanations(weights_dir: str | Path) -> dict[str, Any]:
     """``weights/eval/explanations.json``, checked to hold per-method results."""
+    from covidviz.evaluation.artifacts import read_artifact_json
     path = explanations_path(weights_dir)
-    if not path.is_file():
-        raise ExplanationsError(f"The explanation check has not been run for this model (no {path}): {HOW_TO_MAKE}.")
-    try:
-        report = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExplanationsError(f"{path} is not valid JSON ({exc}): {HOW_TO_MAKE} again.") from None
-    if not isinstance(report, dict) or not isinstance(report.get("methods"), dict) or not report["methods"]:
-        raise ExplanationsError(f"{path} holds no per-method results: {HOW_TO_MAKE} again.")
-    return report
+    return read_artifact_json(path, "methods", "per-method", ExplanationsError,
+                              f"The explanation check has not been run for this model (no {path}): {HOW_TO_MAKE}.",
+                              HOW_TO_MAKE)
 
 
 def verdict_rule(stage: str, threshold: float = PASS_BELOW) -> str:
