@@ -39,6 +39,39 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def hash_record_path(path: str | Path) -> Path:
+    """Where the sha256 of a file other than a network's weights is recorded: ``<name>.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.stem + ".json")
+
+
+def record_sha256(path: str | Path) -> Path:
+    """Record the sha256 of a just-written file (the OOD guard, for one) beside it, so that
+    :func:`check_sha256` can refuse it once altered: the same promise the weights' sidecar gives."""
+    path = Path(path)
+    record = hash_record_path(path)
+    record.write_text(json.dumps({"file": path.name, "sha256": sha256_of(path)}, indent=2) + "\n")
+    return record
+
+
+def check_sha256(path: str | Path) -> None:
+    """:class:`WeightsError` unless ``path`` has a hash record (:func:`record_sha256`) and still matches it."""
+    path = Path(path)
+    record = hash_record_path(path)
+    try:
+        expected = json.loads(record.read_text())["sha256"]
+    except FileNotFoundError:
+        raise WeightsError(f"{path.name} has no hash record ({record.name}) to verify it by: run "
+                           "`python -m covidviz evaluate` to rebuild it, or restore weights/ from the "
+                           "repository.") from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise WeightsError(f"The hash record {record} cannot be read ({exc.__class__.__name__}).") from None
+    actual = sha256_of(path)
+    if actual != expected:
+        raise WeightsError(f"The file {path} is corrupt or was replaced: sha256 {actual[:12]}… does not match "
+                           f"the {record.name} record's {str(expected)[:12]}….")
+
+
 def save_verified(state: dict[str, torch.Tensor], directory: str | Path, sidecar: dict[str, Any],
                   architecture: str) -> Path:
     """Write a state dict as fp16 safetensors and its sidecar carrying the file's sha256.

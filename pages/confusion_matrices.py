@@ -13,8 +13,8 @@ metrics = start_eval_page("Confusion matrices")
 
 left, middle, right = st.columns([2, 3, 2])
 split = left.selectbox("Split", ed.available_splits(metrics), format_func=lambda s: ed.split_label(metrics, s),
-                       key="split")
-view = middle.radio("View", list(ef.VIEWS), format_func=ef.VIEWS.get, key="view", horizontal=True)
+                       key="confusion_split")
+view = middle.radio("View", list(ef.VIEWS), format_func=ef.VIEWS.get, key="confusion_view", horizontal=True)
 sources = ed.sources_of(metrics, split)
 source = right.selectbox("Source", ["all", *sources], format_func=lambda s: "All sources" if s == "all" else s,
                          key=f"source_{split}")

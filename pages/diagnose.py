@@ -8,7 +8,8 @@ import streamlit as st
 
 from covidviz.ui.diagnose_settings import settings_panel
 from covidviz.ui.pacs_view import opened_from_pacs
-from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb, warm_up
+from covidviz.text import plain, safe_csv_bytes
+from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb, warm_up, weights_dir
 from covidviz.ui.sidebar import disclaimer
 
 st.title("Diagnose")
@@ -25,30 +26,34 @@ settings = settings_panel()
 
 from covidviz.errors import WeightsError  # noqa: E402  (after the controls are on screen)
 
+folder = weights_dir()
 try:
-    predictor = get_predictor()
-except WeightsError as exc:
-    st.error(f"The model could not be loaded: {exc}")
+    predictor = get_predictor(folder)
+    guard = get_guard(folder)
+except WeightsError as exc:  # its text names server paths: the log gets it, the page a plain message
+    from covidviz.ui.request_log import log_failure
+    log_failure("loading the model", exc)
+    st.error("The model could not be loaded: its files are missing or fail verification. The server's log "
+             "says which; an administrator can restore weights/ from the repository.")
     st.stop()
 st.caption(f"Inference engine: {predictor.engine_note}.")
 if not uploads:
     st.info("Upload one or more chest X-rays to see the model's probabilities and heatmaps.")
-    warm_up()
+    warm_up(folder)
     st.stop()
 
 from covidviz.ui.diagnose_view import read_upload, render_reading, summary_table  # noqa: E402  (imports torch)
 
-guard = get_guard()
 outcomes = [(u.name, read_upload(predictor, guard, u.name, u.getvalue())) for u in uploads]
 if len(outcomes) > 1:
     table = summary_table(outcomes)
     st.dataframe(table, hide_index=True, key="summary")
-    st.download_button("All predictions (CSV)", table.to_csv(index=False).encode(), "covidviz_predictions.csv",
-                       "text/csv", key="csv")
+    st.download_button("All predictions (CSV)", safe_csv_bytes(table), "covidviz_predictions.csv",
+                       "text/csv", key="diagnose_csv")  # names and messages cannot run as spreadsheet formulas
 for index, (name, outcome) in enumerate(outcomes):
     if isinstance(outcome, str):
-        st.subheader(name)
-        st.error(outcome)
+        st.subheader(plain(name))
+        st.error(plain(outcome))
     else:
         render_reading(outcome, predictor, settings, index)
     st.divider()

@@ -6,6 +6,7 @@ import streamlit as st
 from covidviz.errors import WeightsError
 from covidviz.evaluation.explanations import ExplanationsError, load_explanations, sample_text, stale_note
 from covidviz.model.sidecar import read_sidecar
+from covidviz.text import without_folder
 from covidviz.ui import explanation_view as xv
 from covidviz.ui.eval_figures import png_config
 from covidviz.ui.resources import weights_dir
@@ -17,7 +18,7 @@ folder = weights_dir()
 try:
     report = load_explanations(folder)
 except ExplanationsError as exc:
-    st.warning(str(exc))
+    st.warning(without_folder(str(exc), folder))
     st.stop()
 try:
     stale = stale_note(report, read_sidecar(folder)["weights_sha256"])

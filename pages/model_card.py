@@ -1,5 +1,7 @@
 """About / model card: weights/MODEL_CARD.md with the version and weights hash from the sidecar."""
 
+import logging
+
 import streamlit as st
 
 from covidviz import __version__
@@ -7,6 +9,7 @@ from covidviz.evaluation import artifacts as ed
 from covidviz.errors import WeightsError
 from covidviz.evaluation.model_card import render_model_card
 from covidviz.model.sidecar import read_sidecar
+from covidviz.text import without_folder
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
 
@@ -16,12 +19,13 @@ try:
     sidecar = read_sidecar(folder)
 except WeightsError as exc:
     sidecar = None
-    st.error(f"The model sidecar could not be read: {exc}")
+    logging.getLogger("covidviz.ui.model_card").warning("model sidecar unreadable: %s", exc)  # server paths: log only
+    st.error("The model sidecar (model.json) could not be read: details in the server's log.")
 try:
     metrics = ed.load_metrics(folder)
 except ed.EvalArtifactsError as exc:
     metrics = None
-    st.warning(f"The card has no results section yet. {exc}")
+    st.warning(f"The card has no results section yet. {without_folder(str(exc), folder)}")
 
 if sidecar:
     sha = str(sidecar.get("weights_sha256", "unknown"))
@@ -43,11 +47,11 @@ elif sidecar:
     try:
         text = render_model_card(sidecar, metrics)
     except (KeyError, TypeError) as exc:
-        st.error(f"{card} is missing and the sidecar lacks a field needed to render one ({exc}): "
+        st.error(f"{without_folder(str(card), folder)} is missing and the sidecar lacks a field needed to render one ({exc}): "
                  "`python -m covidviz evaluate` writes the card.")
     else:
-        st.info(f"{card} is missing (`python -m covidviz evaluate` writes it); this card is rendered from the "
+        st.info(f"{without_folder(str(card), folder)} is missing (`python -m covidviz evaluate` writes it); this card is rendered from the "
                 + ("sidecar and metrics.json." if metrics else "sidecar only."))
         st.markdown(text)
 else:
-    st.error(f"No model card at {card} and no sidecar to render one from.")
+    st.error(f"No model card at {without_folder(str(card), folder)} and no sidecar to render one from.")

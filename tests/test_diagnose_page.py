@@ -121,7 +121,7 @@ def test_switching_method_keeps_the_page_working(app, method):
 
 @pytest.mark.parametrize("view", ["All three side by side", "Pneumonia (not COVID)", "Predicted class"])
 def test_switching_class_view_and_style(app, view):
-    app.radio(key="view").set_value(view)
+    app.radio(key="diagnose_view").set_value(view)
     app.radio(key="style").set_value("contour")
     app.run()
     assert not app.exception
@@ -170,7 +170,7 @@ def test_each_heatmap_states_its_energy_inside_the_lungs(app, uploads):
 
 
 def test_maps_of_unlikely_classes_say_so(app, uploads):
-    app.radio(key="view").set_value("All three side by side")
+    app.radio(key="diagnose_view").set_value("All three side by side")
     app.run()
     predictor = Predictor(WEIGHTS)
     expected = []
@@ -179,5 +179,5 @@ def test_maps_of_unlikely_classes_say_so(app, uploads):
         expected += [c for c in CLASSES if prediction.probabilities[c] < 0.2]
     warned = [w.value for w in app.warning if "is unlikely here" in w.value]
     assert [w.split(" is unlikely")[0] for w in warned] == [CLASS_TITLES[c] for c in expected]
-    app.radio(key="view").set_value("Predicted class")
+    app.radio(key="diagnose_view").set_value("Predicted class")
     app.run()

@@ -309,7 +309,7 @@ def test_diagnose_offers_dicom_results_for_dicom_uploads_only(deferred_downloads
     page = " ".join(e.value for kind in ("markdown", "caption", "info", "warning") for e in at.get(kind))
     assert not re.search(re.escape(str(source.PatientName)) + "|" + re.escape(source.PatientID), page)
 
-    at.radio(key="view").set_value("Pneumonia (not COVID)").run()  # the SC and SR follow the map on screen
+    at.radio(key="diagnose_view").set_value("Pneumonia (not COVID)").run()  # the SC and SR follow the map on screen
     buttons = {b.proto.id.rsplit("-", 1)[-1]: b for b in at.get("download_button")}
     sr = pydicom.dcmread(io.BytesIO(deferred_downloads(buttons["dicom_sr1"])))
     (summary,) = [g for g in hd.sr.ComprehensiveSR.from_dataset(sr).content.get_image_measurement_groups()

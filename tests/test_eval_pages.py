@@ -92,9 +92,10 @@ def test_the_pages_render_in_about_a_second(weights):
 def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weights):
     metrics = ed.load_metrics(weights)
     at = run_page("confusion_matrices.py")
-    assert at.selectbox(key="split").options == [ed.split_label(metrics, s) for s in ed.available_splits(metrics)]
+    assert at.selectbox(key="confusion_split").options == [ed.split_label(metrics, s)
+                                                           for s in ed.available_splits(metrics)]
     for split in ed.available_splits(metrics):
-        rerun(at, "selectbox", "split", split)
+        rerun(at, "selectbox", "confusion_split", split)
         table = at.dataframe[0].value
         pd.testing.assert_frame_equal(table, ef.per_source_table(metrics["splits"][split]))
         overall = metrics["splits"][split]["overall"]
@@ -108,7 +109,7 @@ def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weigh
             rerun(at, "selectbox", f"source_{split}", source)
             matrix = np.array(ed.split_report(metrics, split, None if source == "all" else source)["confusion_matrix"])
             for view in ef.VIEWS:
-                rerun(at, "radio", "view", view)
+                rerun(at, "radio", "confusion_view", view)
                 spec = figure(at, "confusion")
                 texts = [a["text"] for a in spec["layout"]["annotations"]]
                 if view == "counts":
@@ -122,7 +123,7 @@ def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weigh
                     assert [t.split("</b>")[0].removeprefix("<b>") for t in texts] == \
                         ["–" if np.isnan(v) else f"{v:.2f}" for v in values.ravel()]
     if "external" in metrics["splits"]:
-        rerun(at, "selectbox", "split", "external")
+        rerun(at, "selectbox", "confusion_split", "external")
         assert any("measures specificity" in i.value for i in at.info)
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from covidviz import CLASSES
+from covidviz.text import FORMULA_START, neutralise_formula, safe_csv_bytes  # noqa: F401  (re-exported)
 
 COLUMNS = ("id", "created_at", "kind", "interface", "input_sha256", "model_name", "model_sha256", "app_version",
            "probabilities", "predicted_class", "ood", "ood_distance", "lung_field_plausible", "warnings",
            "heatmap_method", "heatmap_class", "lung_energy", "error")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 VERSION_CHARS = 12  # a model version is shown as its weights sha256's first 12 hex digits, as everywhere else
 
 
@@ -156,13 +156,6 @@ def summary_text(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def neutralise_formula(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula (= + - @, tab, CR first) gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
 def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A flat, spreadsheet-safe copy of the records: lists joined, dicts spread into p_ columns."""
     out = frame.drop(columns=["probabilities"]).copy()
@@ -173,11 +166,7 @@ def export_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """CSV with every text cell neutralised against formula injection (error messages echo user input)."""
-    safe = export_frame(frame)
-    for column in safe.columns:
-        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].map(neutralise_formula)
-    return safe.to_csv(index=False).encode()
+    return safe_csv_bytes(export_frame(frame))
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -21,7 +21,9 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from sklearn.covariance import LedoitWolf
 
+from covidviz.errors import WeightsError
 from covidviz.lungs.field import LungCheck
+from covidviz.verified import check_sha256, record_sha256
 
 OOD_FILE = "ood.safetensors"
 VAL_QUANTILE = 0.99
@@ -79,17 +81,27 @@ def fit_guard(train_features: np.ndarray, val_features: np.ndarray, non_chest_fe
 
 
 def save_guard(guard: OodGuard, directory: Path) -> Path:
+    """Write the guard and its sha256 record (``ood.json``): it is loaded only while the two agree."""
     path = Path(directory) / OOD_FILE
     save_file({"mean": guard.mean, "precision": guard.precision,
                "thresholds": np.array([guard.threshold, guard.caution])}, str(path))
+    record_sha256(path)
     return path
 
 
 def load_guard(directory: Path) -> OodGuard | None:
-    """The fitted guard, or None when the weights folder has none (the page then says it cannot check)."""
+    """The fitted guard, or None when the weights folder has none (the page then says it cannot check).
+
+    :class:`WeightsError` when the file no longer matches its sha256 record, or has none: an altered guard
+    could silently pass any image as a chest X-ray, so it is refused like altered weights."""
+    from safetensors import SafetensorError
     path = Path(directory) / OOD_FILE
     if not path.is_file():
         return None
-    tensors = load_file(str(path))
-    hard, caution = (float(v) for v in tensors["thresholds"])
+    check_sha256(path)
+    try:
+        tensors = load_file(str(path))
+        hard, caution = (float(v) for v in tensors["thresholds"])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise WeightsError(f"The OOD guard {path} cannot be read ({exc.__class__.__name__}).") from None
     return OodGuard(mean=tensors["mean"], precision=tensors["precision"], threshold=hard, caution=caution)

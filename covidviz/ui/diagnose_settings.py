@@ -62,7 +62,7 @@ def settings_panel() -> Settings:
                           help="Grad-CAM comes with the prediction at no extra cost; the others take up to a second. "
                                f"Score-CAM runs a forward pass per feature channel: {time_estimate('Score-CAM')}."
                                + verdict_help(weights_dir()))
-    view = c2.radio("Heatmap for", VIEWS, key="view", horizontal=True)
+    view = c2.radio("Heatmap for", VIEWS, key="diagnose_view", horizontal=True)
     scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
                      help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
                           "Shared: the three classes of an image on one scale, so a weak class looks weak.")
@@ -70,7 +70,7 @@ def settings_panel() -> Settings:
     style = c4.radio("Overlay", ("heatmap", "contour"), key="style", horizontal=True)
     colormap = c5.selectbox("Colormap", list(COLORMAPS), key="colormap")
     opacity = c6.slider("Opacity", 0.0, 1.0, 0.45, 0.05, key="opacity", disabled=style == "contour")
-    threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="threshold",
+    threshold = c7.slider("Threshold", 0.0, 0.95, 0.5 if style == "contour" else 0.0, 0.05, key="diagnose_threshold",
                           help="Heatmap: hide values below it. Contour: outline the region at or above it.")
     c8, c9 = st.columns(2)
     lung_outline = c8.checkbox("Outline the lungs", value=True, key="lung_outline",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,11 @@ from covidviz.model.predictor import Predictor
 from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_display, read_xray
 from covidviz.lungs.field import LOW_LUNG_SHARE
 from covidviz.ui.audit_hooks import audit_heatmap, audit_reading
+from covidviz.ui.compute_queue import queued
 from covidviz.ui.diagnose_settings import VIEWS, Settings
 from covidviz.ui.dicom_downloads import dicom_downloads, keep_dicom_source
+from covidviz.ui.request_log import log_event, timer, upload_fields
+from covidviz.text import plain
 
 MAX_CACHED = 40
 UNLIKELY = 0.2  # a map for a class this improbable is stretched to full range all the same: say so
@@ -34,10 +38,17 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
     cache = st.session_state.setdefault("readings", {})
     key = hashlib.sha1(data).hexdigest() + name
     if key not in cache:
+        fields = upload_fields(data)  # never the name: file names often are the patient's
         try:
-            cache[key] = read_xray(predictor, load_xray(data, name), name, guard)
+            with timer(fields, "total"), queued(f"Reading {plain(name)}"):
+                with timer(fields, "decode"):
+                    xray = load_xray(data, name)
+                with timer(fields, "model"):
+                    cache[key] = read_xray(predictor, xray, name, guard)
         except XrayInputError as exc:
             cache[key] = str(exc)
+            fields["rejected"] = exc.__class__.__name__  # not its text: it may echo the name
+        log_event("upload read", **fields, model=predictor.version)
         _evict_oldest(cache, MAX_CACHED)
         audit_reading(predictor, data, cache[key])  # once per reading, not per rerun; never raises
         keep_dicom_source(cache[key], data, name)  # a DICOM upload's header, for its SC and SR downloads
@@ -63,26 +74,33 @@ def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> 
     # keyed by content, not id(): an evicted reading's id can be reused by another image
     key = (hashlib.sha1(reading.canonical.tobytes()).hexdigest(), settings.method, k, scale)
     if key not in cache:
+        started = time.perf_counter()
         if settings.method in SLOW_METHODS:
-            bar = st.progress(0.0, text=f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}…")
-            cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale,
-                                 progress=lambda done, total: bar.progress(done / total,
-                                                                           text=f"{settings.method}: {done}/{total}"))
-            bar.empty()
-        else:
+            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}"):
+                bar = st.progress(0.0, text=f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}…")
+                cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale,
+                                     progress=lambda done, total: bar.progress(
+                                         done / total, text=f"{settings.method}: {done}/{total}"))
+                bar.empty()
+        elif settings.method == FAST_METHOD:  # from the reading's own forward pass: no model run
             cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
+        else:
+            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}"):
+                cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
+        log_event("heatmap", method=settings.method, class_index=k, scale=scale,
+                  heatmap_ms=round((time.perf_counter() - started) * 1000, 1))
         _evict_oldest(cache, 3 * MAX_CACHED)
     return cache[key]
 
 
 def render_reading(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
-    st.subheader(reading.name)
+    st.subheader(plain(reading.name))  # the upload's name and DICOM values: shown, never interpreted
     if reading.is_outlier:
         st.error(reading.ood_note)
     elif reading.is_unusual:
         st.warning(reading.ood_note)
     for warning in reading.xray.warnings:
-        st.warning(warning)
+        st.warning(plain(warning))
     left, right = st.columns([2, 3])
     with left:
         verdict = CLASS_TITLES[reading.label]
@@ -90,7 +108,7 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
                     + (" — *not meaningful: out of distribution*" if reading.is_outlier else ""))
         st.markdown(probability_bars(reading.probabilities, muted=reading.is_outlier), unsafe_allow_html=True)
         st.caption("Calibrated probabilities (temperature scaling fitted on validation data).")
-        st.markdown("  \n".join(f"**{key}:** {value}" for key, value in reading.xray.info.items()))
+        st.markdown("  \n".join(f"**{plain(key)}:** {plain(value)}" for key, value in reading.xray.info.items()))
     with right:
         _render_images(reading, predictor, settings, index)
         dicom_downloads(reading, predictor, settings, index)

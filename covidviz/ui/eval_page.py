@@ -9,6 +9,7 @@ import streamlit as st
 from covidviz.evaluation import artifacts as ed
 from covidviz.errors import WeightsError
 from covidviz.model.sidecar import read_sidecar
+from covidviz.text import without_folder
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
 
@@ -21,7 +22,7 @@ def start_eval_page(title: str) -> dict[str, Any]:
     try:
         metrics = ed.load_metrics(folder)
     except ed.EvalArtifactsError as exc:
-        st.warning(str(exc))
+        st.warning(without_folder(str(exc), folder))
         st.stop()
     try:
         stale = ed.stale_warning(metrics, read_sidecar(folder))

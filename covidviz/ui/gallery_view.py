@@ -9,6 +9,7 @@ import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.gallery import GalleryItem, misclassified, overlay_pair, read_gallery_index
+from covidviz.text import plain
 from covidviz.ui.resources import get_predictor, weights_dir
 
 PER_PAGE = 12
@@ -57,11 +58,11 @@ def render_gallery(items: list[GalleryItem]) -> None:
 def _card(item: GalleryItem) -> None:
     probs = " · ".join(f"{CLASS_TITLES[c]} {item.probabilities[c]:.1%}" for c in CLASSES)
     text, left, right = st.columns(3)
-    text.markdown(f"**{Path(item.file).name}** ({item.source}): true **{CLASS_TITLES[item.true]}**, predicted "
+    text.markdown(f"**{plain(Path(item.file).name)}** ({plain(item.source)}): true **{CLASS_TITLES[item.true]}**, predicted "
                   f"**{CLASS_TITLES[item.predicted]}** ({item.confidence:.1%})  \n{probs}")
     folder = data_dir()
     if folder is not None:
-        image, overlay = overlay_pair(get_predictor(), folder / item.file, item.predicted)
+        image, overlay = overlay_pair(get_predictor(weights_dir()), folder / item.file, item.predicted)
     else:
         stem = Path(item.file).stem
         base = weights_dir() / "eval" / "gallery"

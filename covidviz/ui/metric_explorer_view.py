@@ -17,6 +17,7 @@ import streamlit as st
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation import artifacts as ed
 from covidviz.evaluation import operating_point as op
+from covidviz.text import without_folder
 from covidviz.ui import eval_figures as ef
 
 ARGMAX, CUSTOM = "argmax", "custom"
@@ -149,7 +150,7 @@ def render_selection(metrics: dict[str, Any], folder: Path) -> Selection:
     try:
         predictions = ed.load_predictions(folder, split)
     except ed.EvalArtifactsError as exc:
-        st.warning(str(exc))
+        st.warning(without_folder(str(exc), folder))
         st.stop()
     k = CLASSES.index(cls)
     is_positive, score = op.one_vs_rest(predictions.y_true, predictions.probs, k)

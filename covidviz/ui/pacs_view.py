@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
+from covidviz.text import plain
 
 if TYPE_CHECKING:
     from covidviz.interop.pacs import ImageRef, PacsSettings
@@ -44,7 +45,7 @@ def opened_from_pacs() -> list[FetchedImage]:
     opened = st.session_state.get(OPENED) or []
     if opened:
         left, right = st.columns([5, 1])
-        left.info(f"Opened from the PACS: {', '.join(image.origin for image in opened)}.")
+        left.info(f"Opened from the PACS: {plain(', '.join(image.origin for image in opened))}.")
         if right.button("Close", key="pacs_close", help="Remove the PACS image from this page"):
             st.session_state.pop(OPENED, None)
             st.rerun()
@@ -83,7 +84,7 @@ def render_worklist() -> None:
     try:
         studies = search_studies(client, settings, study_filters(date_text, modality, accession), limit=limit)
     except PacsError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))  # may echo what the PACS answered
         return
     if not studies:
         st.info("No studies match these filters.")
@@ -107,11 +108,15 @@ def _scores(client, settings: PacsSettings, studies) -> list[StudyScore] | None:
     from covidviz.errors import WeightsError
     from covidviz.interop.pacs import PacsError
     from covidviz.interop.worklist import StudyScore, score_study
-    from covidviz.ui.resources import get_predictor
+    from covidviz.ui.compute_queue import queued
+    from covidviz.ui.resources import get_predictor, weights_dir
     try:
-        predictor = get_predictor()
-    except WeightsError as exc:
-        st.error(f"The model could not be loaded: {exc}")
+        predictor = get_predictor(weights_dir())
+    except WeightsError as exc:  # its text names server paths: the log gets it, the page a plain message
+        from covidviz.ui.request_log import log_failure
+        log_failure("loading the model", exc)
+        st.error("The model could not be loaded: its files are missing or fail verification (details in the "
+                 "server's log).")
         return None
     kept: dict = st.session_state.setdefault(SCORES, {})
     model = predictor.sidecar["weights_sha256"]
@@ -121,7 +126,8 @@ def _scores(client, settings: PacsSettings, studies) -> list[StudyScore] | None:
         bar = st.progress(0.0, text=f"Scoring {len(missing)} studies…")
         for n, study in enumerate(missing):
             try:
-                kept[(settings.url, study.study_uid, model)] = score_study(client, settings, predictor, study)
+                with queued(f"Study {n + 1} of {len(missing)}"):  # the server's one queue for model passes
+                    kept[(settings.url, study.study_uid, model)] = score_study(client, settings, predictor, study)
             except PacsError as exc:
                 failed[study.study_uid] = StudyScore(study=study, note=str(exc))
             bar.progress((n + 1) / len(missing), text=f"Scored {n + 1} of {len(missing)} studies")
@@ -163,7 +169,7 @@ def _retrieve(client, settings: PacsSettings, ref: ImageRef) -> bytes | None:
         with st.spinner("Retrieving the image…"):
             return retrieve(client, settings, ref)
     except PacsError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))  # may echo what the PACS answered
         return None
 
 
@@ -172,17 +178,17 @@ def _store(client, settings: PacsSettings, ref: ImageRef) -> None:
     from covidviz.interop.inputs import DicomResultError
     from covidviz.interop.pacs import PacsError, store
     from covidviz.interop.worklist import read_image, results_for
-    from covidviz.ui.resources import get_predictor
+    from covidviz.ui.resources import get_predictor, weights_dir
     data = _retrieve(client, settings, ref)
     if data is None:
         return
-    predictor = get_predictor()
+    predictor = get_predictor(weights_dir())
     try:
         with st.spinner("Making and storing the results…"):
             results = results_for(predictor, data, ref, read_image(predictor, data, ref))
             stored = store(client, settings, [results.sc, results.sr])
     except (PacsError, DicomResultError, XrayInputError) as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))  # may echo what the PACS answered
         return
     st.success(f"Stored {stored} result objects in the study: the heatmap (Secondary Capture, series "
                f"{results.sc.SeriesNumber}) and the result (Structured Report, series {results.sr.SeriesNumber}).")

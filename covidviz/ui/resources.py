@@ -23,16 +23,18 @@ from covidviz.paths import weights_dir  # noqa: E402,F401  (re-exported for the 
 
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
-def get_predictor() -> Predictor:
+def get_predictor(folder: Path) -> Predictor:
+    """The verified model of ``folder``: an argument, so that the cache keys on it and a changed
+    ``COVIDVIZ_WEIGHTS`` gives the model it names, not the one loaded first."""
     from covidviz.model.predictor import Predictor
-    return Predictor(weights_dir())
+    return Predictor(folder)
 
 
 @st.cache_resource(show_spinner=False)
-def warm_up() -> bool:
-    """Pay the first request's costs (imports, kernel selection, colormaps) once per process, while the
-    first user is still choosing a file, so that first upload is as fast as every later one."""
-    predictor = get_predictor()
+def warm_up(folder: Path) -> bool:
+    """Pay the first request's costs (imports, kernel selection, colormaps) once per process and model,
+    while the first user is still choosing a file, so that first upload is as fast as every later one."""
+    predictor = get_predictor(folder)
     import numpy as np
 
     import covidviz.ui.diagnose_view  # noqa: F401  (the Diagnose page's rendering imports)
@@ -48,10 +50,11 @@ def warm_up() -> bool:
 
 
 @st.cache_resource(show_spinner=False)
-def get_guard() -> OodGuard | None:
-    """The out-of-distribution guard fitted by ``evaluate`` (None if this weights folder has none)."""
+def get_guard(folder: Path) -> OodGuard | None:
+    """The out-of-distribution guard ``evaluate`` fitted for ``folder`` (None if it has none); verified
+    against its sha256 record, :class:`WeightsError` when altered."""
     from covidviz.model.ood import load_guard
-    return load_guard(weights_dir())
+    return load_guard(folder)
 
 
 def upload_limit_mb() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from covidviz import DISCLAIMER
@@ -15,7 +17,8 @@ def render_sidebar(weights_dir) -> None:
         sidecar = read_sidecar(weights_dir)
         st.sidebar.markdown(f"**{sidecar['name']}**  \nversion `{sidecar['weights_sha256'][:12]}`")
     except Exception as exc:  # the page itself reports the problem; the sidebar must still render
-        st.sidebar.error(f"Model unavailable: {exc}")
+        logging.getLogger(__name__).warning("model sidecar unreadable: %s", exc)  # names server paths: log only
+        st.sidebar.error("Model unavailable: its sidecar (model.json) is missing or unreadable.")
     st.sidebar.caption(INTENDED_USE)
 
 
