@@ -7,7 +7,7 @@ score and the Grad-CAM maps of all three classes come from the same pass (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.explain.cam.library import Progress, library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, SCALES
 from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
+from covidviz.explain.overlay import downscale
 from covidviz.model.inference import softmax
 from covidviz.lungs.field import LungCheck, lung_energy
 from covidviz.model.ood import OodGuard, lung_message, ood_message
@@ -119,3 +120,27 @@ def lungs_on_display(reading: Reading, shape: tuple[int, int]) -> np.ndarray | N
     box = reading.box
     shown = CropBox(box.top * sy, box.left * sx, box.height * sy, box.width * sx)
     return to_original(reading.prepared.lungs.astype(np.float32), shown, shape) > 0.5
+
+
+KEPT_MAX_SIDE = 2048  # the most any view of a reading needs: display 800 px, case report 768, DICOM SC 2048
+
+
+def compact(reading: Reading, max_side: int = KEPT_MAX_SIDE) -> Reading:
+    """The reading as a session keeps it: the upload reduced to at most ``max_side`` px (area averaging) and
+    the model's box scaled to match. What the model read (the canonical image, the lung mask), the
+    probabilities and the maps are unchanged, so every later view of it is the same, for a fraction of the
+    memory: a 50-megapixel upload kept whole is 200 MB of float32, reduced 16 MB."""
+    h, w = reading.xray.pixels.shape
+    if max(h, w) <= max_side:
+        return reading
+    small = downscale(reading.xray.pixels, max_side)
+    sy, sx = small.shape[0] / h, small.shape[1] / w
+    box = reading.box
+    prepared = replace(reading.prepared, box=CropBox(box.top * sy, box.left * sx, box.height * sy, box.width * sx))
+    return replace(reading, xray=replace(reading.xray, pixels=small), prepared=prepared)
+
+
+def reading_bytes(reading: Reading) -> int:
+    """Memory a kept reading holds in arrays."""
+    arrays = (reading.xray.pixels, reading.canonical, reading.raw_maps, reading.prepared.lungs)
+    return sum(a.nbytes for a in arrays if a is not None)

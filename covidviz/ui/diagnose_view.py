@@ -18,7 +18,8 @@ from covidviz.io.images import jpeg_bytes, png_bytes
 from covidviz.io.loading import load_xray
 from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
 from covidviz.model.predictor import Predictor
-from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_display, read_xray
+from covidviz.explain.reading import (Reading, compact, heatmap, heatmap_on_original, lungs_on_display, read_xray,
+                                      reading_bytes)
 from covidviz.lungs.field import LOW_LUNG_SHARE
 from covidviz.ui.audit_hooks import audit_heatmap, audit_reading
 from covidviz.ui.compute_queue import queued
@@ -28,6 +29,7 @@ from covidviz.ui.request_log import log_event, timer, upload_fields
 from covidviz.text import plain
 
 MAX_CACHED = 40
+SESSION_BYTES = 256 * 2**20  # readings a session keeps (each at most 2048 px a side: about 16 MB + 0.3 MB)
 UNLIKELY = 0.2  # a map for a class this improbable is stretched to full range all the same: say so
 RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
@@ -44,15 +46,27 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
                 with timer(fields, "decode"):
                     xray = load_xray(data, name)
                 with timer(fields, "model"):
-                    cache[key] = read_xray(predictor, xray, name, guard)
+                    cache[key] = compact(read_xray(predictor, xray, name, guard))
+                del xray  # the full-resolution decode is not kept past this point
         except XrayInputError as exc:
             cache[key] = str(exc)
             fields["rejected"] = exc.__class__.__name__  # not its text: it may echo the name
         log_event("upload read", **fields, model=predictor.version)
-        _evict_oldest(cache, MAX_CACHED)
+        _evict_to_budget(cache, SESSION_BYTES, MAX_CACHED)
         audit_reading(predictor, data, cache[key])  # once per reading, not per rerun; never raises
         keep_dicom_source(cache[key], data, name)  # a DICOM upload's header, for its SC and SR downloads
     return cache[key]
+
+
+def _evict_to_budget(cache: dict, budget: int, limit: int) -> None:
+    """Drop the oldest readings until the rest fit ``budget`` bytes and ``limit`` entries (the newest is always
+    kept: it is the one being shown)."""
+    def size(outcome: Reading | str) -> int:
+        return len(outcome) if isinstance(outcome, str) else reading_bytes(outcome)
+
+    total = sum(size(v) for v in cache.values())
+    while len(cache) > 1 and (total > budget or len(cache) > limit):
+        total -= size(cache.pop(next(iter(cache))))
 
 
 def _evict_oldest(cache: dict, limit: int) -> None:
