@@ -7,34 +7,70 @@ copied out, so patient name, ID, birth date and the like cannot be logged or sho
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
+from pydicom.encaps import generate_frames
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from covidviz.errors import XrayInputError
 from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
+MAX_VALUE = 1e30  # rescaled pixel values: far beyond any detector, well inside float32
+MAX_INFLATED = 4 * MAX_PIXELS  # bytes of a deflated data set: the largest accepted image at 32 bits per pixel
 
 
 def read_dicom(data: bytes) -> Xray:
     """Decode one single-frame DICOM image to a grayscale :class:`Xray` (bright = dense)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about every oddity it tolerates; none is actionable here
+        _check_inflated_size(data)
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-            raise XrayInputError(f"The DICOM file is truncated or corrupt ({type(exc).__name__}).") from None
+        except Exception as exc:  # pydicom raises many types on broken headers (zlib.error, NotImplementedError...)
+            raise XrayInputError(f"The DICOM file is truncated or corrupt ({_kind(exc)}).") from None
         try:
             return _to_xray(ds)
         except XrayInputError:
             raise
         except Exception as exc:  # a malformed element anywhere: say so instead of failing the app
-            raise XrayInputError(f"The DICOM file is malformed and cannot be read ({type(exc).__name__}).") from None
+            raise XrayInputError(f"The DICOM file is malformed and cannot be read ({_kind(exc)}).") from None
+
+
+def _check_inflated_size(data: bytes) -> None:
+    """Refuse a deflate bomb: pydicom inflates a deflated data set whole, and 50 MB can inflate to 50 GB."""
+    if DeflatedExplicitVRLittleEndian.encode() not in data[:4096]:  # the file meta group, which names it, is first
+        return
+    stream = io.BytesIO(data)
+    try:
+        pydicom.filereader.read_preamble(stream, force=True)
+        meta = pydicom.filereader._read_file_meta_info(stream)  # private, but the very reader dcmread uses
+    except Exception:  # noqa: BLE001 (dcmread reports a broken header itself)
+        return
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    inflater, pending, inflated = zlib.decompressobj(-zlib.MAX_WBITS), data[stream.tell():], 0
+    try:
+        while pending and inflated <= MAX_INFLATED:
+            inflated += len(inflater.decompress(pending, 2**20))  # a MiB at a time: bounded memory
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        return  # dcmread reports the corrupt stream
+    if inflated > MAX_INFLATED:
+        raise XrayInputError(f"The deflated DICOM data set inflates to over {MAX_INFLATED / 2**20:.0f} MB, more "
+                             f"than a {MAX_PIXELS // 1_000_000}-megapixel image needs.")
+
+
+def _kind(exc: BaseException) -> str:
+    """The exception's class name, with its module where the name alone says nothing (zlib's ``error``)."""
+    name = type(exc).__name__
+    return f"{type(exc).__module__}.{name}" if name.islower() else name
 
 
 def _int_tag(ds: pydicom.Dataset, keyword: str, default: int) -> int:
@@ -53,9 +89,73 @@ def _to_xray(ds: pydicom.Dataset) -> Xray:
     rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
     if rows * cols > MAX_PIXELS:
         raise XrayInputError(f"The DICOM image is {cols} x {rows} px, too large to process.")
+    _check_codestream(ds, rows, cols)
     pixels = _decode_pixels(ds)
     info = _reader_info(ds, pixels.shape)
     return Xray(pixels=pixels, info=info, warnings=tuple(_warnings(ds)))
+
+
+def _check_codestream(ds: pydicom.Dataset, rows: int, cols: int) -> None:
+    """Compare a compressed frame's own size with Rows x Columns before any decoder sees it.
+
+    The JPEG and JPEG 2000 decoders allocate by the codestream's header, not the DICOM's: a JPEG whose frame
+    height is 0 (to be "defined later", which DICOM forbids) made libjpeg grow its buffers without bound, and
+    a size that disagrees with Rows x Columns cannot be reshaped into the image anyway.
+    """
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_compressed or syntax not in _CODESTREAM_SIZE:
+        return  # RLE and deflate: their decoders size the output from Rows x Columns
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:
+        raise XrayInputError(f"The DICOM pixel data is not valid encapsulated {syntax.name} ({_kind(exc)}).") from None
+    size = _CODESTREAM_SIZE[syntax](frame[:65536])
+    if size is None:
+        raise XrayInputError(f"The DICOM pixel data is not a readable {syntax.name} image (its frame header "
+                             "is missing or malformed).")
+    height, width = size
+    if (height, width) != (rows, cols):
+        raise XrayInputError(f"The DICOM's compressed image is {width} x {height} px but its header says "
+                             f"{cols} x {rows} px (Columns x Rows); the two must agree.")
+
+
+def _jpeg_size(stream: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG or JPEG-LS frame header (SOFn or SOF55), or None."""
+    if not stream.startswith(b"\xff\xd8"):
+        return None
+    at = 2
+    while at + 4 <= len(stream):
+        if stream[at] != 0xFF:
+            return None
+        marker = stream[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        (length,) = struct.unpack(">H", stream[at + 2:at + 4])
+        if marker in _SOF_MARKERS:
+            if at + 9 > len(stream):
+                return None
+            return struct.unpack(">HH", stream[at + 5:at + 9])
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image or start of scan before any frame header
+            return None
+        at += 2 + length
+    return None
+
+
+def _j2k_size(stream: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG 2000 SIZ marker segment (bare codestream or inside a JP2 file), or None."""
+    at = stream.find(b"\xff\x4f\xff\x51")
+    if at < 0 or at + 24 > len(stream):
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", stream[at + 8:at + 24])
+    return (ysiz - yosiz, xsiz - xosiz) if ysiz >= yosiz and xsiz >= xosiz else None
+
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+_CODESTREAM_SIZE = {
+    **dict.fromkeys(pydicom.uid.JPEGTransferSyntaxes + pydicom.uid.JPEGLSTransferSyntaxes, _jpeg_size),
+    **dict.fromkeys(pydicom.uid.JPEG2000TransferSyntaxes, _j2k_size),
+}
 
 
 def _decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
@@ -64,17 +164,32 @@ def _decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
     except Exception as exc:  # pydicom raises many types for broken or unsupported pixel data
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", "unknown transfer syntax")
-        raise XrayInputError(f"The DICOM pixel data cannot be decoded ({name}: {type(exc).__name__}).") from None
+        raise XrayInputError(f"The DICOM pixel data cannot be decoded ({name}: {_kind(exc)}).") from None
+    colour = _int_tag(ds, "SamplesPerPixel", 1) > 1
+    if raw.ndim != (3 if colour else 2) or (colour and raw.shape[-1] < 3):
+        # e.g. no Number of Frames but pixel data for several: pydicom then returns a stack
+        raise XrayInputError(f"The DICOM pixel data decodes to an array of shape {raw.shape}, not one "
+                             f"{'colour' if colour else 'grayscale'} image; upload a single-frame radiograph.")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if raw.ndim == 3:  # colour DICOM (secondary capture): luminance, with a warning from _warnings
+    if colour:  # colour DICOM (secondary capture): luminance, with a warning from _warnings
         return to_unit_range(rgb_to_gray(raw))
-    values = apply_modality_lut(raw, ds)  # rescale slope/intercept or modality LUT
+    values = _checked_range(apply_modality_lut(raw, ds))  # rescale slope/intercept or modality LUT
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
         values = _apply_voi_if_sane(values, ds)
     image = to_unit_range(np.asarray(values))
     if photometric == "MONOCHROME1":  # 0 is white: invert so that bright means dense
         image = 1.0 - image
     return image
+
+
+def _checked_range(values: np.ndarray) -> np.ndarray:
+    """Refuse rescaled values no detector produces (NaN, infinite, or beyond float32, where scaling breaks)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if not (abs(lo) <= MAX_VALUE and abs(hi) <= MAX_VALUE):
+        raise XrayInputError(
+            f"The DICOM pixel values (after Rescale Slope/Intercept or Modality LUT) run from {lo:.3g} to "
+            f"{hi:.3g}; finite values within +/-{MAX_VALUE:.0e} are accepted.")
+    return values
 
 
 def _apply_voi_if_sane(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:

@@ -40,10 +40,12 @@ def load_xray(data: bytes, filename: str = "") -> Xray:
         suffix = Path(filename).suffix or "no extension"
         raise XrayInputError(f"The file ({suffix}) is not a PNG, JPEG or DICOM image.")
     xray = read_dicom(data) if kind == "DICOM" else read_raster(data, kind)
+    if xray.pixels.ndim != 2 or xray.height * xray.width > MAX_PIXELS:  # the readers' contract, checked for all
+        raise XrayInputError(f"The image decodes to an array of shape {xray.pixels.shape}, not one "
+                             f"{MAX_PIXELS // 1_000_000}-megapixel-or-smaller grayscale image.")
     if min(xray.height, xray.width) < MIN_SIDE:
         raise XrayInputError(
             f"The image is {xray.width} x {xray.height} px, too small to read (the shorter side must be at least {MIN_SIDE} px).")
-    assert xray.height * xray.width <= MAX_PIXELS
     return xray
 
 

@@ -26,10 +26,18 @@ def read_raster(data: bytes, kind: str) -> Xray:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise XrayInputError(f"The {kind} image is too large to decode safely ({exc}).") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:  # Pillow's own text names an in-memory object, which helps no reader
+        raise XrayInputError(f"The {kind} file is truncated or corrupt: its header cannot be read.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise XrayInputError(f"The {kind} file is truncated or corrupt ({exc}).") from None
+    except Exception as exc:  # Pillow's decoders raise other types on malformed data too (struct.error, EOFError...)
+        raise XrayInputError(f"The {kind} file is malformed and cannot be decoded ({type(exc).__name__}).") from None
     if kind == "JPEG":
-        image = ImageOps.exif_transpose(image)
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception as exc:  # a malformed EXIF block: the orientation, and so left and right, is unknown
+            raise XrayInputError(f"The JPEG file's EXIF metadata is corrupt, so its orientation is unknown "
+                                 f"({type(exc).__name__}).") from None
     gray, colourfulness = _to_gray(image)
     found_warnings = []
     if colourfulness > COLOUR_THRESHOLD:
