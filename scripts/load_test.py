@@ -1,0 +1,237 @@
+"""Load test: many browser sessions against one dashboard server, each with its own X-ray.
+
+Starts a Streamlit server on 127.0.0.1, opens ``--sessions`` sessions in Debian's Chromium (one browser,
+one context per session, all at once), and in each: uploads a different X-ray (the example PNGs, and
+DICOMs made from them at ``--side`` px, 16-bit: 4800 px is a 46 MB file, near the upload limit), waits for
+the verdict and the first heatmap, then switches the heatmap method (a queued library method) and waits
+for that map. Prints, and returns as JSON on the last line:
+
+- the server's peak memory (VmHWM: the largest resident set it ever had) and its memory before the load;
+- upload-to-heatmap seconds per session (p50, p95, max) and method-switch seconds;
+- errors (timeouts, or an exception shown on a page): must be 0;
+- sessions whose shown verdict differs from ``Predictor.predict_bytes`` on their own file: must be 0
+  (no session ever sees another's result).
+
+The DICOMs are honest about what they are: a real public chest X-ray (examples/xrays) enlarged, under an
+invented header (covidviz.interop.sample_dicom). Usage:
+    python scripts/load_test.py --sessions 6 --side 4800 --dicom-every 1   # 6 different 46 MB DICOMs
+    python scripts/load_test.py --sessions 8 --side 2400        # the short form the tests run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from covidviz import CLASS_TITLES  # noqa: E402
+from covidviz.paths import EXAMPLES_DIR  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+SECOND_METHOD = "HiResCAM"
+
+
+def large_dicom(png: Path, side: int, index: int) -> bytes:
+    """A 16-bit CR DICOM of ``side`` x ``side`` px from a real X-ray PNG (12 bits stored)."""
+    from pydicom.filebase import DicomBytesIO
+
+    from covidviz.interop.sample_dicom import Invented, radiograph_from_png
+    who = Invented(patient_name=f"LOAD^TEST{index}", patient_id=f"LT{index:04d}", birth_date="19600101", sex="O",
+                   study_date="20240301", accession=f"LOAD{index:04d}")
+    ds = radiograph_from_png(png.read_bytes(), who)
+    gray = cv2.imdecode(np.frombuffer(png.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    big = cv2.resize(gray, (side, side), interpolation=cv2.INTER_CUBIC)
+    pixels = np.clip(big / 255.0 * 4095.0, 0, 4095).astype(np.uint16)
+    ds.Rows = ds.Columns = side
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelData = pixels.tobytes()
+    out = DicomBytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def inputs(sessions: int, side: int, folder: Path, dicom_every: int = 2) -> list[Path]:
+    """One file per session, all different: every ``dicom_every``-th a large DICOM (1: all), the rest the
+    example PNGs."""
+    pngs = sorted(EXAMPLES_DIR.glob("*.png"))
+    files = []
+    for i in range(sessions):
+        source = pngs[i % len(pngs)]
+        if i % dicom_every == 0:
+            path = folder / f"session{i}_{source.stem}_{side}px.dcm"
+            path.write_bytes(large_dicom(source, side + 16 * i, i))  # each a different size, so each differs
+        else:
+            path = folder / f"session{i}_{source.name}"
+            path.write_bytes(source.read_bytes())
+        files.append(path)
+    return files
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "MALLOC_ARENA_MAX": "2"})  # as `make app` runs it
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                return process, url
+        except OSError:
+            time.sleep(0.25)
+    process.terminate()
+    raise RuntimeError(f"the server did not start: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Outcome:
+    file: str
+    upload_to_heatmap_s: float | None = None
+    method_switch_s: float | None = None
+    shown: str | None = None
+    error: str | None = None
+
+
+async def session(browser, url: str, path: Path, timeout_s: float) -> Outcome:
+    outcome = Outcome(file=path.name)
+    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        await page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
+        started = time.perf_counter()
+        await page.locator("input[type=file]").set_input_files(str(path))
+        verdict = page.locator("p", has_text="Model output:").first
+        await verdict.wait_for(timeout=timeout_s * 1000)
+        await page.locator("[data-testid=stImage] img").nth(1).wait_for(timeout=timeout_s * 1000)
+        outcome.upload_to_heatmap_s = time.perf_counter() - started
+        outcome.shown = (await verdict.inner_text()).split("Model output:")[-1].strip()
+        started = time.perf_counter()
+        await page.get_by_role("combobox", name="CAM method").click()
+        await page.get_by_role("option", name=SECOND_METHOD, exact=True).click()
+        await page.locator("[data-testid=stImage]", has_text=SECOND_METHOD).first.wait_for(timeout=timeout_s * 1000)
+        outcome.method_switch_s = time.perf_counter() - started
+        if await page.locator("[data-testid=stException]").count():
+            outcome.error = "an exception is shown on the page"
+    except Exception as exc:  # noqa: BLE001  (every failure is counted, none stops the others)
+        outcome.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+    finally:
+        await context.close()
+    return outcome
+
+
+async def all_sessions(url: str, files: list[Path], timeout_s: float, pid: int) -> tuple[list[Outcome], dict]:
+    from playwright.async_api import async_playwright
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            # one visit first: the server loads the model and warms up once, as it would before a ward's day
+            warm = await browser.new_page()
+            await warm.goto(url)
+            await warm.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
+            await asyncio.sleep(3)
+            await warm.close()
+            warmed = memory_kb(pid)  # the model loaded, no session holding anything
+            return list(await asyncio.gather(*(session(browser, url, f, timeout_s) for f in files))), warmed
+        finally:
+            await browser.close()
+
+
+def expected_verdicts(files: list[Path]) -> dict[str, str]:
+    """What each session must show, from ``covidviz predict``'s own predictor on that session's file."""
+    from covidviz.model.predictor import Predictor
+    predictor = Predictor()
+    out = {}
+    for path in files:
+        prediction = predictor.predict_bytes(path.read_bytes(), path.name)
+        out[path.name] = f"{CLASS_TITLES[prediction.label]} ({max(prediction.probabilities.values()):.1%})"
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_every: int = 2) -> dict:
+    with tempfile.TemporaryDirectory(prefix="covidviz-load-") as tmp:
+        folder = Path(tmp)
+        files = inputs(sessions, side, folder, dicom_every)
+        process, url = start_server(folder / "streamlit.log")
+        try:
+            with urllib.request.urlopen(url, timeout=30):
+                pass
+            time.sleep(2)
+            outcomes, before = asyncio.run(all_sessions(url, files, timeout_s, process.pid))
+            after = memory_kb(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        expected = expected_verdicts(files)
+    times = [o.upload_to_heatmap_s for o in outcomes if o.upload_to_heatmap_s is not None]
+    switches = [o.method_switch_s for o in outcomes if o.method_switch_s is not None]
+    mixed = [o.file for o in outcomes if o.shown is not None and o.shown.split(" —")[0] != expected[o.file]]
+    return {
+        "sessions": sessions, "dicom_side_px": side,
+        "server_rss_before_mb": round(before["VmRSS"] / 1024), "server_peak_mb": round(after["VmHWM"] / 1024),
+        "upload_to_heatmap_s": {"p50": round(percentile(times, 50), 2), "p95": round(percentile(times, 95), 2),
+                                "max": round(max(times, default=float("nan")), 2)},
+        "method_switch_s": {"p50": round(percentile(switches, 50), 2), "max": round(max(switches, default=float("nan")), 2)},
+        "errors": [f"{o.file}: {o.error}" for o in outcomes if o.error],
+        "mixed": mixed,
+        "shown_equals_predict": sum(1 for o in outcomes if o.shown is not None) - len(mixed),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--side", type=int, default=2400, help="DICOM side in px (4800: 46 MB, 16-bit)")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds a session may wait for each step")
+    parser.add_argument("--dicom-every", type=int, default=2, help="every Nth session uploads a DICOM (1: all)")
+    args = parser.parse_args(argv)
+    result = run_load_test(args.sessions, args.side, args.timeout, args.dicom_every)
+    print(f"{result['sessions']} sessions at once ({args.side} px DICOMs and PNGs): server memory "
+          f"{result['server_rss_before_mb']} MB with the model loaded, peak {result['server_peak_mb']} MB; upload to heatmap p50 "
+          f"{result['upload_to_heatmap_s']['p50']} s, p95 {result['upload_to_heatmap_s']['p95']} s, max "
+          f"{result['upload_to_heatmap_s']['max']} s; method switch p50 {result['method_switch_s']['p50']} s; "
+          f"errors {len(result['errors'])}; sessions showing another's result {len(result['mixed'])}")
+    print(json.dumps(result))
+    return 0 if not result["errors"] and not result["mixed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
