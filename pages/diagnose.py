@@ -42,9 +42,9 @@ if not uploads:
     warm_up(folder)
     st.stop()
 
-from covidviz.ui.diagnose_view import read_upload, render_reading, summary_table  # noqa: E402  (imports torch)
+from covidviz.ui.diagnose_view import read_uploads, render_reading, summary_table  # noqa: E402  (imports torch)
 
-outcomes = [(u.name, read_upload(predictor, guard, u.name, u.getvalue())) for u in uploads]
+outcomes = read_uploads(predictor, guard, uploads)
 if len(outcomes) > 1:
     table = summary_table(outcomes)
     st.dataframe(table, hide_index=True, key="summary")

@@ -24,6 +24,7 @@ from covidviz.lungs.field import LOW_LUNG_SHARE
 from covidviz.ui.audit_hooks import audit_heatmap, audit_reading
 from covidviz.ui.compute_queue import queued
 from covidviz.ui.diagnose_settings import VIEWS, Settings
+from covidviz.ui.kept_memory import server_kept
 from covidviz.ui.dicom_downloads import dicom_downloads, keep_dicom_source
 from covidviz.ui.request_log import log_event, timer, upload_fields
 from covidviz.text import plain
@@ -38,7 +39,7 @@ PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
 def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading | str:
     """The reading for an upload, or the user-facing reason it was rejected (cached per session)."""
     cache = st.session_state.setdefault("readings", {})
-    key = hashlib.sha1(data).hexdigest() + name
+    key = _reading_key(data, name)
     if key not in cache:
         fields = upload_fields(data)  # never the name: file names often are the patient's
         try:
@@ -52,10 +53,31 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
             cache[key] = str(exc)
             fields["rejected"] = exc.__class__.__name__  # not its text: it may echo the name
         log_event("upload read", **fields, model=predictor.version)
+        if not isinstance(cache[key], str):
+            server_kept().keep(cache[key], reading_bytes(cache[key]))
         _evict_to_budget(cache, SESSION_BYTES, MAX_CACHED)
         audit_reading(predictor, data, cache[key])  # once per reading, not per rerun; never raises
         keep_dicom_source(cache[key], data, name)  # a DICOM upload's header, for its SC and SR downloads
     return cache[key]
+
+
+def read_uploads(predictor: Predictor, guard, uploads) -> list[tuple[str, Reading | str]]:
+    """Every upload's reading (or rejection), in order. Over the server-wide bound on kept readings, this
+    session then keeps only the readings of the uploads it shows now."""
+    outcomes, shown = [], set()
+    for upload in uploads:
+        data = upload.getvalue()
+        shown.add(_reading_key(data, upload.name))
+        outcomes.append((upload.name, read_upload(predictor, guard, upload.name, data)))
+    if server_kept().over():
+        cache = st.session_state.get("readings", {})
+        for key in [k for k in cache if k not in shown]:
+            cache.pop(key)
+    return outcomes
+
+
+def _reading_key(data: bytes, name: str) -> str:
+    return hashlib.sha1(data).hexdigest() + name
 
 
 def _evict_to_budget(cache: dict, budget: int, limit: int) -> None:
