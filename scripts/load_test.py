@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -195,7 +196,10 @@ def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_ever
             with urllib.request.urlopen(url, timeout=30):
                 pass
             time.sleep(2)
-            outcomes, before = asyncio.run(all_sessions(url, files, timeout_s, process.pid))
+            # in a thread of its own: the caller may already run an event loop (a test session driving a
+            # browser through Playwright's sync API does), and asyncio.run needs none in its thread
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                outcomes, before = pool.submit(asyncio.run, all_sessions(url, files, timeout_s, process.pid)).result()
             after = memory_kb(process.pid)
         finally:
             process.terminate()
