@@ -56,3 +56,19 @@ def dicom_path(name: str) -> str:
 
 requires_data = pytest.mark.skipif(not (SHARED / "metadata.csv").is_file(),
                                    reason="../shared/cxr is not beside the project")
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Read what a download button serves (bytes), from the media store AppTest creates."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    from streamlit.testing.v1 import app_test as app_test_module
+    stores = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", Recording)
+    return lambda url: stores[-1].get_file(url.rsplit("/", 1)[1]).content

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
-import streamlit.testing.v1.app_test as app_test_module
 from sklearn import metrics as skm
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASSES
@@ -131,17 +129,9 @@ def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weigh
 
 
 @pytest.fixture
-def csv_downloads(monkeypatch):
-    """The media stores AppTest creates, so a test can read what a download button would serve."""
-    stores = []
-
-    class Recording(MemoryMediaFileStorage):
-        def __init__(self, endpoint: str) -> None:
-            super().__init__(endpoint)
-            stores.append(self)
-
-    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", Recording)
-    return lambda url: stores[-1].get_file(url.rsplit("/", 1)[1]).content.decode()
+def csv_downloads(downloads):
+    """What a CSV download button would serve, as text."""
+    return lambda url: downloads(url).decode()
 
 
 def _setup(weights, split: str, k: int):

@@ -14,8 +14,6 @@ from collections import defaultdict
 import pandas as pd
 import pydicom
 import pytest
-import streamlit.testing.v1.app_test as app_test_module
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from covidviz.errors import WeightsError
@@ -37,20 +35,6 @@ def unescape(markdown: str) -> str:
 
 def shown_texts(at: AppTest) -> list[str]:
     return [e.value for kind in TEXT_ELEMENTS for e in at.get(kind)]
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """Read what a download button serves, from the media store AppTest creates."""
-    stores = []
-
-    class Recording(MemoryMediaFileStorage):
-        def __init__(self, endpoint: str) -> None:
-            super().__init__(endpoint)
-            stores.append(self)
-
-    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", Recording)
-    return lambda url: stores[-1].get_file(url.rsplit("/", 1)[1]).content
 
 
 def diagnose(uploads: list[tuple[str, bytes, str]]) -> AppTest:
