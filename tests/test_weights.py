@@ -54,7 +54,7 @@ def test_a_sidecar_for_another_model_is_refused(saved):
     sidecar = json.loads((folder / SIDECAR_FILE).read_text())
     sidecar["classes"] = ["covid", "normal"]
     (folder / SIDECAR_FILE).write_text(json.dumps(sidecar))
-    with pytest.raises(WeightsError, match="expects densenet121"):
+    with pytest.raises(WeightsError, match="knows densenet121"):
         load_weights(folder)
 
 

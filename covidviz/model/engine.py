@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from covidviz.model.network import CxrDenseNet
+from covidviz.model.network import GapClassifier
 from covidviz.model.precision import native_bf16, seconds_per_call
 from covidviz.paths import cache_dir
 
@@ -56,7 +56,7 @@ class Engine(Protocol):
 class TorchEngine:
     """PyTorch eager, channels_last; ``bf16`` autocast only where the CPU runs bf16 natively."""
 
-    def __init__(self, model: CxrDenseNet, bf16: bool = False) -> None:
+    def __init__(self, model: GapClassifier, bf16: bool = False) -> None:
         if bf16 and not native_bf16():
             raise ValueError("bf16 was asked for, but this CPU has no native bf16 (it would run several times "
                              "slower than fp32): use fp32")
@@ -94,7 +94,7 @@ class OnnxRuntimeEngine:
 
 
 class _LogitsAndFeatures(torch.nn.Module):
-    def __init__(self, model: CxrDenseNet) -> None:
+    def __init__(self, model: GapClassifier) -> None:
         super().__init__()
         self.model = model
 
@@ -103,7 +103,7 @@ class _LogitsAndFeatures(torch.nn.Module):
         return self.model.head(feature_map), feature_map
 
 
-def export_onnx(model: CxrDenseNet, size: int) -> bytes:
+def export_onnx(model: GapClassifier, size: int) -> bytes:
     """The model as ONNX with a dynamic batch axis and two outputs, ``logits`` and ``feature_map``.
 
     TorchScript's exporter, not the torch.export-based default: measured here, 2 s against 25 s for the
@@ -128,7 +128,7 @@ def _export_key(sidecar: dict[str, Any]) -> dict[str, Any]:
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "opset": OPSET}
 
 
-def cached_onnx(model: CxrDenseNet, sidecar: dict[str, Any], directory: Path | None = None) -> bytes:
+def cached_onnx(model: GapClassifier, sidecar: dict[str, Any], directory: Path | None = None) -> bytes:
     """The ONNX export of these verified weights: from the cache when its record matches them and the file's
     sha256 matches the record, else exported anew (about 2 s) and cached. A cache that cannot be written
     costs only the export."""
@@ -176,7 +176,7 @@ _lock = threading.Lock()
 _built: dict[tuple[str, str, int | None], tuple[Engine, str]] = {}
 
 
-def build_engine(choice: str | None, model: CxrDenseNet, sidecar: dict[str, Any], bf16: bool = False,
+def build_engine(choice: str | None, model: GapClassifier, sidecar: dict[str, Any], bf16: bool = False,
                  threads: int | None = None) -> tuple[Engine, str]:
     """The engine for ``choice`` (one of :data:`ENGINES`) and a line saying what was chosen and why.
 
@@ -193,7 +193,7 @@ def build_engine(choice: str | None, model: CxrDenseNet, sidecar: dict[str, Any]
         return _built[key]
 
 
-def _build(choice: str, model: CxrDenseNet, sidecar: dict[str, Any], bf16: bool,
+def _build(choice: str, model: GapClassifier, sidecar: dict[str, Any], bf16: bool,
            threads: int | None) -> tuple[Engine, str]:
     reference = TorchEngine(model)
     if bf16:

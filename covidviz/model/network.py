@@ -1,31 +1,40 @@
-"""DenseNet-121 whose forward pass has no in-place operation after the feature extractor.
+"""The classifier networks: every architecture is a feature extractor, then ReLU, global average pooling and
+one linear layer, with no in-place operation after the feature extractor.
 
-torchvision's ``DenseNet.forward`` applies ``F.relu(..., inplace=True)`` to the output of
-``features``. A forward hook on ``features`` then holds a tensor that the ReLU overwrites,
-so Grad-CAM pairs post-ReLU activations with pre-ReLU gradients and is silently wrong.
-This subclass keeps every parameter name (state dicts load both ways) and only replaces
-the forward.
+torchvision's ``DenseNet.forward`` applies ``F.relu(..., inplace=True)`` to the output of ``features``. A
+forward hook on ``features`` then holds a tensor that the ReLU overwrites, so Grad-CAM pairs post-ReLU
+activations with pre-ReLU gradients and is silently wrong. Here every architecture ends ``features`` at a
+normalisation layer and applies the ReLU out of place in :meth:`GapClassifier.pool`, so the same three parts
+(``features``, ``pool``, ``classifier``) serve training, both engines, the one-pass Grad-CAM of all classes,
+the library CAM methods (target layer ``features``) and the out-of-distribution guard, whatever the backbone.
+
+DenseNets keep torchvision's parameter names, so their state dicts load both ways.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from covidviz._torchvision_compat import ensure_torchvision_importable
+from covidviz.model.sidecar import ARCHITECTURE_NAMES
 
 ensure_torchvision_importable()  # before torchvision's first import (CPU torch + CUDA torchvision wheel)
 from torchvision.models.densenet import DenseNet  # noqa: E402
 
-ARCHITECTURE = "densenet121"
+ARCHITECTURE = "densenet121"  # the shipped model's
 
 
-class CxrDenseNet(DenseNet):
-    """torchvision DenseNet-121 (growth 32, blocks 6-12-24-16) with an out-of-place head."""
+class GapClassifier(nn.Module):
+    """The head every architecture shares: ReLU, global average pooling, one linear layer."""
 
-    def __init__(self, num_classes: int = 3, drop_rate: float = 0.0) -> None:
-        super().__init__(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64,
-                         num_classes=num_classes, drop_rate=drop_rate)
+    architecture: str
+    features: nn.Module
+    classifier: nn.Linear
 
     @staticmethod
     def pool(feature_map: Tensor) -> Tensor:
@@ -40,22 +49,123 @@ class CxrDenseNet(DenseNet):
         return self.head(self.features(x))
 
 
-def build_model(num_classes: int = 3) -> CxrDenseNet:
-    """A randomly initialised model (torchvision's initialisation)."""
-    return CxrDenseNet(num_classes=num_classes)
+class CxrDenseNet(DenseNet, GapClassifier):
+    """torchvision DenseNet (growth 32; blocks 6-12-24-16 for DenseNet-121, 6-12-48-32 for DenseNet-201);
+    ``features`` ends at ``norm5``."""
+
+    forward = GapClassifier.forward  # not DenseNet's, whose ReLU is in place
+
+    def __init__(self, num_classes: int = 3, drop_rate: float = 0.0,
+                 block_config: tuple[int, int, int, int] = (6, 12, 24, 16)) -> None:
+        super().__init__(growth_rate=32, block_config=block_config, num_init_features=64,
+                         num_classes=num_classes, drop_rate=drop_rate)
+        self.architecture = {(6, 12, 24, 16): "densenet121", (6, 12, 48, 32): "densenet201"}.get(
+            tuple(block_config), "densenet")
 
 
-def load_compatible_state(model: CxrDenseNet, state: dict[str, Tensor]) -> list[str]:
+class CxrResNet50(GapClassifier):
+    """torchvision ResNet-50 (zero-initialised last BN of each residual branch, which helps training from
+    scratch); ``features`` is the stem and the four stages, ending at the last block's ReLU."""
+
+    architecture = "resnet50"
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        from torchvision.models.resnet import resnet50
+        net = resnet50(zero_init_residual=True)
+        self.features = nn.Sequential(OrderedDict(
+            (name, getattr(net, name)) for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
+                                                    "layer4")))
+        self.classifier = nn.Linear(2048, num_classes)
+
+
+class CxrVgg19Bn(GapClassifier):
+    """torchvision VGG-19 with batch norm, its 120 M-parameter fully connected head replaced by global average
+    pooling and one linear layer, so it trains here; ``features`` stops at the batch norm of the last
+    convolution (its final ReLU and max-pool dropped), so Grad-CAM reads the last convolution at stride 16."""
+
+    architecture = "vgg19_bn"
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        from torchvision.models.vgg import vgg19_bn
+        self.features = vgg19_bn().features[:-2]
+        self.classifier = nn.Linear(512, num_classes)
+
+
+def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+
+
+class SmallCxrNet(GapClassifier):
+    """A small CNN designed here (1.8 M parameters): five stages of 3 x 3 convolutions with batch norm (32, 64,
+    128, 256, 256 channels, two convolutions in the first four), max-pooling between stages, so its last map is
+    at stride 16 like VGG's, at a twentieth of VGG-19's parameters."""
+
+    architecture = "small_cnn"
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for stage, width in enumerate((32, 64, 128, 256)):
+            if stage:
+                layers.append(nn.MaxPool2d(2))
+            layers += [*_conv_bn(c_in, width), nn.ReLU(), *_conv_bn(width, width), nn.ReLU()]
+            c_in = width
+        layers += [nn.MaxPool2d(2), *_conv_bn(c_in, 256)]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(256, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    title: str
+    build: Callable[[int], GapClassifier]
+
+
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
+    Architecture("densenet121", "DenseNet-121", lambda k: CxrDenseNet(k)),
+    Architecture("densenet201", "DenseNet-201", lambda k: CxrDenseNet(k, block_config=(6, 12, 48, 32))),
+    Architecture("resnet50", "ResNet-50", CxrResNet50),
+    Architecture("vgg19_bn", "VGG-19 (batch norm, average-pool head)", CxrVgg19Bn),
+    Architecture("small_cnn", "small CNN (1.8 M parameters)", SmallCxrNet),
+)}
+assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES
+
+
+def architecture(name: str) -> Architecture:
+    """The registered architecture ``name``; ``ValueError`` naming the choices otherwise."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}: choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def build_model(num_classes: int = 3, arch: str = ARCHITECTURE) -> GapClassifier:
+    """A randomly initialised model of architecture ``arch`` (torchvision's initialisation)."""
+    return architecture(arch).build(num_classes)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_compatible_state(model: nn.Module, state: dict[str, Tensor]) -> list[str]:
     """Copy every tensor whose name and shape match; return the names that were skipped.
 
     Used by ``train --init``: an ImageNet DenseNet-121 state dict (1000-class head, and old
-    checkpoints' ``norm.1``-style keys) or an earlier covidviz model both fit.
+    checkpoints' ``norm.1``-style keys) or an earlier covidviz model of the same architecture both fit.
     """
     state = {_modern_key(k): v for k, v in state.items()}
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not any(k.startswith("features.") for k in usable):
-        raise ValueError("the checkpoint shares no feature-extractor tensors with DenseNet-121")
+        raise ValueError(f"the checkpoint shares no feature-extractor tensors with "
+                         f"{getattr(model, 'architecture', type(model).__name__)}")
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
 

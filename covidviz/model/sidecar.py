@@ -9,6 +9,9 @@ from typing import Any
 from covidviz.paths import WEIGHTS_DIR as DEFAULT_WEIGHTS_DIR  # noqa: F401  (re-exported)
 from covidviz.verified import SIDECAR_FILE, read_sidecar  # noqa: F401  (re-exported)
 
+# The backbones covidviz builds (covidviz.model.network.ARCHITECTURES), named here for light callers: the CLI.
+ARCHITECTURE_NAMES = ("densenet121", "densenet201", "resnet50", "vgg19_bn", "small_cnn")
+
 
 def update_sidecar(directory: str | Path, **fields: Any) -> None:
     """Add fields (calibration, for example) without touching the weights or their hash."""

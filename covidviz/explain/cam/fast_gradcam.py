@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from covidviz.model.engine import ForwardPass
-from covidviz.model.network import CxrDenseNet
+from covidviz.model.network import GapClassifier
 
 
 def gradcam_weights(classifier_weight: np.ndarray, feature_map: np.ndarray) -> np.ndarray:
@@ -41,7 +41,7 @@ def cam_pass(forward: ForwardPass, classifier_weight: np.ndarray) -> CamPass:
     return CamPass(logits=forward.logits, pooled=forward.pooled, maps=maps.astype(np.float32))
 
 
-def gradcam_all_classes(model: CxrDenseNet, batch: torch.Tensor) -> CamPass:
+def gradcam_all_classes(model: GapClassifier, batch: torch.Tensor) -> CamPass:
     """Prediction and Grad-CAM for every class in one PyTorch forward pass (evaluation and the tests' reference;
     the dashboard runs :func:`cam_pass` on its predictor's engine)."""
     with torch.inference_mode():
