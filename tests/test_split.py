@@ -8,8 +8,11 @@ from collections import Counter
 import pytest
 
 from covidviz.data.collection import Record, radiologist_labels, read_metadata
-from covidviz.data.split import extend_split, read_split, read_split_groups, split_records, write_split
+from covidviz.data.split import (crossval_folds, crossval_split, extend_split, read_split, read_split_groups,
+                                  split_records, write_split)
 from tests.conftest import SHARED, WEIGHTS, requires_data
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def _toy_records() -> list[Record]:
@@ -108,3 +111,35 @@ def test_shipped_split_is_patient_level_disjoint_from_external_and_agrees_with_t
     assert not {r.file for r in external} & {row["file"] for row in rows}
     assert not {r.group for r in external} & set(owner)
     print(f"shipped split: {len(present)} rows checked, {gone} no longer in the pool (skipped)")
+
+
+def test_crossval_folds_are_patient_level_stratified_and_cover_the_pool():
+    records = _toy_records()
+    folds = crossval_folds(records, 5, seed=1)
+    assert set(folds) == {r.group for r in records} and set(folds.values()) == set(range(5))
+    held_out = []
+    for k in range(5):
+        splits = crossval_split(records, 5, k, seed=1)
+        _assert_patient_level(splits)
+        assert {folds[r.group] for r in splits["test"]} == {k}
+        assert all(folds[r.group] != k for name in ("train", "val") for r in splits[name])
+        assert sum(len(v) for v in splits.values()) == len(records)
+        for name in SPLIT_NAMES:
+            assert {r.label for r in splits[name]} == {"covid", "pneumonia", "normal"}, (k, name)
+        assert 0.1 < len(splits["val"]) / (len(splits["train"]) + len(splits["val"])) < 0.2
+        held_out += [r.file for r in splits["test"]]
+    assert sorted(held_out) == sorted(r.file for r in records)  # every image is tested exactly once
+    sizes = Counter(folds[r.group] for r in records)
+    assert max(sizes.values()) - min(sizes.values()) < 0.1 * len(records) / 5
+    assert crossval_folds(records, 5, seed=1) == folds and crossval_folds(records, 5, seed=2) != folds
+
+
+def test_crossval_refuses_bad_folds_and_external_images():
+    records = _toy_records()
+    with pytest.raises(ValueError, match="fold 5 is not among 0..4"):
+        crossval_split(records, 5, 5, seed=1)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        crossval_folds(records, 1, seed=1)
+    outside = [Record("x.png", "covid", "g", "A", "external", False)]
+    with pytest.raises(ValueError, match="evaluation-only"):
+        crossval_folds(records + outside, 5, seed=1)

@@ -12,6 +12,8 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from covidviz.data.collection import Record
 
 SPLITS = ("train", "val", "test")
@@ -86,4 +88,35 @@ def read_split(path: str | Path) -> dict[str, list[str]]:
     with Path(path).open(newline="") as handle:
         for row in csv.DictReader(handle):
             out[row["split"]].append(row["file"])
+    return out
+
+
+def crossval_folds(records: list[Record], folds: int, seed: int) -> dict[str, int]:
+    """Map each ``split_group`` to one of ``folds`` folds: scikit-learn's ``StratifiedGroupKFold`` over the
+    groups, stratified by (class, source) as the train/val/test split is, so no patient straddles two folds."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, not {folds}")
+    if any(r.set != "pool" for r in records):
+        raise ValueError("only pool images may be split; the external set is evaluation-only")
+    strata = [f"{r.label}|{r.source}" for r in records]
+    groups = [r.group for r in records]
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out: dict[str, int] = {}
+    for k, (_, held_out) in enumerate(splitter.split(np.zeros(len(records)), strata, groups)):
+        out.update({groups[i]: k for i in held_out})
+    return out
+
+
+def crossval_split(records: list[Record], folds: int, fold: int, seed: int) -> dict[str, list[Record]]:
+    """Fold ``fold`` of :func:`crossval_folds` as "test"; the other folds split by patient into "train" and
+    "val" (85/15, stratified as usual), the validation part choosing the epoch and the temperature."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} is not among 0..{folds - 1}")
+    assignment = crossval_folds(records, folds, seed)
+    rest = [r for r in records if assignment[r.group] != fold]
+    inner = split_groups(rest, seed, fractions=(0.85, 0.15, 0.0))
+    out: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    for record in records:
+        out["test" if assignment[record.group] == fold else inner[record.group]].append(record)
     return out

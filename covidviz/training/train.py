@@ -32,9 +32,9 @@ from covidviz.data.collection import Record, load_prepared, radiologist_labels, 
 from covidviz.model.precision import bf16_speedup, native_bf16
 from covidviz.model.inference import predict_canonical
 from covidviz.evaluation.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
-from covidviz.model.network import build_model, load_compatible_state
+from covidviz.model.network import ARCHITECTURE, architecture, build_model, load_compatible_state
 from covidviz.model.preprocessing import resize_batch, standardise
-from covidviz.data.split import extend_split, read_split_groups, split_records, write_split
+from covidviz.data.split import crossval_split, extend_split, read_split_groups, split_records, write_split
 from covidviz.model.weights import save_weights
 
 
@@ -62,6 +62,11 @@ class TrainConfig:
     radiologist_labels: bool = True  # NIH: the RSNA radiologists' reading where one exists
     epoch_images: int | None = None  # images sampled per epoch (default: the training set's size)
     source_power: float = 0.5  # within a class, source shares ~ count**power (0 = equal per source)
+    arch: str = ARCHITECTURE  # one of covidviz.model.network.ARCHITECTURES
+    fold: int | None = None  # cross-validation: test on this fold of the pool (0-based), train and validate on the rest
+    folds: int = 5
+    prepared_dir: str | None = None  # a folder shared by runs for the prepared-image cache (default: the run folder)
+    recipe: str | None = None  # a name for this recipe, shown wherever its models are (e.g. "reduced CPU recipe")
     notes: list[str] = field(default_factory=list)
 
 
@@ -112,6 +117,8 @@ def make_splits(cfg: TrainConfig) -> dict[str, list[Record]]:
     pool = [r for r in read_metadata(cfg.data_dir) if r.set == "pool"]
     if cfg.radiologist_labels:
         pool = radiologist_labels(pool)
+    if cfg.fold is not None:
+        return crossval_split(pool, cfg.folds, cfg.fold, cfg.split_seed)
     if cfg.previous_split:
         return extend_split(pool, read_split_groups(cfg.previous_split), cfg.split_seed)
     return split_records(pool, cfg.split_seed)
@@ -129,6 +136,9 @@ def _segmenter(cfg: TrainConfig):
 def _prepared_images(cfg: TrainConfig, run: Path, name: str, records: list[Record], segmenter) -> np.ndarray:
     """uint8 prepared images, cached per split and segmenter (preparing 9,000 films takes minutes)."""
     key = segmenter.sha256[:12] if segmenter is not None else "whole-image"
+    if cfg.prepared_dir:
+        from covidviz.training.prepared_store import prepared_from_store
+        return prepared_from_store(Path(cfg.prepared_dir) / f"prepared-{key}.npz", cfg.data_dir, records, segmenter)
     cache = run / f"prepared-{name}-{key}.npz"
     files = np.array([r.file for r in records])
     if cache.exists():
@@ -215,7 +225,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     val_y = np.array([r.target for r in val_recs])
 
     torch.manual_seed(cfg.seed)  # initial weights, so a run is reproducible
-    model = build_model(len(CLASSES))
+    model = build_model(len(CLASSES), cfg.arch)
     stages: list[dict[str, Any]] = []
     if cfg.init:
         state, stages = _load_init(cfg.init)
@@ -265,7 +275,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         stage_name = f"{cfg.size}px" + (" lung field" if segmenter is not None else "")
         this_stage = {"stage": stage_name, **{k: v for k, v in asdict(cfg).items()
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
-                                                       "label_smoothing", "seed", "fast")},
+                                                       "label_smoothing", "seed", "fast", "arch", "epoch_images",
+                                                       "fold", "recipe")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
             state_["best"] = list(score)
@@ -289,7 +300,7 @@ def export(best: Path, cfg: TrainConfig, splits: dict[str, list[Record]]) -> Pat
     last = Path(best).with_name("last.pt")
     history = json.loads(torch.load(last, map_location="cpu", weights_only=True)["progress"])["history"] \
         if last.exists() else []
-    model = build_model(len(CLASSES))
+    model = build_model(len(CLASSES), cfg.arch)
     model.load_state_dict(ckpt["model"])
     out = Path(cfg.export_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +326,10 @@ def export(best: Path, cfg: TrainConfig, splits: dict[str, list[Record]]) -> Pat
             shutil.copytree(source, out / "lungs", dirs_exist_ok=True)
     random_init = not ckpt["stages"] or ckpt["stages"][0].get("stage") != "external initialisation"
     sidecar = {
-        "name": "covidviz DenseNet-121",
+        "name": f"covidviz {architecture(cfg.arch).title}",
+        "recipe": cfg.recipe or "shipped recipe",
+        "cross_validation": {"fold": cfg.fold, "folds": cfg.folds, "seed": cfg.split_seed}
+                            if cfg.fold is not None else None,
         "input_size": cfg.size,
         "preprocessing": preprocessing,
         "initialisation": "random (no pretrained weights)" if random_init else ckpt["stages"][0]["checkpoint"],
