@@ -150,3 +150,23 @@ def metric_value(report: dict[str, Any], cls: str | None, name: str) -> tuple[fl
     lo, hi = (entry.get("ci95") or [None, None])[:2]
     value = entry.get("value")
     return tuple(float("nan") if v is None else float(v) for v in (value, lo, hi))  # type: ignore[return-value]
+
+
+COMPARISON_HOW_TO_MAKE = ("run `python -m covidviz compare-train --arch densenet121 small_cnn resnet50 densenet201 "
+                          "vgg19_bn`, `python -m covidviz compare-train --fold 0 1 2 3 4`, then "
+                          "`python -m covidviz compare-build`")
+
+
+def load_comparison(weights_dir: str | Path) -> dict[str, Any]:
+    """``weights/comparison/comparison.json`` (what ``compare-build`` writes), checked for its model list."""
+    path = Path(weights_dir) / "comparison" / "comparison.json"
+    if not path.is_file():
+        raise EvalArtifactsError(f"No model comparison at {path}: {COMPARISON_HOW_TO_MAKE}.")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalArtifactsError(f"{path} is not valid JSON ({exc}): {COMPARISON_HOW_TO_MAKE} again.") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) and "splits" in m for m in models):
+        raise EvalArtifactsError(f"{path} holds no compared models: {COMPARISON_HOW_TO_MAKE} again.")
+    return data

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from covidviz.data.collection import DEFAULT_DATA_DIR
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR
 from covidviz.tools.cli_audit import add_parsers as add_audit_parsers
 from covidviz.tools.cli_explain import add_parsers as add_explain_parsers
 from covidviz.tools.cli_pacs import add_parsers as add_pacs_parsers
@@ -20,9 +21,23 @@ def _train(args: argparse.Namespace) -> int:
                       threads=args.threads, fast={"auto": None, "fp32": False, "bf16": True}[args.precision],
                       stop_after=args.stop_after, segmenter_dir=args.lungs, previous_split=args.previous_split,
                       radiologist_labels=not args.report_labels, epoch_images=args.epoch_images,
-                      source_power=args.source_power)
+                      source_power=args.source_power, arch=args.arch)
     best = train(cfg, resume=args.resume)
     print(f"best checkpoint: {best}")
+    return 0
+
+
+def _compare_train(args: argparse.Namespace) -> int:
+    from covidviz.tools.compare_runs import compare_train
+    for arch in args.arch:
+        for fold in args.fold or [None]:
+            print(f"evaluation artifacts: {compare_train(args.data, args.runs, arch, fold, threads=args.threads)}/eval")
+    return 0
+
+
+def _compare_build(args: argparse.Namespace) -> int:
+    from covidviz.tools.compare_build import build_comparison
+    print(f"wrote {build_comparison(args.runs, args.weights, repeats=args.repeats)}")
     return 0
 
 
@@ -96,7 +111,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epoch-images", type=int, help="images sampled per epoch (default: the training set's size)")
     t.add_argument("--source-power", type=float, default=0.5,
                    help="within a class, sample sources in proportion to count**power (0: every source equally)")
+    t.add_argument("--arch", default="densenet121", choices=ARCHITECTURE_NAMES,
+                   help="the backbone (recorded in the sidecar; loading refuses weights of another one)")
     t.set_defaults(func=_train)
+
+    c = sub.add_parser("compare-train", help="train comparison backbones or cross-validation folds on the shared "
+                       "reduced recipe and evaluate them (resumable; finished runs are skipped)")
+    c.add_argument("--data", default=str(DEFAULT_DATA_DIR))
+    c.add_argument("--runs", default=str(Path.home() / "covidviz-runs" / "compare"),
+                   help="folder for all comparison runs and their shared prepared images")
+    c.add_argument("--arch", nargs="+", default=["densenet121"], choices=ARCHITECTURE_NAMES)
+    c.add_argument("--fold", nargs="+", type=int, help="cross-validation folds to run (0-4); default: none, "
+                   "train on the shipped model's split")
+    c.add_argument("--threads", type=int)
+    c.set_defaults(func=_compare_train)
+
+    cb = sub.add_parser("compare-build", help="gather finished comparison runs into weights/comparison/ "
+                        "(artifacts, small weights, speed measured here) for the Model comparison page")
+    cb.add_argument("--runs", default=str(Path.home() / "covidviz-runs" / "compare"))
+    cb.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    cb.add_argument("--repeats", type=int, default=30, help="timing rounds for latency (throughput: a fifth)")
+    cb.set_defaults(func=_compare_build)
 
     s = sub.add_parser("train-lungs", help="train the lung segmenter on lungs/ masks (resumable)")
     s.add_argument("--data", default=str(DEFAULT_DATA_DIR))

@@ -1,0 +1,160 @@
+"""``python -m covidviz compare-build``: gather the comparison runs into ``weights/comparison/``.
+
+For every finished backbone run and cross-validation fold under ``--runs``: its evaluation artifacts and
+sidecar are copied; its weights too when they are small (under :data:`WEIGHTS_LIMIT_MB` at fp16), so the
+Diagnose page can switch to it; otherwise its recipe reproduces them. Latency at batch 1 and throughput are
+measured here, on the same engine for every model, interleaved so that all see the same machine load.
+Then ``comparison.json`` is written: everything the Model comparison page shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from covidviz.evaluation.artifacts import load_predictions
+from covidviz.evaluation.comparison import COMPARED_SPLITS, Predictions, crossval_summary, model_entry
+from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar
+from covidviz.training.recipes import REDUCED_CPU
+
+WEIGHTS_LIMIT_MB = 25.0
+COMPARISON_DIR = "comparison"
+SHIPPED_ID = "shipped"
+EVAL_FILES = ("metrics.json", "val_predictions.csv", "test_predictions.csv", "external_predictions.csv")
+
+
+def _predictions(folder: Path) -> dict[str, Predictions]:
+    out = {}
+    for split in COMPARED_SPLITS:
+        p = load_predictions(folder, split)
+        out[split] = Predictions(files=p.files, y_true=p.y_true, probs=p.probs)
+    return out
+
+
+def _copy_run(export: Path, target: Path, with_weights: bool) -> None:
+    (target / "eval").mkdir(parents=True, exist_ok=True)
+    for name in EVAL_FILES:
+        shutil.copy2(export / "eval" / name, target / "eval" / name)
+    for name in ("model.json", "split.csv") + (("model.safetensors",) if with_weights else ()):
+        shutil.copy2(export / name, target / name)
+    if not with_weights:
+        (target / "model.safetensors").unlink(missing_ok=True)
+
+
+def _shipped_recipe(sidecar: dict[str, Any]) -> str:
+    stages = sidecar.get("training", {}).get("stages", [])
+    steps = " → ".join(f"{s.get('size')} px × {s.get('epochs_run')} epochs" for s in stages)
+    return f"shipped recipe: {steps} (lung fields, full training set per epoch)"
+
+
+def images_seen(sidecar: dict[str, Any]) -> int | None:
+    """Training images drawn over all stages (epochs run x images per epoch), from the sidecar's record."""
+    import re
+    training = sidecar.get("training", {})
+    per_epoch = re.search(r"(\d+) images per epoch", training.get("sampling", ""))
+    if not per_epoch:
+        return None
+    return sum(int(stage.get("epochs_run") or 0) for stage in training.get("stages", [])) * int(per_epoch.group(1))
+
+
+def recipe_of(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The recipe a comparison run was trained on, as its sidecar records it."""
+    if "recipe_details" in sidecar:
+        return sidecar["recipe_details"]
+    if sidecar.get("recipe") == REDUCED_CPU.name:
+        return REDUCED_CPU.as_dict()
+    return {"name": sidecar.get("recipe", "unnamed recipe"), "description": sidecar.get("recipe", "unnamed recipe")}
+
+
+def _speed(folders: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
+    """Batch-1 latency (ms) and batch-32 throughput (images/s) of each model on ONNX Runtime, interleaved."""
+    from covidviz.model.engine import build_engine, probe_batch
+    from covidviz.model.weights import load_weights
+    from covidviz.tools.timing import interleaved_medians
+    engines = {}
+    for model_id, folder in folders.items():
+        model, sidecar = load_weights(folder)
+        engines[model_id] = (build_engine("onnxruntime", model, sidecar)[0], int(sidecar["input_size"]))
+    one = interleaved_medians({k: (lambda e=e, s=s: e.run(probe_batch(s, 1))) for k, (e, s) in engines.items()},
+                              repeats)
+    batches = {k: probe_batch(s, 32) for k, (_, s) in engines.items()}
+    many = interleaved_medians({k: (lambda e=e, k=k: e.run(batches[k])) for k, (e, _) in engines.items()},
+                               max(3, repeats // 5))
+    return {k: {"latency_ms_batch1": round(one[k] * 1000, 1), "throughput_img_s_batch32": round(32 / many[k], 1)}
+            for k in engines}
+
+
+def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool) -> dict[str, Any]:
+    from covidviz.model.network import architecture, build_model, parameter_count
+    arch = sidecar["architecture"]
+    shipped = model_id == SHIPPED_ID
+    size_mb = (folder / sidecar.get("weights_file", "model.safetensors")).stat().st_size / 1e6
+    return {"id": model_id, "architecture": arch,
+            "title": f"{architecture(arch).title} ({'shipped' if shipped else 'reduced recipe'})",
+            "recipe": _shipped_recipe(sidecar) if shipped else recipe_of(sidecar)["description"],
+            "reduced_recipe": not shipped, "parameters": parameter_count(build_model(3, arch)),
+            "weights_mb_fp16": round(size_mb, 1), "weights_committed": committed,
+            "weights_sha256": sidecar["weights_sha256"], "training_images_seen": images_seen(sidecar), "input_size": int(sidecar["input_size"]),
+            "temperature": sidecar.get("temperature")}
+
+
+def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, repeats: int = 30,
+                     n_resamples: int = 2000) -> Path:
+    """Copy the finished runs into ``<weights_dir>/comparison`` and write ``comparison.json``; return its path."""
+    import torch
+    runs, weights_dir = Path(runs), Path(weights_dir)
+    out = weights_dir / COMPARISON_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    finished = {arch: runs / arch / "export" for arch in ARCHITECTURE_NAMES
+                if (runs / arch / "export" / "eval" / "metrics.json").is_file()}
+    if not finished:
+        raise FileNotFoundError(f"no finished comparison run under {runs}: run `python -m covidviz compare-train` first")
+    speed = _speed({SHIPPED_ID: weights_dir, **finished}, repeats)
+    reference = _predictions(weights_dir)
+    shipped_metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
+    models = [model_entry({**_info(SHIPPED_ID, weights_dir, read_sidecar(weights_dir), True), **speed[SHIPPED_ID]},
+                          shipped_metrics, reference, None)]
+    for arch, export in finished.items():
+        sidecar = read_sidecar(export)
+        small = (export / "model.safetensors").stat().st_size / 1e6 < WEIGHTS_LIMIT_MB
+        _copy_run(export, out / arch, with_weights=small)
+        metrics = json.loads((export / "eval" / "metrics.json").read_text())
+        models.append(model_entry({**_info(arch, export, sidecar, small), **speed[arch]}, metrics,
+                                  _predictions(export), reference, n_resamples))
+    folds = sorted((runs / "cv").glob("fold-*/export/eval/metrics.json"), key=lambda p: int(p.parts[-4][5:]))
+    fold_metrics, planned = {}, None
+    for path in folds:
+        export = path.parent.parent
+        _copy_run(export, out / "cv" / export.parent.name, with_weights=False)
+        plan = read_sidecar(export)["cross_validation"]
+        planned = plan["folds"]
+        fold_metrics[int(plan["fold"])] = json.loads(path.read_text())
+    report = {
+        "generated_by": "python -m covidviz compare-build",
+        "recipe": recipe_of(read_sidecar(next(iter(finished.values())))),
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                    "cores": os.cpu_count(), "engine": "ONNX Runtime fp32 (the same for every model)"},
+        "weights_limit_mb": WEIGHTS_LIMIT_MB,
+        "paired_bootstrap": {"resamples": n_resamples, "method": "scipy.stats.bootstrap, paired, percentile 95%",
+                             "reference": SHIPPED_ID},
+        "models": models,
+        "cross_validation": {"architecture": "densenet121", "n_folds": planned, "finished": len(fold_metrics),
+                             "recipe": recipe_of(read_sidecar(folds[0].parent.parent))["name"] if folds else None,
+                             "grouping": "split_group (patients), stratified by class and source",
+                             **crossval_summary(fold_metrics)} if fold_metrics else None,
+    }
+    path = out / "comparison.json"
+    path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,67 @@
+"""``python -m covidviz compare-train``: train one comparison backbone, or one cross-validation fold of the
+DenseNet-121, on the shared recipe, and write its evaluation artifacts. Resumable at every level: a finished
+run is skipped, an interrupted one continues from its last epoch, prepared images are shared by all runs.
+
+Layout under ``--runs`` (outside the work tree): ``<arch>/`` for a backbone, ``cv/fold-<k>/`` for a fold; each
+holds the run's checkpoints and ``export/`` (weights, sidecar, split and ``eval/`` as in ``weights/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from covidviz.data.collection import read_metadata, radiologist_labels
+from covidviz.evaluation.run_eval import evaluate_run
+from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
+from covidviz.training.recipes import REDUCED_CPU, Recipe
+
+
+def run_folder(runs: Path, arch: str, fold: int | None) -> Path:
+    return runs / "cv" / f"fold-{fold}" if fold is not None else runs / arch
+
+
+def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int | None = None,
+                  recipe: Recipe = REDUCED_CPU, lungs: str | Path = DEFAULT_WEIGHTS_DIR, folds: int = 5,
+                  n_boot: int = 1000, threads: int | None = None, limit: int | None = None) -> Path:
+    """Train (or resume) one run and write ``export/eval/``; return the export folder. Backbones keep the
+    shipped model's split (same test images, so differences can be paired); folds split the pool anew."""
+    from covidviz.data.split import read_split
+    from covidviz.model.weights import load_weights
+    from covidviz.training.train import TrainConfig, _prepared_images, _segmenter, train
+
+    runs = Path(runs)
+    folder = run_folder(runs, arch, fold)
+    export = folder / "export"
+    metrics = export / "eval" / "metrics.json"
+    if metrics.is_file() and (export / "model.safetensors").is_file():
+        import json
+        if json.loads(metrics.read_text()).get("weights_sha256") == read_sidecar(export).get("weights_sha256"):
+            print(f"{folder}: already trained and evaluated")
+            return export
+    cfg = TrainConfig(data_dir=str(data_dir), run_dir=str(folder), size=recipe.size, epochs=recipe.epochs,
+                      batch_size=recipe.batch_size, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                      label_smoothing=recipe.label_smoothing, patience=recipe.epochs, seed=recipe.seed,
+                      export_dir=str(export), segmenter_dir=str(lungs), epoch_images=recipe.epoch_images,
+                      arch=arch, fold=fold, folds=folds, prepared_dir=str(runs), recipe=recipe.name,
+                      previous_split=None if fold is not None else str(Path(lungs) / "split.csv"),
+                      threads=threads, limit=limit)
+    train(cfg, resume=(folder / "last.pt").is_file())
+    update_sidecar(export, recipe_details=recipe.as_dict())
+    model, sidecar = load_weights(export, expect=arch)
+    split = read_split(export / "split.csv")
+    records = read_metadata(data_dir)
+    if sidecar.get("data", {}).get("labels", "").startswith("NIH: RSNA"):
+        records = radiologist_labels(records)
+    by_file = {r.file: r for r in records}
+    chosen = {name: [by_file[f] for f in split[name] if f in by_file] for name in ("val", "test")}
+    chosen["external"] = [r for r in records if r.set == "external"]
+    if limit:
+        chosen = {name: recs[:limit] for name, recs in chosen.items()}
+    segmenter = _segmenter(cfg)
+    sets = {name: (recs, _prepared_images(cfg, folder, name, recs, segmenter)) for name, recs in chosen.items()}
+    report = evaluate_run(model, export, sets, n_boot)
+    for name, block in report["splits"].items():
+        s = block["overall"]["summary"]
+        print(f"{folder.name} {name}: n={block['overall']['n']} macro-F1 {s['macro_f1']['value']:.3f} "
+              f"accuracy {s['accuracy']['value']:.3f}", flush=True)
+    return export
