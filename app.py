@@ -19,6 +19,7 @@ navigation = st.navigation({
         st.Page("pages/metric_explorer.py", title="Metric explorer", url_path="metric-explorer", icon=":material/monitoring:"),
         st.Page("pages/error_gallery.py", title="Error gallery", url_path="error-gallery", icon=":material/photo_library:"),
         st.Page("pages/explanation_quality.py", title="Explanation quality", url_path="explanation-quality", icon=":material/fact_check:"),
+        st.Page("pages/model_comparison.py", title="Model comparison", url_path="model-comparison", icon=":material/compare:"),
     ],
     "Hospital": [st.Page("pages/pacs_worklist.py", title="PACS worklist", url_path="pacs-worklist",
                          icon=":material/lan:")],

@@ -7,6 +7,7 @@ usable while torch starts.
 import streamlit as st
 
 from covidviz.ui.diagnose_settings import settings_panel
+from covidviz.ui.model_choice import available_models
 from covidviz.ui.pacs_view import opened_from_pacs
 from covidviz.text import plain, safe_csv_bytes
 from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb, warm_up, weights_dir
@@ -27,6 +28,16 @@ settings = settings_panel()
 from covidviz.errors import WeightsError  # noqa: E402  (after the controls are on screen)
 
 folder = weights_dir()
+models = available_models(folder)
+if len(models) > 1:
+    labels = [m.label for m in models]
+    picked = models[labels.index(st.selectbox(
+        "Model", labels, key="diagnose_model",
+        help="The shipped model is the default. The others were trained for the Model comparison page on a "
+             "reduced recipe; choose one to see how another backbone reads the same film."))]
+    folder = picked.folder
+    if picked.note:
+        st.caption(picked.note)
 try:
     predictor = get_predictor(folder)
     guard = get_guard(folder)

@@ -115,13 +115,19 @@ class Predictor:
 
 def field_segmenter(weights_dir: str | Path, sidecar: dict[str, Any]) -> LungSegmenter | None:
     """The lung segmenter a model was trained with (its sha256 is in the model's sidecar), or None for a
-    model trained on whole images. A different segmenter would feed the model crops it never saw."""
+    model trained on whole images. A different segmenter would feed the model crops it never saw.
+
+    Looked for in ``<weights_dir>/lungs``, else in the folders above it: a comparison model under
+    ``weights/comparison/<name>`` shares the shipped segmenter instead of carrying a copy."""
     wanted = sidecar.get("preprocessing", {}).get("lung_segmenter_sha256")
     if not wanted:
         return None
-    from covidviz.lungs.segmenter import load_segmenter
-    segmenter = load_segmenter(weights_dir)
+    from covidviz.lungs.segmenter import LUNGS_SUBDIR, load_segmenter
+    weights_dir = Path(weights_dir)
+    base = next((d for d in (weights_dir, *list(weights_dir.resolve().parents)[:2]) if (d / LUNGS_SUBDIR).is_dir()),
+                weights_dir)
+    segmenter = load_segmenter(base)
     if segmenter.sha256 != wanted:
         raise WeightsError(f"the model was trained on lung fields from segmenter {wanted[:12]}, but "
-                           f"{Path(weights_dir) / 'lungs'} holds {segmenter.sha256[:12]}")
+                           f"{base / LUNGS_SUBDIR} holds {segmenter.sha256[:12]}")
     return segmenter

@@ -39,7 +39,7 @@ PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png"}}
 def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading | str:
     """The reading for an upload, or the user-facing reason it was rejected (cached per session)."""
     cache = st.session_state.setdefault("readings", {})
-    key = _reading_key(data, name)
+    key = _reading_key(data, name, predictor.version)
     if key not in cache:
         fields = upload_fields(data)  # never the name: file names often are the patient's
         try:
@@ -67,7 +67,7 @@ def read_uploads(predictor: Predictor, guard, uploads) -> list[tuple[str, Readin
     outcomes, shown = [], set()
     for upload in uploads:
         data = upload.getvalue()
-        shown.add(_reading_key(data, upload.name))
+        shown.add(_reading_key(data, upload.name, predictor.version))
         outcomes.append((upload.name, read_upload(predictor, guard, upload.name, data)))
     if server_kept().over():
         cache = st.session_state.get("readings", {})
@@ -76,8 +76,9 @@ def read_uploads(predictor: Predictor, guard, uploads) -> list[tuple[str, Readin
     return outcomes
 
 
-def _reading_key(data: bytes, name: str) -> str:
-    return hashlib.sha1(data).hexdigest() + name
+def _reading_key(data: bytes, name: str, model: str) -> str:
+    """Per upload and model: switching the model on Diagnose reads the image again, never shows another's."""
+    return hashlib.sha1(data).hexdigest() + model + name
 
 
 def _evict_to_budget(cache: dict, budget: int, limit: int) -> None:
@@ -108,7 +109,7 @@ def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> 
     cache = st.session_state.setdefault("cams", {})
     scale = settings.scale if settings.method == FAST_METHOD else "library"
     # keyed by content, not id(): an evicted reading's id can be reused by another image
-    key = (hashlib.sha1(reading.canonical.tobytes()).hexdigest(), settings.method, k, scale)
+    key = (hashlib.sha1(reading.canonical.tobytes()).hexdigest(), predictor.version, settings.method, k, scale)
     if key not in cache:
         started = time.perf_counter()
         if settings.method in SLOW_METHODS:

@@ -1,0 +1,40 @@
+"""Which models Diagnose can switch between: the shipped one, and every comparison model whose weights are
+present (``weights/comparison/<name>/``, committed when small). Read from sidecars only, no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import WEIGHTS_FILE
+
+COMPARISON_DIR = "comparison"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    folder: Path
+    note: str = ""
+
+
+def available_models(weights: Path) -> list[ModelChoice]:
+    """The shipped model first (the default), then the comparison models with weights, by name."""
+    shipped = ModelChoice(f"{read_sidecar(weights).get('name', 'covidviz model')} (shipped)", weights)
+    out = [shipped]
+    root = weights / COMPARISON_DIR
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not ((folder / WEIGHTS_FILE).is_file() and (folder / "model.json").is_file()):
+            continue
+        try:
+            sidecar = read_sidecar(folder)
+        except (OSError, ValueError):
+            continue  # a broken folder is not offered; the shipped model stays available
+        recipe = sidecar.get("recipe", "another recipe")
+        out.append(ModelChoice(
+            f"{sidecar.get('name', folder.name)}: comparison, {recipe}", folder,
+            f"A comparison model trained on the {recipe} (see Model comparison for how it measures against the "
+            f"shipped model). It has no out-of-distribution guard of its own: only the lung check warns about "
+            f"films unlike its training set."))
+    return out
