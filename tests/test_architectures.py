@@ -96,3 +96,12 @@ def test_one_pass_gradcam_equals_pytorch_grad_cam(trained):
     for k in range(3):
         reference = library_cam(model, "Grad-CAM", batch, k)
         assert np.abs(fast[k] - reference).max() < 1e-4, (arch, k)
+
+
+def test_resuming_a_run_with_another_architecture_is_refused(trained, toy):
+    arch, export, _ = trained
+    other = "small_cnn" if arch != "small_cnn" else "resnet50"
+    cfg = TrainConfig(data_dir=str(toy), run_dir=str(export.parent / "run"), size=SIZE, epochs=2, batch_size=8,
+                      epoch_images=16, fast=False, arch=other)
+    with pytest.raises(ValueError, match=f"trains {arch}; resume it with --arch {arch}"):
+        train(cfg, resume=True)

@@ -99,3 +99,23 @@ def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):  # noq
                            timeout=60_000)
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/gallery.png", full_page=True)
+
+
+def test_model_comparison_page_renders_from_its_artifacts(page, server_url, tmp_path):  # noqa: F811
+    """The table, one confusion matrix per model and the ROC overlay, drawn in the browser; prints how long."""
+    import json
+    models = json.loads((WEIGHTS / "comparison" / "comparison.json").read_text())["models"]
+    page.goto(f"{server_url}/model-comparison")
+    page.get_by_text("Model comparison").first.wait_for(timeout=60_000)  # the server has served this session
+    started = time.perf_counter()
+    page.reload()
+    page.locator("[data-testid=stDataFrame]").first.wait_for(timeout=60_000)
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {len(models) + 1}",
+                           timeout=60_000)
+    page.locator(".js-plotly-plot .scatterlayer .trace").nth(len(models)).wait_for(timeout=60_000)
+    seconds = time.perf_counter() - started
+    print(f"\nModel comparison page: table, {len(models)} confusion matrices and the ROC overlay drawn "
+          f"{seconds:.2f} s after reload")
+    assert page.get_by_text("reduced CPU recipe").count() >= 1
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/comparison.png", full_page=True)

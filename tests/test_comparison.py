@@ -62,12 +62,12 @@ def built(tmp_path_factory):
     for fold in (0, 1):
         compare_train(toy, runs, "densenet121", fold=fold, recipe=TINY, lungs=weights, n_boot=20)
     path = build_comparison(runs, weights, repeats=2, n_resamples=200)
-    return weights, runs, json.loads(path.read_text())
+    return weights, runs, json.loads(path.read_text()), toy
 
 
 @pytest.mark.slow
 def test_build_gathers_runs_and_pairs_them_with_the_shipped_model(built):
-    weights, runs, report = built
+    weights, runs, report, _ = built
     assert [m["id"] for m in report["models"]] == ["shipped", "small_cnn"]
     shipped, small = report["models"]
     assert small["weights_committed"] and (weights / "comparison" / "small_cnn" / "model.safetensors").is_file()
@@ -89,7 +89,7 @@ def test_build_gathers_runs_and_pairs_them_with_the_shipped_model(built):
 
 @pytest.mark.slow
 def test_crossval_folds_hold_out_disjoint_patients_and_are_summarised(built):
-    weights, runs, report = built
+    weights, runs, report, _ = built
     cv = report["cross_validation"]
     assert (cv["n_folds"], cv["finished"]) == (5, 2) and [f["fold"] for f in cv["folds"]] == [0, 1]
     groups = []
@@ -109,7 +109,7 @@ def test_crossval_folds_hold_out_disjoint_patients_and_are_summarised(built):
 
 @pytest.mark.slow
 def test_page_shows_exactly_the_artifacts_numbers(built, monkeypatch):
-    weights, _, report = built
+    weights, _, report, _ = built
     monkeypatch.setenv("COVIDVIZ_WEIGHTS", str(weights))
     at = AppTest.from_file(str(ROOT / "pages" / "model_comparison.py"), default_timeout=30)
     at.run()
@@ -152,7 +152,7 @@ def test_page_without_artifacts_says_how_to_make_them(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_diagnose_switches_to_a_comparison_model(built, monkeypatch):
-    weights, _, _ = built
+    weights, _, _, _ = built
     monkeypatch.setenv("COVIDVIZ_WEIGHTS", str(weights))
     name = fixture_rows()[2]["fixture"]
     png = (FIXTURES / name).read_bytes()
@@ -172,3 +172,38 @@ def test_diagnose_switches_to_a_comparison_model(built, monkeypatch):
     got = dict(zip(("covid", "pneumonia", "normal"), shown[0].probabilities))
     for c, p in expected.probabilities.items():
         assert got[c] == pytest.approx(p, abs=1e-4)
+
+
+def test_page_renders_the_committed_comparison(monkeypatch):
+    monkeypatch.delenv("COVIDVIZ_WEIGHTS", raising=False)
+    report = ed.load_comparison(WEIGHTS)
+    at = AppTest.from_file(str(ROOT / "pages" / "model_comparison.py"), default_timeout=30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table["model"]) == [m["title"] for m in report["models"]]
+    assert list(table["macro-F1"]) == [with_ci(m["splits"]["test"]["macro_f1"]) for m in report["models"]]
+    assert all(m["title"].endswith("(reduced recipe)") for m in report["models"] if m["id"] != "shipped")
+    committed = [m["id"] for m in report["models"] if m["weights_committed"] and m["id"] != "shipped"]
+    assert all((WEIGHTS / "comparison" / c / "model.safetensors").is_file() for c in committed)
+    assert all(m["weights_mb_fp16"] < report["weights_limit_mb"] for m in report["models"] if m["weights_committed"])
+    cv = report["cross_validation"]
+    assert cv is not None and cv["finished"] == cv["n_folds"] == 5
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_skipped_and_an_interrupted_one_resumes(built, capsys, tmp_path):
+    weights, runs, _, toy = built
+    metrics = runs / "small_cnn" / "export" / "eval" / "metrics.json"
+    before = metrics.stat().st_mtime_ns
+    compare_train(runs.parent / "unused", runs, "small_cnn", recipe=TINY, lungs=weights)  # data never read
+    assert "already trained and evaluated" in capsys.readouterr().out and metrics.stat().st_mtime_ns == before
+    two_epochs = Recipe(name="test recipe", size=64, epochs=2, epoch_images=16, batch_size=8)
+    from covidviz.training.train import TrainConfig as Config, train as run_training
+    run_training(Config(data_dir=str(toy), run_dir=str(tmp_path / "small_cnn"), size=64, epochs=2, batch_size=8,
+                        epoch_images=16, fast=False, arch="small_cnn", stop_after=1, segmenter_dir=str(weights),
+                        prepared_dir=str(runs), previous_split=str(weights / "split.csv"), recipe="test recipe"))
+    export = compare_train(toy, tmp_path, "small_cnn", recipe=two_epochs, lungs=weights, n_boot=20)
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "after epoch 1" in out
+    assert [h["epoch"] for h in json.loads((export / "model.json").read_text())["training"]["history"]] == [1, 2]

@@ -45,3 +45,16 @@ def test_replace_block_needs_its_markers():
     assert replace_block(text, f"{BEGIN}\nnew\n{END}") == f"intro\n{BEGIN}\nnew\n{END}\noutro"
     with pytest.raises(ValueError, match="no generated block"):
         replace_block("no markers here", "x")
+
+
+def test_readme_comparison_block_is_generated_from_the_committed_comparison():
+    import re
+
+    from covidviz.evaluation.artifacts import load_comparison
+    from covidviz.evaluation.comparison_facts import BEGIN, END, comparison_block, replace_comparison_block
+    text = (ROOT / "README.md").read_text()
+    shown = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S).group(0)
+    assert shown == comparison_block(load_comparison(WEIGHTS)), \
+        "README comparison is stale: run `python -m covidviz compare-build`"
+    with pytest.raises(ValueError, match="no generated comparison block"):
+        replace_comparison_block("no markers", shown)

@@ -7,6 +7,7 @@ from covidviz._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     collection=("Record", "read_metadata", "load_prepared", "PreparedSet", "radiologist_labels"),
-    split=("split_records", "extend_split", "read_split_groups", "read_split", "write_split"),
+    split=("split_records", "extend_split", "read_split_groups", "read_split", "write_split", "crossval_folds",
+           "crossval_split"),
     ood_sets=("skimage_pictures", "non_chest_dicoms"),
 )

@@ -6,7 +6,7 @@ from covidviz._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
-    network=("CxrDenseNet", "build_model"),
+    network=("ARCHITECTURES", "GapClassifier", "CxrDenseNet", "build_model", "architecture"),
     weights=("load_weights", "save_weights", "load_verified", "save_verified"),
     sidecar=("read_sidecar",),
     preprocessing=(

@@ -8,4 +8,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
     cli=("main",),
     predict=("run_predict",),
     bench=("run_bench",),
+    compare_runs=("compare_train",),
+    compare_build=("build_comparison",),
 )

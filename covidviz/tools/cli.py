@@ -37,7 +37,7 @@ def _compare_train(args: argparse.Namespace) -> int:
 
 def _compare_build(args: argparse.Namespace) -> int:
     from covidviz.tools.compare_build import build_comparison
-    print(f"wrote {build_comparison(args.runs, args.weights, repeats=args.repeats)}")
+    print(f"wrote {build_comparison(args.runs, args.weights, repeats=args.repeats, readme=args.readme)}")
     return 0
 
 
@@ -67,7 +67,12 @@ def _facts(args: argparse.Namespace) -> int:
     sidecar, metrics, lungs = load_artifacts(weights)
     (weights / "MODEL_CARD.md").write_text(render_model_card(sidecar, metrics, lungs))
     readme = Path(args.readme)
-    readme.write_text(replace_block(readme.read_text(), readme_block(sidecar, metrics, lungs)))
+    text = replace_block(readme.read_text(), readme_block(sidecar, metrics, lungs))
+    if (weights / "comparison" / "comparison.json").is_file():
+        from covidviz.evaluation.artifacts import load_comparison
+        from covidviz.evaluation.comparison_facts import comparison_block, replace_comparison_block
+        text = replace_comparison_block(text, comparison_block(load_comparison(weights)))
+    readme.write_text(text)
     print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")
     return 0
 
@@ -131,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--runs", default=str(Path.home() / "covidviz-runs" / "compare"))
     cb.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
     cb.add_argument("--repeats", type=int, default=30, help="timing rounds for latency (throughput: a fifth)")
+    cb.add_argument("--readme", default=str(DEFAULT_WEIGHTS_DIR.parent / "README.md"),
+                    help="rewrite this README's generated comparison block")
     cb.set_defaults(func=_compare_build)
 
     s = sub.add_parser("train-lungs", help="train the lung segmenter on lungs/ masks (resumable)")

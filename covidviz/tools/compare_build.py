@@ -20,7 +20,7 @@ import numpy as np
 
 from covidviz.evaluation.artifacts import load_predictions
 from covidviz.evaluation.comparison import COMPARED_SPLITS, Predictions, crossval_summary, model_entry
-from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar
+from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.training.recipes import REDUCED_CPU
 
 WEIGHTS_LIMIT_MB = 25.0
@@ -41,10 +41,16 @@ def _copy_run(export: Path, target: Path, with_weights: bool) -> None:
     (target / "eval").mkdir(parents=True, exist_ok=True)
     for name in EVAL_FILES:
         shutil.copy2(export / "eval" / name, target / "eval" / name)
-    for name in ("model.json", "split.csv") + (("model.safetensors",) if with_weights else ()):
+    # not split.csv: a backbone's is the shipped model's, a fold's follows from its seed (and its test predictions
+    # list the held-out images); ten copies of 9,000 rows would only weigh on the repository
+    for name in ("model.json",) + (("model.safetensors",) if with_weights else ()):
         shutil.copy2(export / name, target / name)
     if not with_weights:
         (target / "model.safetensors").unlink(missing_ok=True)
+    sidecar = read_sidecar(target)
+    recipe = recipe_of(sidecar)["name"]
+    if recipe not in sidecar.get("name", ""):  # wherever the model is named (Diagnose, reports, audit), say so
+        update_sidecar(target, name=f"{sidecar.get('name', 'covidviz model')}, {recipe}")
 
 
 def _shipped_recipe(sidecar: dict[str, Any]) -> str:
@@ -97,7 +103,7 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
     size_mb = (folder / sidecar.get("weights_file", "model.safetensors")).stat().st_size / 1e6
     return {"id": model_id, "architecture": arch,
             "title": f"{architecture(arch).title} ({'shipped' if shipped else 'reduced recipe'})",
-            "recipe": _shipped_recipe(sidecar) if shipped else recipe_of(sidecar)["description"],
+            "recipe": _shipped_recipe(sidecar) if shipped else "{name}: {description}".format(**recipe_of(sidecar)),
             "reduced_recipe": not shipped, "parameters": parameter_count(build_model(3, arch)),
             "weights_mb_fp16": round(size_mb, 1), "weights_committed": committed,
             "weights_sha256": sidecar["weights_sha256"], "training_images_seen": images_seen(sidecar), "input_size": int(sidecar["input_size"]),
@@ -105,8 +111,9 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
 
 
 def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, repeats: int = 30,
-                     n_resamples: int = 2000) -> Path:
-    """Copy the finished runs into ``<weights_dir>/comparison`` and write ``comparison.json``; return its path."""
+                     n_resamples: int = 2000, readme: str | Path | None = None) -> Path:
+    """Copy the finished runs into ``<weights_dir>/comparison`` and write ``comparison.json`` (and the README's
+    comparison block when ``readme`` is given); return its path."""
     import torch
     runs, weights_dir = Path(runs), Path(weights_dir)
     out = weights_dir / COMPARISON_DIR
@@ -151,6 +158,10 @@ def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS
     }
     path = out / "comparison.json"
     path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    if readme is not None:
+        from covidviz.evaluation.comparison_facts import comparison_block, replace_comparison_block
+        readme = Path(readme)
+        readme.write_text(replace_comparison_block(readme.read_text(), comparison_block(report)))
     return path
 
 

@@ -10,4 +10,5 @@ __all__, __getattr__, __dir__ = lazy_exports(
     train=("TrainConfig", "train"),
     augment=("augment", "random_theta", "warp"),
     lungs=("LungTrainConfig", "train_lungs"),
+    recipes=("Recipe", "REDUCED_CPU"),
 )

@@ -21,7 +21,7 @@ class Recipe:
 
     @property
     def description(self) -> str:
-        return (f"{self.name}: {self.size} px lung fields, {self.epochs} epochs of {self.epoch_images:,} class-balanced "
+        return (f"{self.size} px lung fields, {self.epochs} epochs of {self.epoch_images:,} class-balanced "
                 f"images, AdamW one-cycle (peak lr {self.lr:g}), batch {self.batch_size}, label smoothing "
                 f"{self.label_smoothing:g}, random initialisation; the checkpoint with the best validation macro-F1, "
                 f"temperature fitted on validation")

@@ -237,9 +237,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
                                                    pct_start=0.15 if not cfg.init else 0.05)
     gen = torch.Generator().manual_seed(cfg.seed)
-    state_ = {"epoch": 0, "best": None, "history": [], "bad_epochs": 0}
+    state_ = {"epoch": 0, "best": None, "history": [], "bad_epochs": 0, "arch": cfg.arch}
     last = run / "last.pt"
     if resume and last.exists():
+        started_as = json.loads(torch.load(last, map_location="cpu", weights_only=True)["progress"]).get("arch")
+        if started_as not in (None, cfg.arch):
+            raise ValueError(f"the run in {run} trains {started_as}; resume it with --arch {started_as}")
         state_, ckpt = load_checkpoint(last, model, optimiser, schedule, gen)
         stages = json.loads(ckpt["stages"])
         print(f"resumed from {last} after epoch {state_['epoch']}")

@@ -25,7 +25,7 @@ def reduced_note(report: dict[str, Any]) -> str:
     shipped, reduced = seen.get("shipped"), next((v for k, v in seen.items() if k != "shipped" and v), None)
     budget = (f" Each drew {reduced:,} training images; the shipped model drew {shipped:,} over its stages, "
               f"{shipped / reduced:.0f} times as many." if shipped and reduced else "")
-    return (f"Every model but the shipped one was trained on the **{recipe['name']}** ({recipe['description']})."
+    return (f"Every model but the shipped one was trained on the **{recipe['name']}**: {recipe['description']}."
             f"{budget} So the rows compare backbones with each other under one small budget, and the shipped row "
             "shows what the full recipe reached. On a GPU, the same commands with more epochs and a larger input "
             "give the full comparison.")

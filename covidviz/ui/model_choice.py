@@ -33,7 +33,7 @@ def available_models(weights: Path) -> list[ModelChoice]:
             continue  # a broken folder is not offered; the shipped model stays available
         recipe = sidecar.get("recipe", "another recipe")
         out.append(ModelChoice(
-            f"{sidecar.get('name', folder.name)}: comparison, {recipe}", folder,
+            f"{sidecar.get('name', folder.name)} (comparison)", folder,
             f"A comparison model trained on the {recipe} (see Model comparison for how it measures against the "
             f"shipped model). It has no out-of-distribution guard of its own: only the lung check warns about "
             f"films unlike its training set."))

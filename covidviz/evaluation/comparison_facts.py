@@ -1,0 +1,54 @@
+"""The README's generated comparison block, from ``weights/comparison/comparison.json`` only; ``compare-build``
+and ``facts`` write it, and a test holds it equal to the artifact."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+BEGIN, END = "<!-- comparison:begin (python -m covidviz compare-build) -->", "<!-- comparison:end -->"
+
+
+def _ci(measure: dict[str, Any] | None) -> str:
+    if not measure or measure.get("value") is None:
+        return "n/a"
+    low, high = measure["ci95"]
+    return f"{measure['value']:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _delta(difference: dict[str, Any] | None) -> str:
+    if not difference:
+        return "reference"
+    low, high = difference["ci95"]
+    return f"{difference['value']:+.3f} ({low:+.3f} to {high:+.3f})"
+
+
+def comparison_block(report: dict[str, Any]) -> str:
+    """Markdown between the markers: one row per model, the cross-validation summary, the recipe."""
+    lines = [BEGIN, "", f"Comparison models, {report['recipe']['name']}: {report['recipe']['description']}.", "",
+             "| model | params (M) | internal test macro-F1 | Δ vs shipped (paired) | external macro-F1 | "
+             "Δ vs shipped (paired) | ms, batch 1 | img/s |", "|---|---|---|---|---|---|---|---|"]
+    for m in report["models"]:
+        difference = m.get("macro_f1_difference") or {}
+        lines.append(f"| {m['title']} | {m['parameters'] / 1e6:.1f} | {_ci(m['splits']['test']['macro_f1'])} | "
+                     f"{_delta(difference.get('test'))} | {_ci(m['splits']['external']['macro_f1'])} | "
+                     f"{_delta(difference.get('external'))} | {m['latency_ms_batch1']:.1f} | "
+                     f"{m['throughput_img_s_batch32']:.1f} |")
+    cv = report.get("cross_validation")
+    if cv:
+        s = cv["summary"]["test"]
+        lines += ["", f"Cross-validation of the DenseNet-121 ({cv['finished']} of {cv['n_folds']} patient-level folds, "
+                      f"{cv['recipe']}), mean ± SD over folds on held-out patients: macro-F1 "
+                      f"{s['macro_f1']['mean']:.3f} ± {s['macro_f1']['std']:.3f}, COVID-19 sensitivity "
+                      f"{s['covid_sensitivity']['mean']:.3f} ± {s['covid_sensitivity']['std']:.3f}, specificity "
+                      f"{s['covid_specificity']['mean']:.3f} ± {s['covid_specificity']['std']:.3f}."]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def replace_comparison_block(text: str, block: str) -> str:
+    """``text`` with its comparison block replaced; ValueError if the markers are missing."""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"no generated comparison block ({BEGIN} ... {END}) found")
+    return pattern.sub(lambda _: block, text, count=1)
