@@ -5,21 +5,21 @@ import numpy as np
 import streamlit as st
 
 from covidviz import CLASS_TITLES
+from covidviz.errors import WeightsError
 from covidviz.evaluation import artifacts as ed
-from covidviz.text import without_folder
+from covidviz.model.sidecar import read_sidecar
 from covidviz.ui import comparison_view as cmp
 from covidviz.ui import eval_figures as ef
+from covidviz.ui.eval_page import start_artifact_page
 from covidviz.ui.resources import weights_dir
-from covidviz.ui.sidebar import disclaimer
 
-st.title("Model comparison")
-disclaimer()
-folder = weights_dir()
+report = start_artifact_page("Model comparison", ed.load_comparison)
 try:
-    report = ed.load_comparison(folder)
-except ed.EvalArtifactsError as exc:
-    st.warning(without_folder(str(exc), folder))
-    st.stop()
+    stale = cmp.stale_note(report, read_sidecar(weights_dir()).get("weights_sha256"))
+except WeightsError:  # no shipped sidecar to compare with: the comparison itself still reads
+    stale = None
+if stale:
+    st.warning(stale)
 
 st.info(cmp.reduced_note(report))
 split = st.radio("Evaluated on", list(cmp.SPLIT_NAMES), format_func=cmp.SPLIT_NAMES.get, horizontal=True,

@@ -207,3 +207,10 @@ def test_a_finished_run_is_skipped_and_an_interrupted_one_resumes(built, capsys,
     out = capsys.readouterr().out
     assert "resumed from" in out and "after epoch 1" in out
     assert [h["epoch"] for h in json.loads((export / "model.json").read_text())["training"]["history"]] == [1, 2]
+
+
+def test_a_comparison_built_against_other_shipped_weights_is_flagged():
+    from covidviz.ui.comparison_view import stale_note
+    report = {"models": [{"id": "shipped", "weights_sha256": "a" * 64}]}
+    assert stale_note(report, "a" * 64) is None
+    assert "built against shipped model aaaaaaaaaaaa" in stale_note(report, "b" * 64)

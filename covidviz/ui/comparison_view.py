@@ -52,6 +52,16 @@ def signed_with_ci(measure: dict[str, Any] | None) -> str:
     return f"{measure['value']:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
+def stale_note(report: dict[str, Any], shipped_sha256: str | None) -> str | None:
+    """A warning when the comparison was built against other shipped weights than the ones served now."""
+    built = next((m["weights_sha256"] for m in report["models"] if m["id"] == "shipped"), None)
+    if built and shipped_sha256 and built != shipped_sha256:
+        return (f"This comparison was built against shipped model {built[:12]}, but the server now ships "
+                f"{shipped_sha256[:12]}: its shipped row and differences are not this model's. Run "
+                "`python -m covidviz compare-build` again.")
+    return None
+
+
 def comparison_table(report: dict[str, Any], split: str) -> pd.DataFrame:
     """One row per model: the measures on ``split`` with their 95% intervals, its difference in macro-F1 from
     the shipped model (paired bootstrap), size and speed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -14,16 +16,23 @@ from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
 
 
-def start_eval_page(title: str) -> dict[str, Any]:
-    """Render the banner and title; return metrics.json, warning when it belongs to other weights."""
+def start_artifact_page(title: str, load: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Render the banner and title; return the artifact ``load`` reads from the weights folder, or stop the page
+    with a warning that says how to make it (server paths left out)."""
     st.title(title)
     disclaimer()
     folder = weights_dir()
     try:
-        metrics = ed.load_metrics(folder)
+        return load(folder)
     except ed.EvalArtifactsError as exc:
         st.warning(without_folder(str(exc), folder))
         st.stop()
+
+
+def start_eval_page(title: str) -> dict[str, Any]:
+    """Render the banner and title; return metrics.json, warning when it belongs to other weights."""
+    metrics = start_artifact_page(title, ed.load_metrics)
+    folder = weights_dir()
     try:
         stale = ed.stale_warning(metrics, read_sidecar(folder))
     except WeightsError:
