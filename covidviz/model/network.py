@@ -133,7 +133,7 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("densenet201", "DenseNet-201", lambda k: CxrDenseNet(k, block_config=(6, 12, 48, 32))),
     Architecture("resnet50", "ResNet-50", CxrResNet50),
     Architecture("vgg19_bn", "VGG-19 (batch norm, average-pool head)", CxrVgg19Bn),
-    Architecture("small_cnn", "small CNN (1.8 M parameters)", SmallCxrNet),
+    Architecture("small_cnn", "small CNN", SmallCxrNet),
 )}
 assert tuple(ARCHITECTURES) == ARCHITECTURE_NAMES
 
