@@ -33,8 +33,8 @@ st.caption(f"95% intervals: percentile bootstrap over images. Δ macro-F1: the m
            f"model's on the images both scored, with a paired bootstrap ({boot['resamples']:,} resamples, both "
            f"models scored on every resample); an interval that excludes 0 is a difference this test set can see. "
            f"Macro-F1 averages the classes present (the external sets hold no pneumonia). Latency and throughput: "
-           f"{machine['engine']}, {machine['threads']} threads on this server's CPU ({machine['cpu']}), measured in "
-           f"one interleaved run. Weights are committed when under {report['weights_limit_mb']:.0f} MB at fp16; "
+           f"{machine['engine']}, {machine['threads']} threads on this server's CPU ({machine['cpu']}), timed in one "
+           f"run, {machine.get('timing', 'interleaved')}. Weights are committed when under {report['weights_limit_mb']:.0f} MB at fp16; "
            f"committed comparison models can be chosen on Diagnose.")
 
 st.subheader("Confusion matrices")

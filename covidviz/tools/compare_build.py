@@ -3,7 +3,7 @@
 For every finished backbone run and cross-validation fold under ``--runs``: its evaluation artifacts and
 sidecar are copied; its weights too when they are small (under :data:`WEIGHTS_LIMIT_MB` at fp16), so the
 Diagnose page can switch to it; otherwise its recipe reproduces them. Latency at batch 1 and throughput are
-measured here, on the same engine for every model, interleaved so that all see the same machine load.
+measured here, on the same engine for every model, the models taking turns over three rounds.
 Then ``comparison.json`` is written: everything the Model comparison page shows.
 """
 
@@ -78,22 +78,30 @@ def recipe_of(sidecar: dict[str, Any]) -> dict[str, Any]:
     return {"name": sidecar.get("recipe", "unnamed recipe"), "description": sidecar.get("recipe", "unnamed recipe")}
 
 
-def _speed(folders: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
-    """Batch-1 latency (ms) and batch-32 throughput (images/s) of each model on ONNX Runtime, interleaved."""
+def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Batch-1 latency (ms) and batch-32 throughput (images/s) of each model on ONNX Runtime.
+
+    Models take turns in blocks (each block: one model's batch-1 median, then its batch-32 median), over
+    ``rounds`` rounds, and each figure is the median over rounds: a drift in machine load touches every model,
+    while no model is timed right after another's call, when that session's threads still spin for work."""
+    import statistics
+
     from covidviz.model.engine import build_engine, probe_batch
     from covidviz.model.weights import load_weights
-    from covidviz.tools.timing import interleaved_medians
+    from covidviz.tools.timing import median_seconds
     engines = {}
     for model_id, folder in folders.items():
         model, sidecar = load_weights(folder)
         engines[model_id] = (build_engine("onnxruntime", model, sidecar)[0], int(sidecar["input_size"]))
-    one = interleaved_medians({k: (lambda e=e, s=s: e.run(probe_batch(s, 1))) for k, (e, s) in engines.items()},
-                              repeats)
-    batches = {k: probe_batch(s, 32) for k, (_, s) in engines.items()}
-    many = interleaved_medians({k: (lambda e=e, k=k: e.run(batches[k])) for k, (e, _) in engines.items()},
-                               max(3, repeats // 5))
-    return {k: {"latency_ms_batch1": round(one[k] * 1000, 1), "throughput_img_s_batch32": round(32 / many[k], 1)}
-            for k in engines}
+    one: dict[str, list[float]] = {k: [] for k in engines}
+    many: dict[str, list[float]] = {k: [] for k in engines}
+    for _ in range(rounds):
+        for k, (engine, size) in engines.items():
+            single, batch = probe_batch(size, 1), probe_batch(size, 32)
+            one[k].append(median_seconds(lambda: engine.run(single), repeats))
+            many[k].append(median_seconds(lambda: engine.run(batch), max(3, repeats // 5)))
+    return {k: {"latency_ms_batch1": round(statistics.median(one[k]) * 1000, 1),
+                "throughput_img_s_batch32": round(32 / statistics.median(many[k]), 1)} for k in engines}
 
 
 def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool) -> dict[str, Any]:
@@ -146,7 +154,8 @@ def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS
         "generated_by": "python -m covidviz compare-build",
         "recipe": recipe_of(read_sidecar(next(iter(finished.values())))),
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "cores": os.cpu_count(), "engine": "ONNX Runtime fp32 (the same for every model)"},
+                    "cores": os.cpu_count(), "engine": "ONNX Runtime fp32 (the same for every model)",
+                    "timing": "models in turn, 3 rounds, median of each model's per-round medians"},
         "weights_limit_mb": WEIGHTS_LIMIT_MB,
         "paired_bootstrap": {"resamples": n_resamples, "method": "scipy.stats.bootstrap, paired, percentile 95%",
                              "reference": SHIPPED_ID},
