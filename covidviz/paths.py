@@ -10,6 +10,8 @@ WEIGHTS_DIR = ROOT / "weights"
 EXAMPLES_DIR = ROOT / "examples" / "xrays"
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "cxr"
 
+COMPARISON_DIR = "comparison"  # under a weights folder: comparison.json and one folder per compared run
+
 
 def weights_dir() -> Path:
     """The shipped weights, or ``COVIDVIZ_WEIGHTS`` when it points at a retrained model."""

@@ -19,7 +19,8 @@ from covidviz.tools.compare_build import build_comparison
 from covidviz.tools.compare_runs import compare_train
 from covidviz.training.recipes import Recipe
 from covidviz.training.train import TrainConfig, train
-from covidviz.ui.comparison_view import fmt, with_ci
+from covidviz.evaluation.facts import fmt_ci as with_ci
+from covidviz.ui.comparison_view import fmt
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, fixture_rows
 from tests.toy_data import make_toy_collection
 

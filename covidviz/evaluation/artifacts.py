@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from covidviz import CLASSES
+from covidviz.paths import COMPARISON_DIR
 
 SPLITS: tuple[str, ...] = ("val", "test", "external")
 SPLIT_TITLES: dict[str, str] = {"val": "validation", "test": "internal test",
@@ -159,7 +160,7 @@ COMPARISON_HOW_TO_MAKE = ("run `python -m covidviz compare-train --arch densenet
 
 def load_comparison(weights_dir: str | Path) -> dict[str, Any]:
     """``weights/comparison/comparison.json`` (what ``compare-build`` writes), checked for its model list."""
-    path = Path(weights_dir) / "comparison" / "comparison.json"
+    path = Path(weights_dir) / COMPARISON_DIR / "comparison.json"
     if not path.is_file():
         raise EvalArtifactsError(f"No model comparison at {path}: {COMPARISON_HOW_TO_MAKE}.")
     try:

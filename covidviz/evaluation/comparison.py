@@ -8,25 +8,16 @@ to ``weights/comparison/comparison.json``; the Model comparison page only reads 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from covidviz import CLASSES
+from covidviz.evaluation.artifacts import SplitPredictions
 from covidviz.evaluation.metrics import confusion_matrix, per_class_rates, roc_curve
 
 COMPARED_SPLITS = ("test", "external")
 ROC_GRID = np.linspace(0.0, 1.0, 101)  # false-positive rates at which each curve is stored
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """One model's calibrated predictions on one split, rows identified by file."""
-
-    files: np.ndarray
-    y_true: np.ndarray
-    probs: np.ndarray
 
 
 def macro_f1_present(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -55,7 +46,7 @@ def paired_difference(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray
             "resamples": n_resamples}
 
 
-def paired_rows(a: Predictions, b: Predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_rows(a: SplitPredictions, b: SplitPredictions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels and both models' predicted classes on the files both scored (same label required)."""
     index_b = {f: i for i, f in enumerate(b.files)}
     rows = [(i, index_b[f]) for i, f in enumerate(a.files) if f in index_b]
@@ -67,7 +58,7 @@ def paired_rows(a: Predictions, b: Predictions) -> tuple[np.ndarray, np.ndarray,
     return a.y_true[ia], a.probs[ia].argmax(1), b.probs[ib].argmax(1)
 
 
-def roc_points(pred: Predictions) -> dict[str, dict[str, list[float]]]:
+def roc_points(pred: SplitPredictions) -> dict[str, dict[str, list[float]]]:
     """Each class's one-vs-rest ROC curve as true-positive rates on :data:`ROC_GRID` (classes absent from the
     split are left out)."""
     out = {}
@@ -90,8 +81,8 @@ def table_measures(overall: dict[str, Any]) -> dict[str, Any]:
             "covid_specificity": per_class["covid"]["specificity"]}
 
 
-def model_entry(info: dict[str, Any], metrics: dict[str, Any], predictions: dict[str, Predictions],
-                reference: dict[str, Predictions] | None, n_resamples: int = 2000) -> dict[str, Any]:
+def model_entry(info: dict[str, Any], metrics: dict[str, Any], predictions: dict[str, SplitPredictions],
+                reference: dict[str, SplitPredictions] | None, n_resamples: int = 2000) -> dict[str, Any]:
     """One model's block of comparison.json. ``info``: id, title, architecture, recipe, parameters, sizes,
     speed (whatever the caller measured); ``reference``: the shipped model's predictions (None for itself)."""
     entry = {**info, "splits": {}, "confusion": {}, "roc": {}, "macro_f1_difference": None}

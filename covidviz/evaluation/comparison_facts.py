@@ -6,21 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from covidviz.evaluation.facts import fmt_ci, fmt_difference
+
 BEGIN, END = "<!-- comparison:begin (python -m covidviz compare-build) -->", "<!-- comparison:end -->"
-
-
-def _ci(measure: dict[str, Any] | None) -> str:
-    if not measure or measure.get("value") is None:
-        return "n/a"
-    low, high = measure["ci95"]
-    return f"{measure['value']:.3f} ({low:.3f}–{high:.3f})"
-
-
-def _delta(difference: dict[str, Any] | None) -> str:
-    if not difference:
-        return "reference"
-    low, high = difference["ci95"]
-    return f"{difference['value']:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def comparison_block(report: dict[str, Any]) -> str:
@@ -30,9 +18,9 @@ def comparison_block(report: dict[str, Any]) -> str:
              "Δ vs shipped (paired) | ms, batch 1 | img/s |", "|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:
         difference = m.get("macro_f1_difference") or {}
-        lines.append(f"| {m['title']} | {m['parameters'] / 1e6:.1f} | {_ci(m['splits']['test']['macro_f1'])} | "
-                     f"{_delta(difference.get('test'))} | {_ci(m['splits']['external']['macro_f1'])} | "
-                     f"{_delta(difference.get('external'))} | {m['latency_ms_batch1']:.1f} | "
+        lines.append(f"| {m['title']} | {m['parameters'] / 1e6:.1f} | {fmt_ci(m['splits']['test']['macro_f1'])} | "
+                     f"{fmt_difference(difference.get('test'))} | {fmt_ci(m['splits']['external']['macro_f1'])} | "
+                     f"{fmt_difference(difference.get('external'))} | {m['latency_ms_batch1']:.1f} | "
                      f"{m['throughput_img_s_batch32']:.1f} |")
     cv = report.get("cross_validation")
     if cv:

@@ -37,6 +37,14 @@ def fmt_ci(metric: dict[str, Any] | None) -> str:
     return f"{metric['value']:.3f} ({interval})" if interval else f"{metric['value']:.3f}"
 
 
+def fmt_difference(difference: dict[str, Any] | None) -> str:
+    """A paired difference as "+0.012 (−0.010 to +0.035)"; "reference" where there is none (the model itself)."""
+    if not difference:
+        return "reference"
+    low, high = difference["ci95"]
+    return f"{difference['value']:+.3f} ({low:+.3f} to {high:+.3f})"
+
+
 def _lookup(measures: dict[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any] | None:
     node: Any = measures
     for key in path:

@@ -18,23 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from covidviz.evaluation.artifacts import load_predictions
-from covidviz.evaluation.comparison import COMPARED_SPLITS, Predictions, crossval_summary, model_entry
+from covidviz.evaluation.artifacts import SplitPredictions, load_predictions
+from covidviz.evaluation.comparison import COMPARED_SPLITS, crossval_summary, model_entry
+from covidviz.paths import COMPARISON_DIR
 from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.training.recipes import REDUCED_CPU
 
 WEIGHTS_LIMIT_MB = 25.0
-COMPARISON_DIR = "comparison"
 SHIPPED_ID = "shipped"
 EVAL_FILES = ("metrics.json", "val_predictions.csv", "test_predictions.csv", "external_predictions.csv")
 
 
-def _predictions(folder: Path) -> dict[str, Predictions]:
-    out = {}
-    for split in COMPARED_SPLITS:
-        p = load_predictions(folder, split)
-        out[split] = Predictions(files=p.files, y_true=p.y_true, probs=p.probs)
-    return out
+def _predictions(folder: Path) -> dict[str, SplitPredictions]:
+    return {split: load_predictions(folder, split) for split in COMPARED_SPLITS}
 
 
 def _copy_run(export: Path, target: Path, with_weights: bool) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from covidviz.data.collection import read_metadata, radiologist_labels
 from covidviz.evaluation.run_eval import evaluate_run
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.training.recipes import REDUCED_CPU, Recipe
@@ -25,7 +24,7 @@ def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int |
                   n_boot: int = 1000, threads: int | None = None, limit: int | None = None) -> Path:
     """Train (or resume) one run and write ``export/eval/``; return the export folder. Backbones keep the
     shipped model's split (same test images, so differences can be paired); folds split the pool anew."""
-    from covidviz.data.split import read_split
+    from covidviz.evaluation.evaluate import records_for_splits
     from covidviz.model.weights import load_weights
     from covidviz.training.train import TrainConfig, _prepared_images, _segmenter, train
 
@@ -47,14 +46,9 @@ def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int |
                       threads=threads, limit=limit)
     train(cfg, resume=(folder / "last.pt").is_file())
     update_sidecar(export, recipe_details=recipe.as_dict())
-    model, sidecar = load_weights(export, expect=arch)
-    split = read_split(export / "split.csv")
-    records = read_metadata(data_dir)
-    if sidecar.get("data", {}).get("labels", "").startswith("NIH: RSNA"):
-        records = radiologist_labels(records)
-    by_file = {r.file: r for r in records}
-    chosen = {name: [by_file[f] for f in split[name] if f in by_file] for name in ("val", "test")}
-    chosen["external"] = [r for r in records if r.set == "external"]
+    model, _ = load_weights(export, expect=arch)
+    chosen = records_for_splits(data_dir, export)
+    chosen.pop("train")
     if limit:
         chosen = {name: recs[:limit] for name, recs in chosen.items()}
     segmenter = _segmenter(cfg)

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
+from covidviz.evaluation.facts import fmt_ci, fmt_difference
 
 SPLIT_NAMES = {"test": "Internal test (held-out patients)", "external": "External (Hannover COVID-19, Shenzhen normals)"}
 
@@ -35,23 +36,6 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def with_ci(measure: dict[str, Any] | None) -> str:
-    """A measure from the artifacts as "0.812 (0.790–0.833)"; "n/a" when undefined (a class absent)."""
-    if not measure or measure.get("value") is None:
-        return "n/a"
-    low, high = (measure.get("ci95") or [None, None])[:2]
-    interval = f" ({fmt(low)}–{fmt(high)})" if low is not None and high is not None else ""
-    return fmt(measure["value"]) + interval
-
-
-def signed_with_ci(measure: dict[str, Any] | None) -> str:
-    """A difference as "+0.012 (−0.010 to +0.035)"; "reference" for the shipped model itself."""
-    if measure is None:
-        return "reference"
-    low, high = measure["ci95"]
-    return f"{measure['value']:+.3f} ({low:+.3f} to {high:+.3f})"
-
-
 def stale_note(report: dict[str, Any], shipped_sha256: str | None) -> str | None:
     """A warning when the comparison was built against other shipped weights than the ones served now."""
     built = next((m["weights_sha256"] for m in report["models"] if m["id"] == "shipped"), None)
@@ -70,12 +54,12 @@ def comparison_table(report: dict[str, Any], split: str) -> pd.DataFrame:
         s = m["splits"][split]
         difference = m["macro_f1_difference"][split] if m.get("macro_f1_difference") else None
         rows.append({
-            "model": m["title"], "images": s["n"], "macro-F1": with_ci(s["macro_f1"]),
-            **{f"F1 {CLASS_TITLES[c]}": with_ci(s["f1"][c]) for c in CLASSES},
-            "COVID-19 sensitivity": with_ci(s["covid_sensitivity"]),
-            "COVID-19 specificity": with_ci(s["covid_specificity"]),
-            "ROC AUC COVID-19": with_ci(s["roc_auc"]["covid"]), "ROC AUC (macro)": with_ci(s["macro_roc_auc"]),
-            "Δ macro-F1 vs shipped": signed_with_ci(difference),
+            "model": m["title"], "images": s["n"], "macro-F1": fmt_ci(s["macro_f1"]),
+            **{f"F1 {CLASS_TITLES[c]}": fmt_ci(s["f1"][c]) for c in CLASSES},
+            "COVID-19 sensitivity": fmt_ci(s["covid_sensitivity"]),
+            "COVID-19 specificity": fmt_ci(s["covid_specificity"]),
+            "ROC AUC COVID-19": fmt_ci(s["roc_auc"]["covid"]), "ROC AUC (macro)": fmt_ci(s["macro_roc_auc"]),
+            "Δ macro-F1 vs shipped": fmt_difference(difference),
             "parameters (M)": fmt(m["parameters"] / 1e6, 1), "weights fp16 (MB)": fmt(m["weights_mb_fp16"], 1),
             "weights in repo": "yes" if m["weights_committed"] else "no (recipe reproduces them)",
             "latency batch 1 (ms)": fmt(m["latency_ms_batch1"], 1),
@@ -93,7 +77,7 @@ def roc_overlay(report: dict[str, Any], split: str, cls: str) -> go.Figure:
         if curve is None:
             continue
         fig.add_trace(go.Scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", line={"shape": "hv"},
-                                 name=f"{m['title']}: AUC {with_ci(m['splits'][split]['roc_auc'][cls])}"))
+                                 name=f"{m['title']}: AUC {fmt_ci(m['splits'][split]['roc_auc'][cls])}"))
     fig.update_layout(title=f"ROC: {CLASS_TITLES[cls]} vs rest · {SPLIT_NAMES[split]}",
                       xaxis={"title": "1 − specificity", "range": [-0.02, 1.02]},
                       yaxis={"title": "sensitivity", "range": [-0.02, 1.02]}, height=480,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from covidviz.model.sidecar import read_sidecar
+from covidviz.paths import COMPARISON_DIR
 from covidviz.verified import WEIGHTS_FILE
 
-COMPARISON_DIR = "comparison"
 
 
 @dataclass(frozen=True)
