@@ -123,3 +123,45 @@ def test_the_waiting_message_says_the_place_and_how_to_give_it_up():
     assert "1 request ahead" in waiting_message("Reading x.png", 1)
     assert "3 requests ahead" in waiting_message("Score-CAM for COVID-19", 3)
     assert "gives it up" in waiting_message("Reading x.png", 2)
+
+
+def test_a_job_past_the_limit_loses_its_slot_and_the_next_runs():
+    """A job that never ends (a hostile input would once have been one) must not hold the queue: the next
+    session runs once the limit has passed, and the overrunning job is told when it finally ends."""
+    queue = ComputeQueue(slots=1, limit=0.3)
+    release, held = threading.Event(), threading.Event()
+    outcome = {}
+
+    def hostile() -> None:
+        with queue.slot(poll=0.01) as job:
+            held.set()
+            release.wait(30)
+        outcome["hostile_overran"] = job.overran
+
+    def normal() -> None:
+        held.wait(5)
+        began = time.monotonic()
+        with queue.slot(poll=0.01) as job:
+            outcome["normal_waited"] = time.monotonic() - began
+        outcome["normal_overran"] = job.overran
+
+    threads = [threading.Thread(target=hostile), threading.Thread(target=normal)]
+    for t in threads:
+        t.start()
+    threads[1].join(10)
+    assert not threads[1].is_alive(), "the second session is still waiting behind the job that never ends"
+    assert 0.2 <= outcome["normal_waited"] < 5 and outcome["normal_overran"] is False
+    assert queue.running == 0  # the overrunning job no longer counts against the slot
+    release.set()
+    threads[0].join(10)
+    assert outcome["hostile_overran"] is True
+    assert queue.running == 0 and queue.waiting == 0
+
+
+def test_a_job_within_the_limit_is_not_set_aside():
+    queue = ComputeQueue(slots=1, limit=5)
+    with queue.slot(poll=0.01) as job:
+        time.sleep(0.05)
+    assert job.overran is False
+    with pytest.raises(ValueError, match="positive"):
+        ComputeQueue(1, limit=0)

@@ -31,7 +31,7 @@ from covidviz.explain.cam.methods import FAST_METHOD
 from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render
 from covidviz.explain.reading import Reading, heatmap, heatmap_on_original, lungs_on_display, read_xray
 from covidviz.interop.inputs import DicomResultError, HeatmapChoice, source_header
-from covidviz.io.loading import load_xray
+from covidviz.io.isolation import read_untrusted
 from covidviz.lungs.field import LOW_LUNG_SHARE
 from covidviz.model.predictor import Predictor
 
@@ -330,7 +330,7 @@ def results_for_bytes(predictor: Predictor, data: bytes, name: str,
     Raises :class:`DicomResultError` (not DICOM, no UIDs) or :class:`~covidviz.errors.XrayInputError`
     (unreadable image), each with a message for the user."""
     header = source_header(data, name)
-    reading = read_xray(predictor, load_xray(data, name), name, predictor.guard)
+    reading = read_xray(predictor, read_untrusted(data, name), name, predictor.guard)
     return dicom_results(header, reading, predictor, choice)
 
 

@@ -20,7 +20,7 @@ from covidviz.errors import XrayInputError
 from covidviz.explain.reading import Reading, read_xray
 from covidviz.interop.dicom_results import DicomResultError, DicomResults, HeatmapChoice, dicom_results, source_header
 from covidviz.interop.pacs import ImageRef, PacsError, PacsSettings, StudySummary, frontal_chest_images, retrieve, store
-from covidviz.io.loading import load_xray
+from covidviz.io.isolation import read_untrusted
 from covidviz.model.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ class StudyScore:
 
 
 def read_image(predictor: Predictor, data: bytes, ref: ImageRef) -> Reading:
-    """The reading of retrieved bytes, through the same loader as an upload (limits and warnings included)."""
-    return read_xray(predictor, load_xray(data, ref.name), ref.name, predictor.guard)
+    """The reading of retrieved bytes, decoded as an upload is (in an isolated worker; limits and warnings included)."""
+    return read_xray(predictor, read_untrusted(data, ref.name), ref.name, predictor.guard)
 
 
 def results_for(predictor: Predictor, data: bytes, ref: ImageRef, reading: Reading,

@@ -24,47 +24,65 @@ RADIOGRAPH_MODALITIES = {"CR", "DX"}
 LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
 MAX_VALUE = 1e30  # rescaled pixel values: far beyond any detector, well inside float32
 MAX_INFLATED = 4 * MAX_PIXELS  # bytes of a deflated data set: the largest accepted image at 32 bits per pixel
+MAX_AFTER_DEFLATE = 64  # bytes after the end of a deflated data set: padding, not another file spliced on
 
 
 def read_dicom(data: bytes) -> Xray:
-    """Decode one single-frame DICOM image to a grayscale :class:`Xray` (bright = dense)."""
+    """Decode one single-frame DICOM image to a grayscale :class:`Xray` (bright = dense).
+
+    Every exception on the read path becomes an :class:`XrayInputError`: pydicom converts elements lazily, so
+    a malformed header can raise any of its types (``NotImplementedError`` for an unknown VR, ``KeyError``,
+    ``struct.error``, ``zlib.error``...) from wherever a tag is first read, not only from ``dcmread``.
+    ``MemoryError`` is left alone: the isolated decoder reports it as a file that needs too much memory.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about every oddity it tolerates; none is actionable here
-        _check_inflated_size(data)
         try:
+            _check_inflated_size(data)
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        except Exception as exc:  # pydicom raises many types on broken headers (zlib.error, NotImplementedError...)
-            raise XrayInputError(f"The DICOM file is truncated or corrupt ({_kind(exc)}).") from None
+        except (XrayInputError, MemoryError):
+            raise
+        except Exception as exc:
+            raise XrayInputError(f"The DICOM file is truncated or corrupt ({_kind(exc)}).") from exc
         try:
             return _to_xray(ds)
-        except XrayInputError:
+        except (XrayInputError, MemoryError):
             raise
         except Exception as exc:  # a malformed element anywhere: say so instead of failing the app
-            raise XrayInputError(f"The DICOM file is malformed and cannot be read ({_kind(exc)}).") from None
+            raise XrayInputError(f"The DICOM file is malformed and cannot be read ({_kind(exc)}).") from exc
 
 
 def _check_inflated_size(data: bytes) -> None:
-    """Refuse a deflate bomb: pydicom inflates a deflated data set whole, and 50 MB can inflate to 50 GB."""
+    """Refuse a deflate bomb: pydicom inflates a deflated data set whole, and 50 MB can inflate to 50 GB.
+
+    The loop always ends: it stops at the end of the deflate stream, at the size limit, or at the first call
+    that neither consumes input nor produces output (a truncated stream). Once the stream has ended, zlib keeps
+    returning the same unconsumed tail, so a loop that waits for the tail to empty can spin forever.
+    """
     if DeflatedExplicitVRLittleEndian.encode() not in data[:4096]:  # the file meta group, which names it, is first
         return
     stream = io.BytesIO(data)
-    try:
-        pydicom.filereader.read_preamble(stream, force=True)
-        meta = pydicom.filereader._read_file_meta_info(stream)  # private, but the very reader dcmread uses
-    except Exception:  # noqa: BLE001 (dcmread reports a broken header itself)
-        return
+    pydicom.filereader.read_preamble(stream, force=True)
+    meta = pydicom.filereader._read_file_meta_info(stream)  # private, but the very reader dcmread uses
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return
     inflater, pending, inflated = zlib.decompressobj(-zlib.MAX_WBITS), data[stream.tell():], 0
-    try:
-        while pending and inflated <= MAX_INFLATED:
-            inflated += len(inflater.decompress(pending, 2**20))  # a MiB at a time: bounded memory
-            pending = inflater.unconsumed_tail
-    except zlib.error:
-        return  # dcmread reports the corrupt stream
+    while not inflater.eof and inflated <= MAX_INFLATED:
+        try:
+            out = inflater.decompress(pending, 2**20)  # a MiB at a time: bounded memory
+        except zlib.error:
+            return  # dcmread reports the corrupt stream
+        tail = inflater.unconsumed_tail
+        if not out and len(tail) >= len(pending):
+            break
+        inflated, pending = inflated + len(out), tail
     if inflated > MAX_INFLATED:
         raise XrayInputError(f"The deflated DICOM data set inflates to over {MAX_INFLATED / 2**20:.0f} MB, more "
                              f"than a {MAX_PIXELS // 1_000_000}-megapixel image needs.")
+    trailing = len(inflater.unused_data) if inflater.eof else 0
+    if trailing > MAX_AFTER_DEFLATE:
+        raise XrayInputError(f"The deflated DICOM data set ends {trailing:,} bytes before the file does: the file is "
+                             "corrupt or two files were joined.")
 
 
 def _kind(exc: BaseException) -> str:

@@ -49,11 +49,14 @@ def load_xray(data: bytes, filename: str = "") -> Xray:
     return xray
 
 
-def load_xray_file(path: str | Path) -> Xray:
-    """Read a file from disk through the same checks as an upload."""
-    path = Path(path)
+def file_bytes(path: str | Path) -> bytes:
+    """A file's bytes, or :class:`XrayInputError` saying why it cannot be read."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise XrayInputError(f"The file cannot be read ({exc.strerror}).") from None
-    return load_xray(data, path.name)
+
+
+def load_xray_file(path: str | Path) -> Xray:
+    """Read a trusted file from disk (the collection, fixtures) through the same checks as an upload."""
+    return load_xray(file_bytes(path), Path(path).name)

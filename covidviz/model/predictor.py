@@ -16,7 +16,7 @@ from covidviz import CLASSES
 from covidviz.errors import WeightsError, XrayInputError
 from covidviz.model.engine import ForwardPass, build_engine
 from covidviz.model.inference import softmax
-from covidviz.io.loading import load_xray
+from covidviz.io.isolation import read_untrusted
 from covidviz.model.ood import load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
@@ -107,7 +107,7 @@ class Predictor:
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:
         try:
-            xray = load_xray(data, name)
+            xray = read_untrusted(data, name)
         except XrayInputError as exc:
             return Prediction(name=name, error=str(exc))
         return self.predict_xrays([xray], [name])[0]

@@ -152,7 +152,7 @@ def decode_batch(batch: dict[str, np.ndarray], source: ArchiveSource) -> pa.Tabl
     import hashlib
 
     from covidviz.errors import XrayInputError
-    from covidviz.io.loading import load_xray
+    from covidviz.io.isolation import read_untrusted
     out: dict[str, list] = {k: [] for k in ("key", "sha256", "pixels", "height", "width", "info", "warnings",
                                              "error")}
     for key in batch["key"]:
@@ -161,7 +161,7 @@ def decode_batch(batch: dict[str, np.ndarray], source: ArchiveSource) -> pa.Tabl
         try:
             data = source.read(key)
             sha = hashlib.sha256(data).hexdigest()
-            xray = load_xray(data, Path(key).name)
+            xray = read_untrusted(data, Path(key).name)
             pixels, shape = np.ascontiguousarray(xray.pixels, dtype=np.float32).tobytes(), xray.pixels.shape
             info, warnings = json.dumps(xray.info), json.dumps(list(xray.warnings))
         except XrayInputError as exc:

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from covidviz.audit.recorder import record_outcome
 from covidviz.errors import XrayInputError
-from covidviz.io.loading import load_xray_file
+from covidviz.io.isolation import read_untrusted_file
 from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Prediction, Predictor
 
@@ -28,13 +28,14 @@ def expand_paths(paths: list[str]) -> Iterator[Path]:
 
 
 def predict_paths(predictor: Predictor, paths: list[Path], batch_size: int = 32) -> Iterator[Prediction]:
-    """Predictions in input order; unreadable inputs become error predictions, never exceptions."""
+    """Predictions in input order; unreadable inputs become error predictions, never exceptions. Each file is
+    decoded in an isolated worker: one that hangs or exhausts memory is refused and the run goes on."""
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         loaded, errors = [], {}
         for path in chunk:
             try:
-                loaded.append((str(path), load_xray_file(path)))
+                loaded.append((str(path), read_untrusted_file(path)))
             except XrayInputError as exc:
                 errors[str(path)] = str(exc)
         scored = {p.name: p for p in predictor.predict_xrays([x for _, x in loaded], [n for n, _ in loaded])}

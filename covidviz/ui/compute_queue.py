@@ -5,12 +5,20 @@ CPU-heavy job runs beside them. So at most ``slots`` jobs run at once in the pro
 turn in arrival order and are told their place. A waiting session that is interrupted (its user changes the
 input, or leaves: Streamlit raises inside the script thread at the next page update) leaves the queue on the
 way out, so an abandoned request never holds a place.
+
+No job holds its slot forever: one running longer than ``limit`` seconds is set aside by the next waiter,
+which takes the slot. A Python thread cannot be stopped from outside, so the overrunning job runs on
+beside the others; its session is told, when it ends, that it overran and others went ahead. Decoding an
+upload never runs in the queue (it runs in a worker process with limits of its own, covidviz.io.isolation):
+only model passes and heatmaps do, and those take seconds.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,16 +26,29 @@ from contextlib import contextmanager
 import streamlit as st
 
 POLL_SECONDS = 0.25  # how often a waiting session refreshes its message (and so can be interrupted)
+JOB_SECONDS = float(os.environ.get("COVIDVIZ_JOB_SECONDS", "120"))  # Score-CAM, the slowest job, takes ~25 s a map
+
+
+class Job:
+    """A held slot; ``overran`` turns true when the job outlived the queue's limit and lost its slot."""
+
+    def __init__(self, ticket: int) -> None:
+        self.ticket = ticket
+        self.started = time.monotonic()
+        self.overran = False
 
 
 class ComputeQueue:
     """A fair (FIFO) counting semaphore that reports each waiter's position."""
 
-    def __init__(self, slots: int = 1) -> None:
+    def __init__(self, slots: int = 1, limit: float = JOB_SECONDS) -> None:
         if slots < 1:
             raise ValueError("a compute queue needs at least one slot")
+        if limit <= 0:
+            raise ValueError("a compute queue's time limit must be positive")
         self.slots = slots
-        self._running = 0
+        self.limit = limit
+        self._jobs: dict[int, Job] = {}
         self._waiting: deque[int] = deque()
         self._tickets = itertools.count()
         self._changed = threading.Condition()
@@ -39,8 +60,16 @@ class ComputeQueue:
 
     @property
     def running(self) -> int:
+        """Jobs holding a slot (an overrun job no longer does, though its thread may still be busy)."""
         with self._changed:
-            return self._running
+            return len(self._jobs)
+
+    def _set_aside_overruns(self) -> None:
+        now = time.monotonic()
+        for ticket, job in list(self._jobs.items()):
+            if now - job.started > self.limit:
+                job.overran = True
+                del self._jobs[ticket]
 
     def position(self, ticket: int) -> int:
         """1 for the next in line; 0 when not waiting."""
@@ -48,19 +77,21 @@ class ComputeQueue:
             return self._waiting.index(ticket) + 1 if ticket in self._waiting else 0
 
     @contextmanager
-    def slot(self, on_wait: Callable[[int], None] | None = None, poll: float = POLL_SECONDS) -> Iterator[None]:
+    def slot(self, on_wait: Callable[[int], None] | None = None, poll: float = POLL_SECONDS) -> Iterator[Job]:
         """Hold one slot for the body; while waiting, call ``on_wait(position)`` every ``poll`` seconds.
 
-        An exception raised while waiting (by ``on_wait`` or the thread being stopped) removes the ticket."""
+        An exception raised while waiting (by ``on_wait`` or the thread being stopped) removes the ticket. The
+        job yielded says, once the body has run, whether it overran the limit and lost its slot."""
         with self._changed:
             ticket = next(self._tickets)
             self._waiting.append(ticket)
         try:
             while True:
                 with self._changed:
-                    if self._waiting[0] == ticket and self._running < self.slots:
+                    self._set_aside_overruns()
+                    if self._waiting[0] == ticket and len(self._jobs) < self.slots:
                         self._waiting.popleft()
-                        self._running += 1
+                        job = self._jobs[ticket] = Job(ticket)
                         break
                     position = self._waiting.index(ticket) + 1
                     if on_wait is None:
@@ -76,10 +107,10 @@ class ComputeQueue:
                 self._changed.notify_all()
             raise
         try:
-            yield
+            yield job
         finally:
             with self._changed:
-                self._running -= 1
+                self._jobs.pop(ticket, None)
                 self._changed.notify_all()
 
 
@@ -92,6 +123,12 @@ def server_queue() -> ComputeQueue:
     return ComputeQueue(SERVER_SLOTS)
 
 
+def overrun_message(what: str, limit: float) -> str:
+    return (f"{what} took longer than {limit:.0f} s, the most one request may hold the server; other users' "
+            "requests went ahead meanwhile. The result below is complete, but the server is busy or the request "
+            "unusually heavy.")
+
+
 def waiting_message(what: str, position: int) -> str:
     ahead = "1 request" if position == 1 else f"{position} requests"
     return (f"{what}: waiting for the server, {ahead} ahead of yours. Your place is kept while this page is open; "
@@ -102,9 +139,12 @@ def waiting_message(what: str, position: int) -> str:
 def queued(what: str) -> Iterator[None]:
     """Run the body in the server's queue, telling this session its place while it waits."""
     note = st.empty()
+    queue = server_queue()
     try:
-        with server_queue().slot(lambda position: note.info(waiting_message(what, position))):
+        with queue.slot(lambda position: note.info(waiting_message(what, position))) as job:
             note.empty()
             yield
     finally:
         note.empty()
+    if job.overran:
+        st.warning(overrun_message(what, queue.limit))

@@ -15,7 +15,7 @@ from covidviz.explain.case_report import case_report_html
 from covidviz.ui.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
 from covidviz.io.images import jpeg_bytes, png_bytes
-from covidviz.io.loading import load_xray
+from covidviz.io.isolation import read_untrusted
 from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
 from covidviz.model.predictor import Predictor
 from covidviz.explain.reading import (Reading, compact, heatmap, heatmap_on_original, lungs_on_display, read_xray,
@@ -43,10 +43,10 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
     if key not in cache:
         fields = upload_fields(data)  # never the name: file names often are the patient's
         try:
-            with timer(fields, "total"), queued(f"Reading {plain(name)}"):
-                with timer(fields, "decode"):
-                    xray = load_xray(data, name)
-                with timer(fields, "model"):
+            with timer(fields, "total"):
+                with timer(fields, "decode"):  # in a worker process, outside the queue: a hostile file holds no slot
+                    xray = read_untrusted(data, name)
+                with queued(f"Reading {plain(name)}"), timer(fields, "model"):
                     cache[key] = compact(read_xray(predictor, xray, name, guard))
                 del xray  # the full-resolution decode is not kept past this point
         except XrayInputError as exc:

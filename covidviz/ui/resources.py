@@ -42,6 +42,9 @@ def warm_up(folder: Path) -> bool:
     from covidviz.explain.reading import heatmap, heatmap_on_original, read_xray
     from covidviz.io.xray import Xray
 
+    from covidviz.io.isolation import decode_pool
+
+    decode_pool()  # the first upload's decoder process is started now, not when the upload arrives
     pixels = np.random.default_rng(0).random((512, 512), dtype=np.float32)
     reading = read_xray(predictor, Xray(pixels=pixels), "warm-up", None)
     cam = heatmap_on_original(reading, heatmap(reading, predictor, "Grad-CAM", 0))

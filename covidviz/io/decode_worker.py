@@ -1,0 +1,133 @@
+"""The child side of :mod:`covidviz.io.isolation`: ``python -m covidviz.io.decode_worker IN_FD OUT_FD``.
+
+One request at a time over two pipes (:class:`multiprocessing.connection.Connection` framing):
+``(bytes, filename)`` in; then ``("ok", shape, info, warnings)`` followed by the pixels (into the shared
+memory block the parent names, or as raw bytes down the pipe), or ``("rejected", problem)``, ``("memory",)``
+or ``("failed", exception type)``. It runs as its own program, not a multiprocessing child, so it never
+re-imports whatever script the parent was started as.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import resource
+import sys
+import warnings
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from covidviz.errors import XrayInputError
+from covidviz.io.loading import load_xray
+
+
+def address_space(pid: int | str = "self") -> int:
+    """A process's virtual memory size in bytes (what RLIMIT_AS limits); 0 where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def caused_by_memory(exc: BaseException | None) -> bool:
+    """Whether a MemoryError lies anywhere in the exception's chain (a reader may have wrapped it)."""
+    for _ in range(20):
+        if exc is None:
+            return False
+        if isinstance(exc, MemoryError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def answer(data: bytes, filename: str) -> tuple[tuple, np.ndarray | None]:
+    """The reply to one request, and the pixels to send after it when the file loaded."""
+    try:
+        xray = load_xray(data, filename)
+    except XrayInputError as exc:
+        return (("memory",) if caused_by_memory(exc) else ("rejected", exc.problem)), None
+    except MemoryError:
+        return ("memory",), None
+    except Exception as exc:  # noqa: BLE001 (a reader bug must still reach the caller as a refusal)
+        return ("failed", type(exc).__name__), None
+    pixels = np.ascontiguousarray(xray.pixels, dtype=np.float32)
+    return ("ok", pixels.shape, xray.info, xray.warnings), pixels
+
+
+def copy_into_shared(pixels: np.ndarray, name: str) -> None:
+    """Write the pixels into the parent's shared-memory block. Mapped directly rather than through
+    ``SharedMemory``, which in this Python registers the block with a resource tracker of this process's own
+    that would remove it when this process ends."""
+    fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+    try:
+        with mmap.mmap(fd, pixels.nbytes) as mapped:
+            target = np.ndarray(pixels.shape, np.float32, buffer=mapped)
+            target[...] = pixels
+            del target
+    finally:
+        os.close(fd)
+
+
+def warm_up() -> None:
+    """Decode one small PNG and load the compressed-DICOM decoders, so that the first real file does not pay for
+    the lazy imports."""
+    import importlib
+    import io
+
+    from PIL import Image
+
+    for decoder in ("openjpeg", "libjpeg", "pydicom.pixels.decoders"):
+        try:
+            importlib.import_module(decoder)
+        except ImportError:  # an optional decoder: its transfer syntaxes are refused with a message
+            pass
+
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64)).save(buffer, "PNG")
+    load_xray(buffer.getvalue(), "warm-up.png")
+
+
+def serve(inbox: Connection, outbox: Connection, memory_limit: int) -> None:
+    # On top of what the started worker holds: what a started interpreter maps varies with its environment,
+    # and the limit is for the decode.
+    warm_up()
+    limit = address_space() + memory_limit
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    outbox.send(("ready", os.getpid()))
+    while True:
+        try:
+            data, filename = inbox.recv()
+        except (EOFError, OSError):  # the parent has gone
+            return
+        except MemoryError:  # the file alone overruns the limit; the pipe is now mid-message, so stop here
+            outbox.send(("memory",))
+            return
+        reply, pixels = answer(data, filename)
+        del data
+        outbox.send(reply)
+        if pixels is None:
+            continue
+        how = inbox.recv()
+        if how[0] == "shared":
+            copy_into_shared(pixels, how[1])
+            outbox.send(("copied",))
+        else:
+            outbox.send_bytes(memoryview(pixels).cast("B"))
+        del pixels
+
+
+def main(argv: list[str]) -> None:
+    warnings.simplefilter("ignore")  # Pillow and pydicom warn about every oddity of a broken file
+    inbox = Connection(int(argv[0]), writable=False)
+    outbox = Connection(int(argv[1]), readable=False)
+    os.dup2(2, 1)  # a library that prints must not write into anything the parent reads
+    serve(inbox, outbox, int(argv[2]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
