@@ -33,6 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
+
+from covidviz.io.decode_worker import address_space  # noqa: E402
+
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 EXAMPLES = ROOT / "examples" / "xrays"
 TIMEOUT_S = 5.0  # per input: a real upload of the largest accepted size decodes in well under this here
@@ -336,29 +340,26 @@ def _serve(conn) -> None:  # noqa: ANN001 (a multiprocessing Connection)
     # The limit is on top of what the worker holds once started: a spawned child inherits the parent's
     # environment, and under a long test session that started Ray it imports more (pyarrow, pandas: 1.4 GB of
     # address space) than when run alone; an absolute limit would flag every input as a memory finding.
-    baseline = _address_space()
+    baseline = address_space()
     resource.setrlimit(resource.RLIMIT_AS, (baseline + MEMORY_LIMIT, baseline + MEMORY_LIMIT))
     conn.send("ready")
+    seeds: list[Seed] | None = None
     while True:
         try:
-            data, filename = conn.recv()
+            request = conn.recv()
         except EOFError:
             return
+        if request[0] == "index":  # mutate here, not in the driver: the driver's threads share one GIL
+            seeds = seeds or seed_corpus()
+            data, filename, _ = mutate(random.Random(request[1]), seeds)
+        else:
+            _, data, filename = request
         outcome = check(data, filename)
-        held = _address_space() - baseline
+        held = address_space() - baseline
         if held > MEMORY_LIMIT * 0.75:  # a decoder that grabbed (or leaked) most of the limit: a DoS on a server
             outcome = ("memory", f"the worker holds {held / 2**30:.1f} GiB after this input ({outcome[0]}: "
                                  f"{outcome[1][:120]})")
         conn.send(outcome)
-
-
-def _address_space() -> int:
-    """This process's virtual memory size in bytes (what RLIMIT_AS limits)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Worker:
@@ -379,8 +380,16 @@ class Worker:
             raise RuntimeError("the fuzz worker did not start")
 
     def run(self, data: bytes, filename: str) -> tuple[str, str]:
+        """The outcome of loading ``data`` uploaded as ``filename``."""
+        return self._ask(("input", data, filename))
+
+    def run_index(self, value: int) -> tuple[str, str]:
+        """The outcome of the input ``mutate(random.Random(value), seed_corpus())``, built in the worker."""
+        return self._ask(("index", value))
+
+    def _ask(self, request: tuple) -> tuple[str, str]:
         try:
-            self._conn.send((data, filename))
+            self._conn.send(request)
             began = time.monotonic()
             if self._conn.poll(self.timeout):
                 answer = self._conn.recv()
@@ -479,8 +488,7 @@ def campaign(start: int, count: int, processes: int, base_seed: int, timeout: fl
                     if i >= start + count:
                         return
                     next_index[0] += 1
-                data, filename, origin = mutate(random.Random(base_seed + i), seeds)
-                outcome, detail = worker.run(data, filename)
+                outcome, detail = worker.run_index(base_seed + i)
                 with lock:
                     slowest[0] = max(slowest[0], worker.slowest)
                     counts[outcome] += 1
@@ -489,6 +497,7 @@ def campaign(start: int, count: int, processes: int, base_seed: int, timeout: fl
                     new = outcome in FINDINGS and sig not in seen
                     seen.add(sig)
                 if new:
+                    data, filename, origin = mutate(random.Random(base_seed + i), seeds)
                     small = shrink(worker, data, filename, sig)
                     if len(small) <= MAX_FIXTURE_BYTES:
                         path = save_finding(small, filename, outcome, detail, f"execution {i}, {origin}", corpus)
@@ -535,5 +544,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())
