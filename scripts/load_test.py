@@ -10,12 +10,17 @@ for that map. Prints, and returns as JSON on the last line:
 - upload-to-heatmap seconds per session (p50, p95, max) and method-switch seconds;
 - errors (timeouts, or an exception shown on a page): must be 0;
 - sessions whose shown verdict differs from ``Predictor.predict_bytes`` on their own file: must be 0
-  (no session ever sees another's result).
+  (no session ever sees another's result);
+- with ``--hostile`` (default 1), sessions that meanwhile upload hostile files: a 14.8 KB DICOM that once hung
+  the decoder forever (tests/fuzz_corpus/hung-deflate-eof-*.dcm) and a 46-megapixel noise PNG (46 MB, as large
+  as the upload limit allows, seconds to decode); each must see the refusal of the first and a result for the
+  second, while the others get their results in their usual time.
 
 The DICOMs are honest about what they are: a real public chest X-ray (examples/xrays) enlarged, under an
 invented header (covidviz.interop.sample_dicom). Usage:
     python scripts/load_test.py --sessions 6 --side 4800 --dicom-every 1   # 6 different 46 MB DICOMs
     python scripts/load_test.py --sessions 8 --side 2400        # the short form the tests run
+    python scripts/load_test.py --sessions 6 --hostile 0       # the same without hostile sessions, to compare
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from covidviz.paths import EXAMPLES_DIR  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SECOND_METHOD = "HiResCAM"
+FORMER_HANG = next((ROOT / "tests" / "fuzz_corpus").glob("hung-deflate-eof-*.dcm"))
+REFUSAL = "The deflated DICOM data set ends"  # what the former hang is refused with
 
 
 def large_dicom(png: Path, side: int, index: int) -> bytes:
@@ -83,6 +90,16 @@ def inputs(sessions: int, side: int, folder: Path, dicom_every: int = 2) -> list
             path.write_bytes(source.read_bytes())
         files.append(path)
     return files
+
+
+def hostile_files(folder: Path) -> list[Path]:
+    """The file that once hung the decoder, and the largest noise PNG the upload limit lets through."""
+    huge = folder / "hostile_noise_6800px.png"
+    noise = np.random.default_rng(25).integers(0, 256, (6800, 6800), dtype=np.uint8)
+    cv2.imwrite(str(huge), noise, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    hang = folder / "hostile_former_hang.dcm"
+    hang.write_bytes(FORMER_HANG.read_bytes())
+    return [hang, huge]
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -154,7 +171,31 @@ async def session(browser, url: str, path: Path, timeout_s: float) -> Outcome:
     return outcome
 
 
-async def all_sessions(url: str, files: list[Path], timeout_s: float, pid: int) -> tuple[list[Outcome], dict]:
+async def hostile_session(browser, url: str, paths: list[Path], timeout_s: float) -> Outcome:
+    """Uploads the hostile files together; must see the former hang refused and the huge PNG read."""
+    outcome = Outcome(file="+".join(p.name for p in paths))
+    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = await context.new_page()
+    try:
+        await page.goto(url)
+        await page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
+        started = time.perf_counter()
+        await page.locator("input[type=file]").set_input_files([str(p) for p in paths])
+        await page.get_by_text(REFUSAL).first.wait_for(timeout=timeout_s * 1000)
+        await page.locator("p", has_text="Model output:").first.wait_for(timeout=timeout_s * 1000)
+        outcome.upload_to_heatmap_s = time.perf_counter() - started
+        outcome.shown = "refused and read"
+        if await page.locator("[data-testid=stException]").count():
+            outcome.error = "an exception is shown on the page"
+    except Exception as exc:  # noqa: BLE001
+        outcome.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+    finally:
+        await context.close()
+    return outcome
+
+
+async def all_sessions(url: str, files: list[Path], timeout_s: float, pid: int,
+                       hostile: list[list[Path]] = ()) -> tuple[list[Outcome], list[Outcome], dict]:
     from playwright.async_api import async_playwright
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -167,7 +208,9 @@ async def all_sessions(url: str, files: list[Path], timeout_s: float, pid: int) 
             await asyncio.sleep(3)
             await warm.close()
             warmed = memory_kb(pid)  # the model loaded, no session holding anything
-            return list(await asyncio.gather(*(session(browser, url, f, timeout_s) for f in files))), warmed
+            outcomes = await asyncio.gather(*(hostile_session(browser, url, h, timeout_s) for h in hostile),
+                                            *(session(browser, url, f, timeout_s) for f in files))
+            return list(outcomes[len(hostile):]), list(outcomes[:len(hostile)]), warmed
         finally:
             await browser.close()
 
@@ -187,10 +230,12 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_every: int = 2) -> dict:
+def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_every: int = 2,
+                  hostile: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="covidviz-load-") as tmp:
         folder = Path(tmp)
         files = inputs(sessions, side, folder, dicom_every)
+        hostiles = [hostile_files(folder)] * hostile
         process, url = start_server(folder / "streamlit.log")
         try:
             with urllib.request.urlopen(url, timeout=30):
@@ -199,7 +244,8 @@ def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_ever
             # in a thread of its own: the caller may already run an event loop (a test session driving a
             # browser through Playwright's sync API does), and asyncio.run needs none in its thread
             with ThreadPoolExecutor(max_workers=1) as pool:
-                outcomes, before = pool.submit(asyncio.run, all_sessions(url, files, timeout_s, process.pid)).result()
+                outcomes, hostile_outcomes, before = pool.submit(
+                    asyncio.run, all_sessions(url, files, timeout_s, process.pid, hostiles)).result()
             after = memory_kb(process.pid)
         finally:
             process.terminate()
@@ -214,7 +260,9 @@ def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_ever
         "upload_to_heatmap_s": {"p50": round(percentile(times, 50), 2), "p95": round(percentile(times, 95), 2),
                                 "max": round(max(times, default=float("nan")), 2)},
         "method_switch_s": {"p50": round(percentile(switches, 50), 2), "max": round(max(switches, default=float("nan")), 2)},
-        "errors": [f"{o.file}: {o.error}" for o in outcomes if o.error],
+        "errors": [f"{o.file}: {o.error}" for o in [*outcomes, *hostile_outcomes] if o.error],
+        "hostile_sessions": len(hostile_outcomes),
+        "hostile_s": [round(o.upload_to_heatmap_s, 2) for o in hostile_outcomes if o.upload_to_heatmap_s is not None],
         "mixed": mixed,
         "shown_equals_predict": sum(1 for o in outcomes if o.shown is not None) - len(mixed),
     }
@@ -226,13 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=2400, help="DICOM side in px (4800: 46 MB, 16-bit)")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds a session may wait for each step")
     parser.add_argument("--dicom-every", type=int, default=2, help="every Nth session uploads a DICOM (1: all)")
+    parser.add_argument("--hostile", type=int, default=1, help="sessions uploading hostile files meanwhile")
     args = parser.parse_args(argv)
-    result = run_load_test(args.sessions, args.side, args.timeout, args.dicom_every)
+    result = run_load_test(args.sessions, args.side, args.timeout, args.dicom_every, args.hostile)
     print(f"{result['sessions']} sessions at once ({args.side} px DICOMs and PNGs): server memory "
           f"{result['server_rss_before_mb']} MB with the model loaded, peak {result['server_peak_mb']} MB; upload to heatmap p50 "
           f"{result['upload_to_heatmap_s']['p50']} s, p95 {result['upload_to_heatmap_s']['p95']} s, max "
           f"{result['upload_to_heatmap_s']['max']} s; method switch p50 {result['method_switch_s']['p50']} s; "
-          f"errors {len(result['errors'])}; sessions showing another's result {len(result['mixed'])}")
+          f"errors {len(result['errors'])}; sessions showing another's result {len(result['mixed'])}; "
+          f"{result['hostile_sessions']} hostile session(s) refused and read in {result['hostile_s']} s")
     print(json.dumps(result))
     return 0 if not result["errors"] and not result["mixed"] else 1
 

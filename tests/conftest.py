@@ -25,6 +25,13 @@ os.environ["COVIDVIZ_ENGINE"] = "onnxruntime"
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
+# a new fuzz seed every run (tests/test_fuzz_loading.py), printed in the session header so a finding replays
+FUZZ_SEED = int(os.environ.get("COVIDVIZ_FUZZ_SEED") or int.from_bytes(os.urandom(4), "big") % 2**31)
+
+
+def pytest_report_header() -> str:
+    return f"fuzz seed this run: {FUZZ_SEED} (replay: COVIDVIZ_FUZZ_SEED={FUZZ_SEED} make test, or " \
+           f"scripts/fuzz_load_xray.py --seed {FUZZ_SEED} -n 500)"
 FIXTURES = ROOT / "examples" / "xrays"
 WEIGHTS = ROOT / "weights"
 SHARED = ROOT.parent / "shared" / "cxr"

@@ -1,9 +1,10 @@
 """Fuzzing load_xray: every mutated real file loads as a valid Xray or raises XrayInputError, within a time limit.
 
 The short CI run of the campaign in scripts/fuzz_load_xray.py: the same seeds (real PNG/JPEG chest X-rays and
-pydicom-data DICOMs) and mutations, a few hundred derandomized examples, each input in a worker process with
-a per-input time limit so that a hang fails the test instead of stalling CI. Every file the long campaign
-found (tests/fuzz_corpus/) is replayed as a regression.
+pydicom-data DICOMs) and mutations, a few hundred derandomized examples (the same every run) and 500 from a
+seed that changes every run (printed in pytest's header, ``COVIDVIZ_FUZZ_SEED`` replays it), each input in a
+worker process with a per-input time limit so that a hang fails the test instead of stalling CI. Every file
+the long campaign found (tests/fuzz_corpus/) is replayed as a regression.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import FUZZ_SEED
 from scripts.fuzz_load_xray import CORPUS, FINDINGS, MAX_FIXTURE_BYTES, SEED_DICOMS, Worker, mutate, seed_corpus
 
 CORPUS_FILES = sorted(p for p in CORPUS.glob("*") if p.name != "README.md")
@@ -101,3 +103,14 @@ def test_deflate_bomb_is_refused_before_it_is_inflated(worker):
     bomb = real[:stream.tell()] + b"".join(deflate.compress(bytes(2**20)) for _ in range(300)) + deflate.flush()
     kind, detail = worker.run(bomb, "bomb.dcm")
     assert (kind, detail.split(" inflates")[0]) == ("rejected", "The deflated DICOM data set"), (kind, detail)
+
+
+def test_a_new_seed_every_run_finds_nothing(worker):
+    """500 executions from this run's seed: over many runs, CI keeps exploring instead of replaying."""
+    findings = []
+    for i in range(500):
+        kind, detail = worker.run_index(FUZZ_SEED + i)
+        if kind not in ("loaded", "rejected"):
+            findings.append(f"execution {i} (replay: scripts/fuzz_load_xray.py --seed {FUZZ_SEED} --start {i} -n 1): "
+                            f"{kind}: {detail}")
+    assert not findings, findings
