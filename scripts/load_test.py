@@ -48,31 +48,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from covidviz import CLASS_TITLES  # noqa: E402
+from covidviz.interop.sample_dicom import enlarged_radiograph  # noqa: E402
 from covidviz.paths import EXAMPLES_DIR  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SECOND_METHOD = "HiResCAM"
 FORMER_HANG = next((ROOT / "tests" / "fuzz_corpus").glob("hung-deflate-eof-*.dcm"))
 REFUSAL = "The deflated DICOM data set ends"  # what the former hang is refused with
-
-
-def large_dicom(png: Path, side: int, index: int) -> bytes:
-    """A 16-bit CR DICOM of ``side`` x ``side`` px from a real X-ray PNG (12 bits stored)."""
-    from pydicom.filebase import DicomBytesIO
-
-    from covidviz.interop.sample_dicom import Invented, radiograph_from_png
-    who = Invented(patient_name=f"LOAD^TEST{index}", patient_id=f"LT{index:04d}", birth_date="19600101", sex="O",
-                   study_date="20240301", accession=f"LOAD{index:04d}")
-    ds = radiograph_from_png(png.read_bytes(), who)
-    gray = cv2.imdecode(np.frombuffer(png.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
-    big = cv2.resize(gray, (side, side), interpolation=cv2.INTER_CUBIC)
-    pixels = np.clip(big / 255.0 * 4095.0, 0, 4095).astype(np.uint16)
-    ds.Rows = ds.Columns = side
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelData = pixels.tobytes()
-    out = DicomBytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def inputs(sessions: int, side: int, folder: Path, dicom_every: int = 2) -> list[Path]:
@@ -84,7 +66,7 @@ def inputs(sessions: int, side: int, folder: Path, dicom_every: int = 2) -> list
         source = pngs[i % len(pngs)]
         if i % dicom_every == 0:
             path = folder / f"session{i}_{source.stem}_{side}px.dcm"
-            path.write_bytes(large_dicom(source, side + 16 * i, i))  # each a different size, so each differs
+            path.write_bytes(enlarged_radiograph(source.read_bytes(), side + 16 * i, i))  # each differs
         else:
             path = folder / f"session{i}_{source.name}"
             path.write_bytes(source.read_bytes())

@@ -86,6 +86,25 @@ def radiograph_from_png(png: bytes, who: Invented, series_number: int = 1, insta
     return ds
 
 
+def enlarged_radiograph(png: bytes, side: int, index: int = 0) -> bytes:
+    """Part 10 bytes of a 16-bit CR DICOM, ``side`` x ``side`` px (12 bits stored), from a real X-ray PNG
+    enlarged: 4800 px is a 46 MB file, near the upload limit. For load tests and benchmarks; ``index``
+    varies the invented patient so that each file differs."""
+    from pydicom.filebase import DicomBytesIO
+
+    who = Invented(patient_name=f"LOAD^TEST{index}", patient_id=f"LT{index:04d}", birth_date="19600101", sex="O",
+                   study_date="20240301", accession=f"LOAD{index:04d}")
+    ds = radiograph_from_png(png, who)
+    gray = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+    big = np.asarray(Image.fromarray(gray, mode="F").resize((side, side), Image.Resampling.BICUBIC))
+    ds.Rows = ds.Columns = side
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelData = np.clip(big / 255.0 * 4095.0, 0, 4095).astype(np.uint16).tobytes()
+    out = DicomBytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 def example_studies(examples_dir: Path = EXAMPLES_DIR) -> Iterator[Dataset]:
     """One invented study per example PNG, a few days apart, with accession numbers CVZDEMO01, 02, ..."""
     with (examples_dir / "manifest.csv").open(newline="") as handle:

@@ -1,7 +1,8 @@
 """The child side of :mod:`covidviz.io.isolation`: ``python -m covidviz.io.decode_worker IN_FD OUT_FD``.
 
 One request at a time over two pipes (:class:`multiprocessing.connection.Connection` framing):
-``(bytes, filename)`` in; then ``("ok", shape, info, warnings)`` followed by the pixels (into the shared
+``("bytes", data, filename)`` in, or ``("shared", block name, size, filename)`` for a large file the parent
+put in shared memory; then ``("ok", shape, info, warnings)`` followed by the pixels (into the shared
 memory block the parent names, or as raw bytes down the pipe), or ``("rejected", problem)``, ``("memory",)``
 or ``("failed", exception type)``. It runs as its own program, not a multiprocessing child, so it never
 re-imports whatever script the parent was started as.
@@ -59,13 +60,23 @@ def answer(data: bytes, filename: str) -> tuple[tuple, np.ndarray | None]:
     return ("ok", pixels.shape, xray.info, xray.warnings), pixels
 
 
+def read_shared(name: str, size: int) -> bytes:
+    """The file's bytes from the parent's shared-memory block (see :func:`copy_into_shared` for why mmap)."""
+    fd = os.open(f"/dev/shm/{name}", os.O_RDONLY)
+    try:
+        with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
+            return mapped[:size]
+    finally:
+        os.close(fd)
+
+
 def copy_into_shared(pixels: np.ndarray, name: str) -> None:
     """Write the pixels into the parent's shared-memory block. Mapped directly rather than through
     ``SharedMemory``, which in this Python registers the block with a resource tracker of this process's own
     that would remove it when this process ends."""
     fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
     try:
-        with mmap.mmap(fd, pixels.nbytes) as mapped:
+        with mmap.mmap(fd, pixels.nbytes, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE) as mapped:  # one fault, not one a page
             target = np.ndarray(pixels.shape, np.float32, buffer=mapped)
             target[...] = pixels
             del target
@@ -101,10 +112,12 @@ def serve(inbox: Connection, outbox: Connection, memory_limit: int) -> None:
     outbox.send(("ready", os.getpid()))
     while True:
         try:
-            data, filename = inbox.recv()
+            request = inbox.recv()
+            data, filename = (read_shared(request[1], request[2]), request[3]) if request[0] == "shared" \
+                else (request[1], request[2])
         except (EOFError, OSError):  # the parent has gone
             return
-        except MemoryError:  # the file alone overruns the limit; the pipe is now mid-message, so stop here
+        except MemoryError:  # the file alone overruns the limit; the pipe may be mid-message, so stop here
             outbox.send(("memory",))
             return
         reply, pixels = answer(data, filename)

@@ -15,12 +15,14 @@ isolation is for what arrives from outside (uploads, PACS retrievals, ``predict`
 
 from __future__ import annotations
 
+import mmap
 import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
@@ -39,6 +41,7 @@ DECODE_MEMORY = int(os.environ.get("COVIDVIZ_DECODE_MEMORY_MB", "2048")) * 2**20
 DECODE_WORKERS = int(os.environ.get("COVIDVIZ_DECODE_WORKERS", "2"))
 START_SECONDS = 120.0  # a worker imports numpy, Pillow and pydicom: seconds on a loaded machine, never minutes
 RETIRE_SHARE = 0.5  # a worker left holding over half its memory limit after a decode is replaced
+PIPE_BYTES = 1 << 20  # files up to this size go down the pipe; larger ones through shared memory
 
 
 class DecodeWorker:
@@ -82,9 +85,16 @@ class DecodeWorker:
         time or memory, or stops the decoder."""
         self.wait_ready()
         deadline = time.monotonic() + self.seconds
+        carrier = _shared_copy(data) if len(data) > PIPE_BYTES else None
         try:
-            self._outbox.send((data, filename))
+            if carrier is None:
+                self._outbox.send(("bytes", data, filename))
+            else:
+                self._outbox.send(("shared", carrier.name, len(data), filename))
             reply = self._reply(deadline)
+            if carrier is not None:
+                _remove(carrier)
+                carrier = None
             if reply[0] == "ok":
                 return self._receive(reply, deadline)
         except _Overrun:
@@ -100,6 +110,9 @@ class DecodeWorker:
         except BaseException:  # interrupted mid-exchange: the next caller must not read this one's answer
             self.restart()
             raise
+        finally:
+            if carrier is not None:
+                _remove(carrier)
         if reply[0] == "memory":
             self.restart()  # whatever it kept after a MemoryError, a fresh process serves the next file
             raise XrayInputError(f"This file needs more than {self.memory / 2**30:.0f} GB of memory to read; "
@@ -116,8 +129,9 @@ class DecodeWorker:
 
     def _receive(self, reply: tuple, deadline: float) -> Xray:
         _, shape, info, warnings = reply
+        nbytes = int(np.prod(shape)) * 4
         try:
-            block = SharedMemory(create=True, size=max(int(np.prod(shape)) * 4, 1))
+            block = _SharedFile(max(nbytes, 1))
         except OSError:  # no room in /dev/shm: the pipe is slower but always there
             block = None
         if block is None:
@@ -130,10 +144,9 @@ class DecodeWorker:
             try:
                 self._outbox.send(("shared", block.name))
                 self._reply(deadline)
-                pixels = np.ndarray(shape, np.float32, buffer=block.buf).copy()
+                pixels = block.array(shape)
             finally:
-                block.close()
-                block.unlink()
+                block.remove()
         self._retire_if_bloated()
         return Xray(pixels=pixels, info=info, warnings=tuple(warnings))
 
@@ -151,6 +164,47 @@ class DecodeWorker:
         self._proc.wait()
         self._inbox.close()
         self._outbox.close()
+
+
+class _SharedFile:
+    """A file in /dev/shm that the worker fills with the pixels; the array handed back maps it directly (no
+    copy), its name is removed at once, and the memory goes when the array does."""
+
+    def __init__(self, size: int) -> None:
+        self.name = f"covidviz-{os.getpid()}-{uuid.uuid4().hex}"
+        self._fd = os.open(f"/dev/shm/{self.name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        self.size = size
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            self.remove()
+            raise
+
+    def array(self, shape: tuple[int, ...]) -> np.ndarray:
+        mapped = mmap.mmap(self._fd, self.size)
+        return np.frombuffer(mapped, np.float32, count=int(np.prod(shape))).reshape(shape)
+
+    def remove(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            os.unlink(f"/dev/shm/{self.name}")
+
+
+def _shared_copy(data: bytes) -> SharedMemory | None:
+    """The file in a shared-memory block (a large file through a 64 KB pipe costs hundreds of context switches
+    on a busy machine), or None where /dev/shm has no room."""
+    try:
+        block = SharedMemory(create=True, size=len(data))
+    except OSError:
+        return None
+    block.buf[:len(data)] = data
+    return block
+
+
+def _remove(block: SharedMemory) -> None:
+    block.close()
+    block.unlink()
 
 
 class _Overrun(Exception):

@@ -83,6 +83,11 @@ def _predict(args: argparse.Namespace) -> int:
                        dicom_out=args.dicom_out)
 
 
+def _bench_decode(args: argparse.Namespace) -> int:
+    from covidviz.tools.bench_decode import run_bench_decode
+    return run_bench_decode(args.repeats, sys.stdout)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from covidviz.tools.bench import run_bench
     return run_bench(args.weights, args.data, args.repeats, sys.stdout)
@@ -185,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
     b.add_argument("--repeats", type=int, default=20)
     b.set_defaults(func=_bench)
+    d = sub.add_parser("bench-decode", help="what decoding uploads in an isolated worker process costs here")
+    d.add_argument("--repeats", type=int, default=10)
+    d.set_defaults(func=_bench_decode)
     add_audit_parsers(sub)
     add_explain_parsers(sub)
     add_pacs_parsers(sub)
