@@ -139,3 +139,20 @@ def test_accepted_formats_message_states_the_enforced_limits():
     from covidviz.io.xray import MAX_PIXELS, MIN_SIDE
 
     assert f"at least {MIN_SIDE} px" in ACCEPTED and f"at most {MAX_PIXELS // 1_000_000} megapixels" in ACCEPTED
+
+
+def test_an_image_far_longer_than_wide_is_refused_from_its_header():
+    """A PNG whose header claims 256 x 65536 px (a mutated real X-ray) was decoded, slowly, as a strip."""
+    import io
+
+    from PIL import Image
+
+    from covidviz.errors import XrayInputError
+    from covidviz.io.loading import load_xray
+
+    strip, almost = io.BytesIO(), io.BytesIO()
+    Image.new("L", (64, 6 * 64 + 1)).save(strip, "PNG")
+    Image.new("L", (64, 6 * 64)).save(almost, "PNG")
+    with pytest.raises(XrayInputError, match="more than 6 times as long as it is wide"):
+        load_xray(strip.getvalue(), "strip.png")
+    assert load_xray(almost.getvalue(), "almost.png").pixels.shape == (384, 64)

@@ -18,6 +18,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from covidviz.errors import XrayInputError
+from covidviz.io.limits import check_size
 from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
@@ -105,8 +106,7 @@ def _to_xray(ds: pydicom.Dataset) -> Xray:
     if frames > 1:
         raise XrayInputError(f"The DICOM file holds {frames} frames (a cine loop or volume); upload a single radiograph.")
     rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
-    if rows * cols > MAX_PIXELS:
-        raise XrayInputError(f"The DICOM image is {cols} x {rows} px, too large to process.")
+    check_size(cols, rows, "DICOM")
     _check_codestream(ds, rows, cols)
     pixels = _decode_pixels(ds)
     info = _reader_info(ds, pixels.shape)

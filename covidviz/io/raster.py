@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from covidviz.errors import XrayInputError
-from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
+from covidviz.io.limits import check_size
+from covidviz.io.xray import Xray, rgb_to_gray, to_unit_range
 
 COLOUR_THRESHOLD = 0.04  # mean |channel - gray| above this: a colour picture, not a radiograph
 
@@ -20,7 +21,7 @@ def read_raster(data: bytes, kind: str) -> Xray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            _check_size(image.size)
+            check_size(*image.size, kind)
             image.load()
     except XrayInputError:
         raise
@@ -46,13 +47,6 @@ def read_raster(data: bytes, kind: str) -> Xray:
             "figure, which the model was not built for. It was converted to grayscale.")
     info = {"format": kind, "size": f"{image.width} x {image.height} px", "mode": image.mode}
     return Xray(pixels=gray, info=info, warnings=tuple(found_warnings))
-
-
-def _check_size(size: tuple[int, int]) -> None:
-    width, height = size
-    if width * height > MAX_PIXELS:
-        raise XrayInputError(
-            f"The image is {width} x {height} px ({width * height / 1e6:.0f} megapixels), too large to process.")
 
 
 def _to_gray(image: Image.Image) -> tuple[np.ndarray, float]:
