@@ -54,11 +54,11 @@ def source_header(data: bytes, name: str = "") -> Dataset:
                                "PNG or JPEG does not have.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's tolerance warnings quote values, which may be the patient's
-        try:
+        try:  # pydicom converts elements when first read: a malformed UID raises here, not in dcmread
             header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            missing = [k for k in REQUIRED_UIDS if not str(header.get(k, "") or "").strip()]
         except Exception as exc:  # noqa: BLE001  (pydicom raises many types for broken files)
             raise DicomResultError(f"The DICOM header cannot be read ({type(exc).__name__}).") from None
-        missing = [k for k in REQUIRED_UIDS if not str(header.get(k, "") or "").strip()]
     if missing:
         raise DicomResultError(f"The DICOM header lacks {', '.join(missing)}: results could not be filed with "
                                "the source study.")
