@@ -155,6 +155,7 @@ class ImportReport:
 
     added: int = 0
     unchanged: int = 0  # the reader's current verdict already said this: importing twice adds nothing
+    superseded: int = 0  # rows overridden by a later row of the same file for the same film and reader
     unknown: list[tuple[int, str]] = field(default_factory=list)  # (line, sha256) the audit log never saw
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
 
@@ -162,15 +163,17 @@ class ImportReport:
         out = [f"line {n}: {message}" for n, message in self.errors]
         out += [f"line {n}: sha256 {sha[:12]}… is not in the audit log (no recorded prediction): skipped"
                 for n, sha in self.unknown]
-        out.append(f"{self.added} verdicts added, {self.unchanged} already recorded, {len(self.unknown)} unknown "
-                   f"hashes skipped, {len(self.errors)} bad rows")
+        out.sort(key=lambda text: int(text.split(":")[0].split()[1]))
+        out.append(f"{self.added} verdicts added, {self.unchanged} already recorded, {self.superseded} superseded "
+                   f"by a later row, {len(self.unknown)} unknown hashes skipped, {len(self.errors)} bad rows")
         return out
 
 
 def import_verdicts(path: str | Path, url: str | None = None, default_reader: str = IMPORT_READER) -> ImportReport:
     """Import ``sha256,verdict[,reader]`` rows (a header row naming the columns is recognised). A bad row
-    is reported with its line number and the import goes on; a row repeating the reader's current verdict
-    adds nothing."""
+    is reported with its line number and the import goes on. The file states each reader's verdict: of
+    several rows for one film and reader the last counts, and a row repeating the reader's current verdict
+    adds nothing, so importing the same file twice adds nothing."""
     report = ImportReport()
     rows: list[tuple[int, str, str, str]] = []
     with Path(path).open(newline="", encoding="utf-8-sig") as handle:
@@ -194,6 +197,9 @@ def import_verdicts(path: str | Path, url: str | None = None, default_reader: st
                 continue
             reader = (cells[2] if len(cells) == 3 and cells[2] else default_reader)[:128]
             rows.append((line, sha, verdict, reader))
+    last = {(sha, reader): line for line, sha, _, reader in rows}
+    report.superseded = len(rows) - len(last)
+    rows = [row for row in rows if last[(row[1], row[3])] == row[0]]
     known = latest_results(url, {sha for _, sha, _, _ in rows})
     current = current_verdicts(load_verdicts(url))
     said = {(r.input_sha256, r.reader, r.model_sha256): r.verdict for r in current.itertuples()}
