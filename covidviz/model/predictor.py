@@ -18,7 +18,7 @@ from covidviz.model.engine import ForwardPass, build_engine
 from covidviz.model.inference import softmax
 from covidviz.io.loading import load_xray
 from covidviz.model.ood import load_guard, lung_message, ood_message
-from covidviz.model.site_profile import CALIBRATION_KEY, calibration_for
+from covidviz.model.site_profile import calibrated_sidecar, calibration_for
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
 from covidviz.io.xray import Xray
@@ -71,8 +71,7 @@ class Predictor:
         # its label so that every audit record names the calibration in use
         self.calibration = calibration_for(self.sidecar)
         self.temperature = self.calibration.temperature
-        self.sidecar = {**self.sidecar, CALIBRATION_KEY: {"label": self.calibration.label,
-                                                          "temperature": self.temperature}}
+        self.sidecar = calibrated_sidecar(self.sidecar, self.calibration)
         self.fast = fast
         self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast)
 

@@ -124,3 +124,10 @@ def calibration_for(sidecar: dict[str, Any], path: Path | None = None) -> Calibr
     return Calibration(temperature=float(profile["temperature"]), profile_version=int(profile["version"]),
                        profile_sha256=profile["sha256"], n_verdicts=int(profile["verdicts"]["n"]),
                        fitted_at=str(profile["created_at"])[:10])
+
+
+def calibrated_sidecar(sidecar: dict[str, Any], calibration: Calibration | None = None) -> dict[str, Any]:
+    """A copy of a model's sidecar naming the calibration in use (``CALIBRATION_KEY``): what every audit
+    record is built from, so each names it (covidviz.audit.events.calibration_fields)."""
+    calibration = calibration or calibration_for(sidecar)
+    return {**sidecar, CALIBRATION_KEY: {"label": calibration.label, "temperature": calibration.temperature}}
