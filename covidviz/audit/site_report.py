@@ -85,10 +85,11 @@ def drift_stream(records: pd.DataFrame, shipped_temperature: float) -> dict[str,
             "created_at": rows["created_at"].to_numpy()}
 
 
-def drift_report(records: pd.DataFrame, reference: dict[str, Any] | None, window: int = DEFAULT_WINDOW
-                 ) -> dict[str, Any]:
+def drift_report(records: pd.DataFrame, reference: dict[str, Any] | None, window: int = DEFAULT_WINDOW,
+                 over_time: bool = True) -> dict[str, Any]:
     """Per model version the reference was made for: PSI of the last ``window`` predictions against the
-    validation reference, and the sliding PSI over time. Other versions: said to have no reference."""
+    validation reference, and (``over_time``) the sliding PSI over time. Other versions: said to have no
+    reference."""
     if reference is None:
         return {"reference": None, "note": "no drift reference: run `python -m covidviz site drift-reference`",
                 "by_model": {}, "alarm": False}
@@ -103,7 +104,7 @@ def drift_report(records: pd.DataFrame, reference: dict[str, Any] | None, window
         times = stream.pop("created_at")
         measures = {m: stream[m] for m in DRIFT_MEASURES}
         figures = drift_figures(reference["measures"], {m: v[-window:] for m, v in measures.items()})
-        points = drift_over_time(reference["measures"], measures, window=window)
+        points = drift_over_time(reference["measures"], measures, window=window) if over_time else []
         for point in points:
             point["at"] = pd.Timestamp(times[point["end"] - 1]).isoformat()
         out["by_model"][str(version)] = {**figures, "n": int(len(rows)), "over_time": points}

@@ -27,6 +27,7 @@ MIN_WINDOW = 100
 N_BINS = 10
 SHARE_FLOOR = 1e-4  # an empty bin's share, so that one empty bin does not make the index infinite
 BINARY = ("no_plausible_lungs",)
+MAX_POINTS = 200  # points of the chart over time, however long the history
 
 
 def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -65,6 +66,7 @@ def drift_figures(reference: Mapping[str, Sequence[float]], recent: Mapping[str,
         ref, new = ref[~np.isnan(ref)], new[~np.isnan(new)]
         judged = len(new) >= min_window and len(ref) > 0
         value = psi(ref, new, binary=m in BINARY) if judged else None
+        value = None if value is None or np.isnan(value) else value
         p_value = None
         if judged and m not in BINARY:
             p_value = float(min(1.0, ks_2samp(ref, new).pvalue * len(measures)))
@@ -78,10 +80,10 @@ def drift_figures(reference: Mapping[str, Sequence[float]], recent: Mapping[str,
 def drift_over_time(reference: Mapping[str, Sequence[float]], stream: Mapping[str, Sequence[float]],
                     window: int = MIN_WINDOW * 2, step: int | None = None) -> list[dict[str, Any]]:
     """PSI of each measure over a sliding window of the last ``window`` predictions, every ``step`` of
-    them (default a quarter window), for the chart over time. ``stream`` holds equally long sequences in
+    them (default a quarter window, coarser where that would exceed ``MAX_POINTS``), for the chart over time. ``stream`` holds equally long sequences in
     arrival order; each point names the index its window ends at."""
     n = min((len(v) for v in stream.values()), default=0)
-    step = step or max(window // 4, 1)
+    step = step or max(window // 4, n // MAX_POINTS, 1)
     points = []
     for end in range(min(window, n), n + 1, step) if n >= min(window, MIN_WINDOW) else []:
         start = max(0, end - window)

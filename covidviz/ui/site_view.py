@@ -139,7 +139,7 @@ def drift_figure(points: list[dict[str, Any]]) -> go.Figure:
 
 def render_drift(records: pd.DataFrame, weights_dir: str | Path, chart: bool = True) -> None:
     """The drift alarm (and, with ``chart``, its PSI over time) per model version."""
-    drift = drift_report(records, load_drift_reference(weights_dir))
+    drift = drift_report(records, load_drift_reference(weights_dir), over_time=chart)
     if chart:
         st.subheader("Drift of incoming films")
     if drift["reference"] is None:
