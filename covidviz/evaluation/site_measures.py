@@ -39,7 +39,9 @@ def site_figures(reader_classes: Sequence[str | None], probabilities: np.ndarray
                            "n_not_assessable": int((~assessable).sum()), "min_meaningful": min_meaningful}
     if len(y) == 0:
         return {**out, "agreement": None, "kappa": None,
-                "confusion": [[0] * len(CLASSES) for _ in CLASSES], "per_class": {}, "ece": None,
+                "confusion": [[0] * len(CLASSES) for _ in CLASSES], "ece": None,
+                "per_class": {c: {"n": 0, "meaningful": False, **{r: {"value": None, "ci95": [None, None]}
+                                                                   for r in SHOWN_RATES}} for c in CLASSES},
                 "brier": None, "reliability": [], "class_counts": {c: 0 for c in CLASSES}}
     report = metrics_report(y, p, n_boot=n_boot, seed=seed)
     predicted = p.argmax(1)

@@ -63,6 +63,10 @@ def _figures_column(column, figures: dict[str, Any], title: str, key: str, tempe
                                          f"{title}: rows reader's class, columns model's class"),
                         key=f"{key}_confusion", config=png_config(f"{key}_confusion"))
     column.dataframe(rates_table(figures), hide_index=True, key=f"{key}_rates")
+    thin = [f"{CLASS_TITLES[c]} ({e['n']})" for c, e in figures["per_class"].items() if not e["meaningful"]]
+    if thin:
+        column.caption(f"Not yet meaningful, fewer than {figures.get('min_meaningful', 30)} verdicts: "
+                       f"{', '.join(thin)}. Their rates are not shown.")
     if figures["reliability"]:
         column.plotly_chart(reliability_figure({"after": {"reliability": figures["reliability"],
                                                           "ece": figures["ece"], "brier": figures["brier"]}},
