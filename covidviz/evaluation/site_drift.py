@@ -84,8 +84,11 @@ def drift_over_time(reference: Mapping[str, Sequence[float]], stream: Mapping[st
     arrival order; each point names the index its window ends at."""
     n = min((len(v) for v in stream.values()), default=0)
     step = step or max(window // 4, n // MAX_POINTS, 1)
+    ends = list(range(min(window, n), n + 1, step)) if n >= min(window, MIN_WINDOW) else []
+    if ends and ends[-1] != n:
+        ends.append(n)  # the newest window is always a point
     points = []
-    for end in range(min(window, n), n + 1, step) if n >= min(window, MIN_WINDOW) else []:
+    for end in ends:
         start = max(0, end - window)
         recent = {m: np.asarray(v, float)[start:end] for m, v in stream.items()}
         figures = drift_figures(reference, recent, min_window=min(window, MIN_WINDOW))
