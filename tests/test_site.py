@@ -219,3 +219,7 @@ def test_the_predictor_applies_and_names_the_site_profile(tmp_path, monkeypatch)
     event = event_from_result("cli", "ab" * 32, after.as_json(), site.sidecar, True)
     assert event.temperature == 3.0 and event.calibration.startswith("site v1")
     assert event_from_result("cli", "ab" * 32, before.as_json(), shipped.sidecar, True).calibration == "shipped"
+    from covidviz.interop.dicom_results import Algorithm
+    from covidviz.interop.inputs import HeatmapChoice
+    assert any("calibrated for this site on 77 verdicts" in p for p in Algorithm.of(site, HeatmapChoice()).parameters)
+    assert any("shipped calibration" in p for p in Algorithm.of(shipped, HeatmapChoice()).parameters)
