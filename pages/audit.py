@@ -15,7 +15,6 @@ from covidviz.ui.audit_view import (
     score_figure,
     shown_records,
 )
-
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.site_view import render_drift
 

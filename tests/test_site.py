@@ -13,7 +13,6 @@ import pytest
 
 from covidviz import CLASSES
 from covidviz.audit.db import dispose, migrate
-from covidviz.audit.query import load_records
 from covidviz.audit.verdict_store import current_verdicts, import_verdicts, load_verdicts, record_verdict
 from covidviz.errors import WeightsError
 from covidviz.evaluation.site_calibration import logits_from_probabilities, recalibrate

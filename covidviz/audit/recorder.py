@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from covidviz.audit.db import database_url, migrate, safe_url
-from covidviz.audit.events import (AuditEvent, calibration_fields, content_sha256, event_from_result, model_identity,
-                                   probabilities_dict)
+from covidviz.audit.events import (
+    AuditEvent,
+    calibration_fields,
+    content_sha256,
+    event_from_result,
+    model_identity,
+    probabilities_dict,
+)
 from covidviz.audit.models import AuditRecord
 
 if TYPE_CHECKING:

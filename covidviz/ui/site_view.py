@@ -18,8 +18,14 @@ import streamlit as st
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.audit.db import database_url, safe_url
 from covidviz.audit.query import AuditFilter, load_records
-from covidviz.audit.site_report import (DRIFT_MEASURES, VerdictFilter, drift_report, filter_verdicts,
-                                        load_drift_reference, verdict_figures)
+from covidviz.audit.site_report import (
+    DRIFT_MEASURES,
+    VerdictFilter,
+    drift_report,
+    filter_verdicts,
+    load_drift_reference,
+    verdict_figures,
+)
 from covidviz.audit.verdict_store import current_verdicts, load_verdicts
 from covidviz.evaluation.report import format_interval
 from covidviz.evaluation.site_drift import PSI_ALARM, PSI_WARN
