@@ -178,7 +178,7 @@ def test_psi_is_small_on_the_same_distribution_and_large_after_a_shift():
     assert small["measures"]["x"]["level"] == "not judged" and not small["alarm"]
 
 
-def test_site_profile_is_verified_versioned_and_reverted(tmp_path):
+def test_site_profile_is_verified_versioned_and_reverted(tmp_path, monkeypatch):
     path = tmp_path / "site_profile.json"
     sidecar = json.loads((WEIGHTS / "model.json").read_text())
     assert calibration_for(sidecar, path).profile_version is None
@@ -195,7 +195,11 @@ def test_site_profile_is_verified_versioned_and_reverted(tmp_path):
     assert calibration_for(sidecar, path).note.startswith("shipped")
     write_profile(fields, path)
     assert read_profile(path)["version"] == 3  # versions are never reused
-    path.write_text(path.read_text().replace("1.7", "0.7"))
+    from covidviz.tools.cli import main
+    monkeypatch.setenv("COVIDVIZ_SITE_PROFILE", str(path))
+    assert main(["site", "calibrate", "--revert"]) == 0 and read_profile(path)["version"] == 2
+    assert main(["site", "profile", "revert"]) == 0 and read_profile(path)["version"] == 1
+    path.write_text(path.read_text().replace("1.7", "0.7"))  # v1's temperature, edited by hand
     with pytest.raises(WeightsError, match="corrupt or was edited"):
         calibration_for(sidecar, path)
     assert not any(p.is_relative_to(ROOT / "weights") for p in (path,))
