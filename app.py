@@ -23,7 +23,8 @@ navigation = st.navigation({
     ],
     "Hospital": [st.Page("pages/pacs_worklist.py", title="PACS worklist", url_path="pacs-worklist",
                          icon=":material/lan:")],
-    "Operations": [st.Page("pages/audit.py", title="Audit log", url_path="audit", icon=":material/history:")],
+    "Operations": [st.Page("pages/audit.py", title="Audit log", url_path="audit", icon=":material/history:"),
+                   st.Page("pages/site_performance.py", title="Site performance", url_path="site-performance", icon=":material/verified:")],
     "About": [st.Page("pages/model_card.py", title="About / model card", url_path="model-card", icon=":material/description:")],
 })
 render_sidebar(weights_dir())

@@ -22,3 +22,9 @@ def cache_dir() -> Path:
     """Files derived from verified weights (the ONNX export): ``COVIDVIZ_CACHE``, else ~/.cache/covidviz.
     Never a download cache: everything here is rebuilt from the shipped weights when missing or altered."""
     return Path(os.environ.get("COVIDVIZ_CACHE") or Path.home() / ".cache" / "covidviz")
+
+
+def site_profile_path() -> Path:
+    """The site's calibration profile: ``COVIDVIZ_SITE_PROFILE``, else ~/.covidviz/site_profile.json. Never
+    under weights/: a profile belongs to one hospital's installation, not to the shipped model."""
+    return Path(os.environ.get("COVIDVIZ_SITE_PROFILE") or Path.home() / ".covidviz" / "site_profile.json")

@@ -15,6 +15,8 @@ from covidviz.ui.audit_view import (
     score_figure,
     shown_records,
 )
+from covidviz.ui.resources import weights_dir
+from covidviz.ui.site_view import render_drift
 
 MAX_RECORDS = 200_000
 
@@ -31,6 +33,7 @@ if records.empty:
     st.info("No records yet: predictions made on the Diagnose page, with `python -m covidviz predict` or "
             "`batch`, or through the PACS connection appear here.")
     st.stop()
+render_drift(records, weights_dir(), chart=False)  # the drift alarm, when a measure crosses its threshold
 if len(records) == MAX_RECORDS:
     st.warning(f"Showing the newest {MAX_RECORDS:,} records; export with `python -m covidviz audit export` for all.")
 

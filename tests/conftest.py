@@ -19,6 +19,8 @@ ensure_torchvision_importable()  # tests import torchvision directly too
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # the audit log of everything the tests predict goes to a throw-away database, never the user's
 os.environ["COVIDVIZ_DB_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='covidviz-audit-')}/audit.sqlite"
+# nor a site calibration profile of the user's (or one a test wrote) unless a test names its own
+os.environ["COVIDVIZ_SITE_PROFILE"] = f"{tempfile.mkdtemp(prefix='covidviz-site-')}/site_profile.json"
 # one engine for every process the tests start (CLI, dashboard server, Ray workers): results compared across
 # processes must not depend on which engine each one measured faster (test_engine covers "auto")
 os.environ["COVIDVIZ_ENGINE"] = "onnxruntime"

@@ -15,6 +15,7 @@ from covidviz import CLASSES, __version__
 from covidviz.audit.vocabulary import INTERFACES, KINDS, OOD_LEVELS
 from covidviz.lungs.field import LungCheck
 from covidviz.model.ood import OodGuard, lung_message, ood_message
+from covidviz.model.site_profile import CALIBRATION_KEY
 
 _HASH_CHUNK = 1 << 20
 
@@ -38,6 +39,8 @@ class AuditEvent:
     heatmap_class: str | None = None
     lung_energy: float | None = None
     error: str | None = None
+    calibration: str | None = None  # the calibration in use: "shipped" or the site profile's version and hash
+    temperature: float | None = None  # the temperature that produced ``probabilities`` (recalibration needs it)
     app_version: str = __version__
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -102,6 +105,13 @@ def model_identity(sidecar: Mapping[str, Any] | None) -> tuple[str | None, str |
     return sidecar.get("name"), sidecar.get("weights_sha256")
 
 
+def calibration_fields(sidecar: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``calibration`` and ``temperature`` of an event, from a predictor's sidecar copy (which names the
+    calibration in use: covidviz.model.site_profile); both None for a bare sidecar."""
+    in_use = (sidecar or {}).get(CALIBRATION_KEY) or {}
+    return {"calibration": in_use.get("label"), "temperature": in_use.get("temperature")}
+
+
 def event_from_result(interface: str, input_sha256: str | None, result: Mapping[str, Any],
                       sidecar: Mapping[str, Any] | None, guard_present: bool) -> AuditEvent:
     """The event for one ``predict --json`` result (``Prediction.as_json()``): a prediction, or a rejection
@@ -112,11 +122,15 @@ def event_from_result(interface: str, input_sha256: str | None, result: Mapping[
                           model_sha256=sha, error=str(result["error"]))
     warnings = tuple(result.get("warnings") or ())
     ood, lungs = flags_from_warnings(warnings, guard_present)
+    if result.get("lungs_plausible") is not None:  # predictions that carry the check say it either way
+        lungs = bool(result["lungs_plausible"])
+    distance = result.get("ood_distance")
     probabilities = {c: float(p) for c, p in result["probabilities"].items()}
     return AuditEvent(kind="prediction", interface=interface, input_sha256=input_sha256, model_name=name,
                       model_sha256=sha, probabilities=probabilities,
                       predicted_class=result.get("label") or max(probabilities, key=probabilities.get),
-                      ood=ood, lung_field_plausible=lungs, warnings=warnings)
+                      ood=ood, ood_distance=None if distance is None else float(distance),
+                      lung_field_plausible=lungs, warnings=warnings, **calibration_fields(sidecar))
 
 
 def probabilities_dict(probabilities: Sequence[float] | np.ndarray | Mapping[str, float]) -> dict[str, float]:

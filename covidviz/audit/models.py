@@ -41,3 +41,5 @@ class AuditRecord(Base):
     heatmap_class: Mapped[str | None] = mapped_column(String(32))
     lung_energy: Mapped[float | None] = mapped_column(Float)  # share of the shown map's energy inside the lungs
     error: Mapped[str | None] = mapped_column(Text)  # the message the user saw for a rejected input
+    calibration: Mapped[str | None] = mapped_column(String(120))  # "shipped" or the site profile in use
+    temperature: Mapped[float | None] = mapped_column(Float)  # the one that produced ``probabilities``

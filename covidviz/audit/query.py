@@ -17,7 +17,7 @@ from covidviz.text import FORMULA_START, neutralise_formula, safe_csv_bytes  # n
 
 COLUMNS = ("id", "created_at", "kind", "interface", "input_sha256", "model_name", "model_sha256", "app_version",
            "probabilities", "predicted_class", "ood", "ood_distance", "lung_field_plausible", "warnings",
-           "heatmap_method", "heatmap_class", "lung_energy", "error")
+           "heatmap_method", "heatmap_class", "lung_energy", "error", "calibration", "temperature")
 VERSION_CHARS = 12  # a model version is shown as its weights sha256's first 12 hex digits, as everywhere else
 
 
@@ -109,7 +109,8 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a person reads, flat (no dicts or lists), in reading order."""
     probs = [c for c in frame.columns if c.startswith("p_")]
     out = frame[["created_at", "kind", "interface", "model_version", "predicted_class", *probs, "ood",
-                 "lung_field_plausible", "heatmap_method", "lung_energy", "warnings", "error", "input_sha256",
+                 "lung_field_plausible", "heatmap_method", "lung_energy", "warnings", "error", "calibration",
+                 "input_sha256",
                  "model_name", "app_version", "id"]].copy()
     out["warnings"] = out["warnings"].map(" | ".join)
     return out

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from covidviz.audit.db import database_url, migrate, safe_url
-from covidviz.audit.events import AuditEvent, content_sha256, event_from_result, model_identity, probabilities_dict
+from covidviz.audit.events import (
+    AuditEvent,
+    calibration_fields,
+    content_sha256,
+    event_from_result,
+    model_identity,
+    probabilities_dict,
+)
 from covidviz.audit.models import AuditRecord
 
 if TYPE_CHECKING:
@@ -146,7 +153,8 @@ def record_prediction(interface: str, content: bytes | Path, probabilities: Sequ
                           model_name=name, model_sha256=sha, probabilities=probs,
                           predicted_class=max(probs, key=probs.get), ood=ood,
                           ood_distance=None if ood_distance is None else float(ood_distance),
-                          lung_field_plausible=lung_field_plausible, warnings=tuple(warnings))
+                          lung_field_plausible=lung_field_plausible, warnings=tuple(warnings),
+                          **calibration_fields(sidecar))
     _safely("prediction", build, url)
 
 

@@ -82,6 +82,7 @@ class Algorithm:
         sidecar = predictor.sidecar
         params = [f"covidviz {__version__}", f"input size {predictor.input_size} px",
                   f"temperature {predictor.temperature:.4f}",
+                  f"calibration: {predictor.calibration.note}",
                   f"lung fields: {'yes' if predictor.segmenter is not None else 'no'}"]
         if predictor.guard is not None:
             params.append(f"out-of-distribution threshold {predictor.guard.threshold:.2f}, "

@@ -18,6 +18,7 @@ from covidviz.model.engine import ForwardPass, build_engine
 from covidviz.model.inference import softmax
 from covidviz.io.isolation import read_untrusted
 from covidviz.model.ood import load_guard, lung_message, ood_message
+from covidviz.model.site_profile import calibrated_sidecar, calibration_for
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
 from covidviz.io.xray import Xray
@@ -35,6 +36,8 @@ class Prediction:
     warnings: tuple[str, ...] = ()
     info: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    ood_distance: float | None = None  # None: the model has no out-of-distribution guard
+    lungs_plausible: bool | None = None  # None: the model does not read lung fields
 
     @property
     def label(self) -> str | None:
@@ -45,7 +48,9 @@ class Prediction:
             return {"file": self.name, "error": self.error}
         return {"file": self.name, "label": self.label,
                 "probabilities": {c: round(p, 6) for c, p in self.probabilities.items()},
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings),
+                **({} if self.ood_distance is None else {"ood_distance": round(self.ood_distance, 3)}),
+                **({} if self.lungs_plausible is None else {"lungs_plausible": self.lungs_plausible})}
 
 
 class Predictor:
@@ -62,7 +67,11 @@ class Predictor:
         self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
         self.model = self.model.to(memory_format=torch.channels_last)
         self.input_size = int(self.sidecar["input_size"])
-        self.temperature = float(self.sidecar.get("temperature", 1.0))
+        # a site profile fitted for these weights overrides the shipped temperature; the sidecar copy carries
+        # its label so that every audit record names the calibration in use
+        self.calibration = calibration_for(self.sidecar)
+        self.temperature = self.calibration.temperature
+        self.sidecar = calibrated_sidecar(self.sidecar, self.calibration)
         self.fast = fast
         self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast)
 
@@ -102,7 +111,9 @@ class Predictor:
         for name, xray, row, distance, field in zip(names, xrays, probs, distances, prepared):
             notes = tuple(n for n in (lung_message(field.check), ood_message(distance, self.guard)) if n)
             out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
-                                  warnings=notes + xray.warnings, info=xray.info))
+                                  warnings=notes + xray.warnings, info=xray.info,
+                                  ood_distance=None if distance is None else float(distance),
+                                  lungs_plausible=None if field.check is None else bool(field.check.plausible)))
         return out
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:

@@ -335,6 +335,7 @@ def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str 
               ship_code: bool = False, progress: TextIO | None = sys.stderr,
               on_rows: Callable[[pa.Table], None] | None = None) -> BatchSummary:
     """Score every input of ``source`` not yet in ``out``; append the results to ``out`` as Parquet parts."""
+    from covidviz.model.site_profile import calibrated_sidecar
     from covidviz.verified import read_sidecar
     src = open_source(source) if isinstance(source, str) else source
     out = Path(out)
@@ -347,7 +348,7 @@ def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str 
     if workers < 1 or batch_size < 1:
         raise ValueError("--workers and --batch-size must be at least 1")
     threads = threads or (1 if address else max(1, (os.cpu_count() or 1) // workers))
-    sidecar = read_sidecar(weights_dir)
+    sidecar = calibrated_sidecar(read_sidecar(weights_dir))  # audit records name the calibration in use
     guard_present = (Path(weights_dir) / "ood.safetensors").is_file()
     import ray
     started_at = time.perf_counter()

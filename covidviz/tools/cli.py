@@ -11,6 +11,7 @@ from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR
 from covidviz.tools.cli_audit import add_parsers as add_audit_parsers
 from covidviz.tools.cli_explain import add_parsers as add_explain_parsers
 from covidviz.tools.cli_pacs import add_parsers as add_pacs_parsers
+from covidviz.tools.cli_site import add_parsers as add_site_parsers
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -196,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_parsers(sub)
     add_explain_parsers(sub)
     add_pacs_parsers(sub)
+    add_site_parsers(sub)
     return parser
 
 

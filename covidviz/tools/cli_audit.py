@@ -10,7 +10,7 @@ from covidviz.audit.vocabulary import INTERFACES, KINDS
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
 
 
-def _moment(text: str) -> datetime:
+def moment(text: str) -> datetime:
     """ISO date or date-time; naive means UTC."""
     try:
         return datetime.fromisoformat(text)
@@ -81,8 +81,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                      "~/.covidviz/audit.sqlite)")
     a.add_argument("action", choices=("list", "summary", "export"), nargs="?", default="list")
     a.add_argument("--db", help="SQLAlchemy URL (default: COVIDVIZ_DB_URL, else ~/.covidviz/audit.sqlite)")
-    a.add_argument("--since", type=_moment, help="from this date/time (UTC unless an offset is given)")
-    a.add_argument("--until", type=_moment, help="up to this date/time")
+    a.add_argument("--since", type=moment, help="from this date/time (UTC unless an offset is given)")
+    a.add_argument("--until", type=moment, help="up to this date/time")
     a.add_argument("--interface", action="append", choices=INTERFACES, help="repeatable")
     a.add_argument("--model", action="append", help="model version: weights sha256 or its first digits (repeatable)")
     a.add_argument("--class", dest="label", action="append", help="predicted class (repeatable)")

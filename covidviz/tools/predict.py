@@ -67,6 +67,7 @@ def run_predict(paths: list[str], weights_dir: str, as_json: bool, fast: bool, o
               "fp32)", file=sys.stderr)
         fast = False
     predictor = Predictor(weights_dir, fast=fast, engine=engine)
+    print(f"note: {predictor.calibration.note}", file=sys.stderr)
     failed = 0
     for prediction in predict_paths(predictor, files):
         failed += prediction.error is not None

@@ -47,6 +47,12 @@ def _remember(name: str) -> dict:
     return store
 
 
+def input_sha256(reading: Reading) -> str | None:
+    """The sha256 of the upload a reading came from, as its audit record holds it (None before it was read
+    in this session): what a reader's verdict joins the audit log by."""
+    return _remember("audit_inputs").get(_canonical_key(reading))
+
+
 @_never_raises
 def audit_reading(predictor: Predictor, data: bytes, outcome: Reading | str) -> None:
     """Record a fresh reading (or rejection) of an upload. Called where the page computes it, so a rerun

@@ -27,6 +27,7 @@ from covidviz.ui.diagnose_settings import VIEWS, Settings
 from covidviz.ui.kept_memory import server_kept
 from covidviz.ui.dicom_downloads import dicom_downloads, keep_dicom_source
 from covidviz.ui.request_log import log_event, timer, upload_fields
+from covidviz.ui.verdict_view import calibration_caption, verdict_panel
 from covidviz.text import plain
 
 MAX_CACHED = 40
@@ -144,8 +145,9 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.markdown(f"**Model output:** {verdict} ({reading.probabilities.max():.1%})"
                     + (" — *not meaningful: out of distribution*" if reading.is_outlier else ""))
         st.markdown(probability_bars(reading.probabilities, muted=reading.is_outlier), unsafe_allow_html=True)
-        st.caption("Calibrated probabilities (temperature scaling fitted on validation data).")
+        st.caption(calibration_caption(predictor))
         st.markdown("  \n".join(f"**{plain(key)}:** {plain(value)}" for key, value in reading.xray.info.items()))
+        verdict_panel(reading, predictor, index)
     with right:
         _render_images(reading, predictor, settings, index)
         dicom_downloads(reading, predictor, settings, index)
