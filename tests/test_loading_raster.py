@@ -156,3 +156,19 @@ def test_an_image_far_longer_than_wide_is_refused_from_its_header():
     with pytest.raises(XrayInputError, match="more than 6 times as long as it is wide"):
         load_xray(strip.getvalue(), "strip.png")
     assert load_xray(almost.getvalue(), "almost.png").pixels.shape == (384, 64)
+
+
+def test_a_jpeg_far_too_short_for_its_size_is_refused_but_a_flat_one_is_read():
+    import io
+
+    from PIL import Image
+
+    from covidviz.errors import XrayInputError
+    from covidviz.io.loading import load_xray
+
+    flat = io.BytesIO()  # the most compressible complete JPEG: one flat colour, progressive (~255 px per byte)
+    Image.new("L", (2000, 2000)).save(flat, "JPEG", quality=95, progressive=True)
+    assert load_xray(flat.getvalue(), "flat.jpg").pixels.shape == (2000, 2000)
+    truncated = flat.getvalue()[:3000]  # the header still says 2000 x 2000
+    with pytest.raises(XrayInputError, match="truncated: 3,000 bytes cannot hold the 2000 x 2000 px"):
+        load_xray(truncated, "cut.jpg")

@@ -18,7 +18,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from covidviz.errors import XrayInputError
-from covidviz.io.limits import check_size
+from covidviz.io.limits import check_jpeg_density, check_size
 from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
@@ -132,6 +132,8 @@ def _check_codestream(ds: pydicom.Dataset, rows: int, cols: int) -> None:
         raise XrayInputError(f"The DICOM pixel data is not a readable {syntax.name} image (its frame header "
                              "is missing or malformed).")
     height, width = size
+    if syntax in pydicom.uid.JPEGTransferSyntaxes:
+        check_jpeg_density(width, height, len(frame), "DICOM's JPEG image")
     if (height, width) != (rows, cols):
         raise XrayInputError(f"The DICOM's compressed image is {width} x {height} px but its header says "
                              f"{cols} x {rows} px (Columns x Rows); the two must agree.")

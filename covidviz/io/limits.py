@@ -18,3 +18,17 @@ def check_size(width: int, height: int, kind: str) -> None:
     if min(width, height) > 0 and max(width, height) > MAX_ASPECT * min(width, height):
         raise XrayInputError(f"The {kind} image is {width} x {height} px, more than {MAX_ASPECT} times as long as "
                              "it is wide: not a chest radiograph.")
+
+
+# A DCT JPEG spends at least a few bits on every 8 x 8 block (a flat block: its DC difference and end-of-block
+# codes), so no complete JPEG holds more than about 512 pixels per byte; one claiming over 1024 is truncated,
+# and its decoder would pad the missing megapixels for seconds (a 6 KB file claiming 4096 x 7072 px took 6 s).
+# JPEG-LS (run mode) and JPEG 2000 can compress flat images far more and are not held to this.
+MAX_JPEG_PIXELS_PER_BYTE = 1024
+
+
+def check_jpeg_density(width: int, height: int, nbytes: int, kind: str) -> None:
+    """Refuse a DCT JPEG stream far too short for the image its header announces."""
+    if width * height > MAX_JPEG_PIXELS_PER_BYTE * max(nbytes, 1):
+        raise XrayInputError(f"The {kind} is truncated: {nbytes:,} bytes cannot hold the {width} x {height} px "
+                             "image its header announces.")

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from covidviz.errors import XrayInputError
-from covidviz.io.limits import check_size
+from covidviz.io.limits import check_jpeg_density, check_size
 from covidviz.io.xray import Xray, rgb_to_gray, to_unit_range
 
 COLOUR_THRESHOLD = 0.04  # mean |channel - gray| above this: a colour picture, not a radiograph
@@ -22,6 +22,8 @@ def read_raster(data: bytes, kind: str) -> Xray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             check_size(*image.size, kind)
+            if kind == "JPEG":
+                check_jpeg_density(*image.size, len(data), "JPEG file")
             image.load()
     except XrayInputError:
         raise
