@@ -421,7 +421,10 @@ FINDINGS = ("crashed", "invalid", "hung", "memory")
 
 
 def signature(outcome: str, detail: str) -> str:
-    """What makes two findings the same bug: the outcome, exception type and where it was raised."""
+    """What makes two findings the same bug: the outcome, exception type and where it was raised. A hang or a
+    memory finding has no traceback, so each is its own (the fixtures show what they have in common)."""
+    if outcome in ("hung", "memory"):
+        return f"{outcome} {hashlib.sha256(detail.encode()).hexdigest()[:8]} {time.monotonic_ns()}"
     head = detail.split(":", 1)[0]
     where = detail[detail.rfind("["):] if "[" in detail else ""
     return f"{outcome} {head} {where}".strip()
@@ -496,6 +499,9 @@ def campaign(start: int, count: int, processes: int, base_seed: int, timeout: fl
                     sig = signature(outcome, detail)
                     new = outcome in FINDINGS and sig not in seen
                     seen.add(sig)
+                if outcome in FINDINGS and not new:  # every occurrence is logged with its index, so each replays
+                    print(f"FINDING again at {i} (replay with --seed {base_seed} --start {i} -n 1): {outcome}: "
+                          f"{detail}", flush=True)
                 if new:
                     data, filename, origin = mutate(random.Random(base_seed + i), seeds)
                     small = shrink(worker, data, filename, sig)
