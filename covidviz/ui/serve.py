@@ -44,7 +44,10 @@ def check(args: list[str], environ: dict[str, str] | None = None) -> list[str]:
     from streamlit import config
     from streamlit.runtime.secrets import secrets_singleton
     environ = dict(os.environ if environ is None else environ)
-    flags = {**_env_flags(list(config.get_config_options()), environ), **_flags(args)}
+    options = config.get_config_options()
+    flags = {**_env_flags(list(options), environ), **_flags(args)}
+    flags = {k: [v] if getattr(options.get(k), "multiple", False) and isinstance(v, str) else v
+             for k, v in flags.items()}  # e.g. secrets.files, a list
     config.get_config_options(force_reparse=True, options_from_flags=flags)
     address = config.get_option("server.address")
     auth = secrets_singleton.get("auth") if secrets_singleton.load_if_toml_exists() else None
