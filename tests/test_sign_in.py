@@ -10,7 +10,7 @@ import pytest
 
 from covidviz.ui.navigation import PAGES
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, requires_chromium
-from tests.oidc_support import USERS, audit_rows, running_dashboard, running_provider, sign_in
+from tests.oidc_support import audit_rows, running_dashboard, running_provider, sign_in
 
 pytestmark = [pytest.mark.slow, requires_chromium]
 IDLE_MINUTES = 0.5  # short enough to watch a session time out, long enough for every other step
@@ -83,7 +83,18 @@ def test_reader_signs_in_and_cannot_open_the_audit_log_even_by_url(context, serv
     assert "reader-1" in set(signed_in["user_sub"])
 
 
-def test_admin_opens_the_audit_log_and_sees_who_was_refused(context, server):
+def test_admin_opens_the_audit_log_and_sees_who_was_refused(browser, context, server):
+    other = browser.new_context()
+    try:  # a user without any role: only the model card, and a refusal for the rest
+        stranger = other.new_page()
+        sign_in(stranger, server, "nobody-1")
+        stranger.get_by_text("Your role opens these pages").wait_for(timeout=60_000)
+        assert "Audit log" not in stranger.locator("[data-testid=stSidebar]").inner_text()
+        assert stranger.get_by_role("link", name="About / model card").count() == 1
+        stranger.goto(f"{server.url}/audit")
+        stranger.get_by_text("Your role does not allow Audit log").wait_for(timeout=60_000)
+    finally:
+        other.close()
     page = context.new_page()
     sign_in(page, server, "admin-1")
     assert "Audit log" in _menu(page) and "Diagnose" not in _menu(page)  # roles are separate
@@ -94,7 +105,8 @@ def test_admin_opens_the_audit_log_and_sees_who_was_refused(context, server):
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="Records (CSV)").click()
     csv = open(download.value.path()).read()
-    assert "reader-1" in csv and "access_refused" in csv  # the refusal names the user who was refused
+    refusal = [line for line in csv.splitlines() if "access_refused" in line and ",audit," in line]
+    assert any("nobody-1" in line for line in refusal)  # the refusal names the user who was refused
     assert "admin-1" in set(audit_rows(server, "sign_in", least=2)["user_sub"])
 
 
@@ -116,25 +128,31 @@ def _identity_cookie(context) -> dict:
 
 
 def test_tampered_identity_cookie_is_refused(browser, context, server):
+    """A reader's own cookie with one character changed, and an administrator's claims signed with a secret
+    that is not the server's: both are no sign-in at all."""
+    from itsdangerous import URLSafeTimedSerializer
     page = context.new_page()
     sign_in(page, server, "reader-1")
     cookie = _identity_cookie(context)
-    payload, rest = cookie["value"].split(".", 1)
-    import base64
-    claims = json.loads(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-    claims["groups"] = ["covidviz-admin"]  # a reader making themselves an administrator
-    forged = base64.urlsafe_b64encode(json.dumps(json.dumps(claims)).encode()).decode().rstrip("=")
-    other = browser.new_context()
-    try:
-        other.add_cookies([{**cookie, "value": f"{forged}.{rest}"}])
-        forged_page = other.new_page()
-        forged_page.goto(f"{server.url}/audit")
-        forged_page.get_by_text(SIGN_IN_TEXT).wait_for(timeout=60_000)
-        assert forged_page.get_by_role("heading", name="Audit log").count() == 0
-    finally:
-        other.close()
-    rows = audit_rows(server, "access_refused")
-    assert (rows["resource"] == "identity cookie").any()
+    value = cookie["value"]
+    flipped = value[:-3] + ("A" if value[-3] != "A" else "B") + value[-2:]
+    claims = {"sub": "reader-1", "iss": server.provider.url, "groups": ["covidviz-admin"], "iat": int(time.time()),
+              "origin": server.url, "is_logged_in": True, "provider": "default"}
+    forged = URLSafeTimedSerializer("not-the-server-secret-0123456789", salt="_streamlit_user").dumps(
+        json.dumps(claims))
+    for bad in (flipped, forged):
+        other = browser.new_context()
+        try:
+            other.add_cookies([{**cookie, "value": bad}])
+            forged_page = other.new_page()
+            forged_page.goto(f"{server.url}/audit")
+            forged_page.get_by_text(SIGN_IN_TEXT).wait_for(timeout=60_000)
+            assert forged_page.get_by_role("heading", name="Audit log").count() == 0
+        finally:
+            other.close()
+    rows = audit_rows(server, "access_refused", least=2)
+    assert (rows["resource"] == "identity cookie").sum() >= 2
+    assert rows.loc[rows["resource"] == "identity cookie", "user_sub"].isna().all()  # its claims are not trusted
 
 
 def test_expired_identity_cookies_are_refused(browser, context, server):

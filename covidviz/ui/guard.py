@@ -22,7 +22,7 @@ from covidviz.audit.identity import Actor, act_as, os_actor
 from covidviz.audit.recorder import record_access
 from covidviz.ui.access import ROLES, AccessConfig, roles_from_claims
 from covidviz.ui.exposure import LOCAL, SIGN_IN, TRUSTED_NETWORK_ENV, mode
-from covidviz.ui.navigation import PageSpec
+from covidviz.ui.navigation import PageSpec, build_locked_navigation
 
 IDENTITY_COOKIE = "_streamlit_user"  # Streamlit's signed identity cookie (st.login)
 MAX_SIGN_INS = 10_000  # remembered sign-ins per process; only bounds memory
@@ -162,13 +162,15 @@ def _note_refused_cookie() -> None:
 
 
 def _sign_in_screen(config: AccessConfig, reason: str | None) -> None:
-    """The only thing an unsigned session sees, whatever page it asked for."""
-    st.title("covidviz")
-    if reason:
-        st.warning(reason)
-    st.write("Sign in with your hospital account to use the dashboard.")
-    if st.button("Sign in", type="primary", key="sign_in"):
-        st.login(*([config.provider] if config.provider else []))
+    """The only thing an unsigned session sees, whatever page it asked for (no menu either)."""
+    def screen() -> None:
+        st.title("covidviz")
+        if reason:
+            st.warning(reason)
+        st.write("Sign in with your hospital account to use the dashboard.")
+        if st.button("Sign in", type="primary", key="sign_in"):
+            st.login(*([config.provider] if config.provider else []))
+    build_locked_navigation(screen).run()
     st.stop()
 
 

@@ -53,20 +53,22 @@ def allowed_pages(roles: Iterable[str], pages: Iterable[PageSpec] = PAGES) -> li
     return [p for p in pages if allows(p.role, roles)]
 
 
-def default_page(roles: Iterable[str], pages: Iterable[PageSpec] = PAGES) -> PageSpec:
-    """The page at "/": the declared default when allowed, else the first page the user may open (every
-    signed-in user may open at least the model card)."""
-    allowed = allowed_pages(roles, pages)
-    return next((p for p in allowed if p.default), allowed[0])
+def home_page(pages: Iterable[PageSpec] = PAGES) -> PageSpec:
+    """The page at "/" (Diagnose)."""
+    return next(p for p in pages if p.default)
 
 
 def build_navigation(roles: Iterable[str], refuse: Callable[[PageSpec], None]):
     """``st.navigation`` over every page: the allowed ones as themselves, the others hidden from the menu and
-    rendering ``refuse(spec)`` when reached by URL. Returns the page to run."""
+    rendering ``refuse(spec)`` when reached by URL. A user who may not open the home page gets a plain start
+    page at "/" instead, so that every page keeps its own URL. Returns the page to run."""
     import streamlit as st
     roles = set(roles)
-    home = default_page(roles)
+    home = home_page()
     sections: dict[str, list] = {}
+    if not allows(home.role, roles):
+        sections[home.section] = [st.Page(_start(allowed_pages(roles)), title="Start", icon=":material/home:",
+                                          default=True, visibility="hidden")]
     for spec in PAGES:
         if allows(spec.role, roles):
             page = st.Page(spec.script, title=spec.title, icon=spec.icon, default=spec is home,
@@ -76,6 +78,33 @@ def build_navigation(roles: Iterable[str], refuse: Callable[[PageSpec], None]):
                            visibility="hidden")
         sections.setdefault(spec.section, []).append(page)
     return st.navigation(sections)
+
+
+def build_locked_navigation(screen: Callable[[], None]):
+    """Navigation for a session that may see nothing yet: every page's URL renders ``screen`` (the sign-in
+    screen) and the menu is gone, also when it was showing before (a session that just timed out)."""
+    import streamlit as st
+    pages = [st.Page(_named(screen, "sign_in"), title="Sign in", default=True)]
+    pages += [st.Page(_named(screen, spec.url_path), title="Sign in", url_path=spec.url_path, visibility="hidden")
+              for spec in PAGES]
+    return st.navigation(pages, position="hidden")
+
+
+def _named(screen: Callable[[], None], name: str) -> Callable[[], None]:
+    def page() -> None:
+        screen()
+    page.__name__ = f"locked_{name.replace('-', '_')}"
+    return page
+
+
+def _start(pages: list[PageSpec]) -> Callable[[], None]:
+    def start() -> None:
+        import streamlit as st
+        st.title("covidviz")
+        st.write("Your role opens these pages:")
+        for spec in pages:
+            st.page_link(spec.script, label=spec.title, icon=spec.icon)
+    return start
 
 
 def _refusal(spec: PageSpec, refuse: Callable[[PageSpec], None]) -> Callable[[], None]:
