@@ -17,8 +17,9 @@ $(STAMP): requirements.txt
 
 # Real components the tests start themselves, on 127.0.0.1, all from Debian: Chromium for the browser tests
 # (driven by Playwright; never `playwright install`, which downloads one), Orthanc with its DICOMweb plugin as
-# the PACS, dicom3tools' dciodvfy to validate DICOM results, PostgreSQL for the audit log.
-SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb dicom3tools postgresql
+# the PACS, dicom3tools' dciodvfy to validate DICOM results, PostgreSQL for the audit log, openssl for the TLS
+# test's throw-away certificate.
+SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb dicom3tools postgresql openssl
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 $(SYSTEM_STAMP): | $(STAMP)

@@ -34,6 +34,8 @@ USERS = {  # sub -> claims; the groups are the default role values (covidviz.ui.
     "reader-1": {"name": "Rita Reader", "email": "rita@hospital.example", "groups": ["covidviz-reader"]},
     "admin-1": {"name": "Ada Admin", "email": "ada@hospital.example", "groups": ["/covidviz-admin"]},
     "nobody-1": {"name": "No Roles", "email": "nobody@hospital.example", "groups": []},
+    "chief-1": {"name": "Chief Everything", "email": "chief@hospital.example",
+                "groups": ["covidviz-reader", "covidviz-pacs", "covidviz-admin"]},
 }
 
 
@@ -99,6 +101,20 @@ def running_provider(folder: Path) -> Iterator[Provider]:
         yield provider
     finally:
         stop(process)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 made by Debian's openssl (certificate, key)."""
+    import shutil
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI needs openssl (Makefile SYSTEM_PACKAGES) for the TLS test")
+        pytest.skip("openssl is not installed (make test installs it)")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 @dataclass(frozen=True)
