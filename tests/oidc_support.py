@@ -179,7 +179,7 @@ def sign_in(page, server: SignInServer, sub: str) -> None:
     page.goto(server.url)
     page.get_by_role("button", name="Sign in").click(timeout=60_000)
     page.get_by_role("button", name=sub, exact=True).click(timeout=60_000)  # the provider's sign-in form
-    page.get_by_text(f"Signed in as").first.wait_for(timeout=60_000)
+    page.get_by_text("Signed in as").first.wait_for(timeout=60_000)
 
 
 def audit_rows(server: SignInServer, kind: str | None = None, seconds: float = 20, least: int = 1):

@@ -25,7 +25,8 @@ from covidviz.ui.navigation import PAGES, PageSpec, allowed_pages
 from tests.conftest import ROOT
 
 AUTH = {"redirect_uri": "https://covidviz.hospital.example/oauth2callback", "cookie_secret": "x" * 32,
-        "client_id": "covidviz", "client_secret": "s", "server_metadata_url": "https://idp/.well-known/openid-configuration"}
+        "client_id": "covidviz", "client_secret": "s",
+        "server_metadata_url": "https://idp/.well-known/openid-configuration"}
 
 
 # --- roles ---------------------------------------------------------------------------------------------------

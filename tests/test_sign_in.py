@@ -10,6 +10,7 @@ import pytest
 
 from covidviz.ui.navigation import PAGES
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, requires_chromium
+from tests.conftest import FIXTURES, fixture_rows
 from tests.oidc_support import audit_rows, running_dashboard, running_provider, sign_in
 
 pytestmark = [pytest.mark.slow, requires_chromium]
@@ -66,6 +67,11 @@ def test_reader_signs_in_and_cannot_open_the_audit_log_even_by_url(context, serv
     page = context.new_page()
     sign_in(page, server, "reader-1")
     page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=60_000)  # Diagnose: a reader's page
+    page.locator("input[type=file]").set_input_files(str(FIXTURES / fixture_rows()[0]["fixture"]))
+    page.locator("p", has_text="Model output:").first.wait_for(timeout=90_000)
+    predictions = audit_rows(server, "prediction")
+    assert set(predictions["user_sub"]) == {"reader-1"}  # the reading's record names who read it
+    assert set(predictions["user_issuer"]) == {server.provider.url} and predictions["os_user"].isna().all()
     menu = _menu(page)
     assert "Diagnose" in menu and "Confusion matrices" in menu
     assert "Audit log" not in menu and "PACS worklist" not in menu  # hidden from the navigation
@@ -162,7 +168,8 @@ def test_expired_identity_cookies_are_refused(browser, context, server):
     page = context.new_page()
     sign_in(page, server, "reader-1")
     cookie = _identity_cookie(context)
-    claims = {"sub": "reader-1", "iss": server.provider.url, "groups": ["covidviz-reader"], "iat": int(time.time()) - 13 * 3600,
+    claims = {"sub": "reader-1", "iss": server.provider.url, "groups": ["covidviz-reader"],
+              "iat": int(time.time()) - 13 * 3600,
               "origin": server.url, "is_logged_in": True, "provider": "default"}
     fresh_signature_old_sign_in = URLSafeTimedSerializer(server.cookie_secret, salt="_streamlit_user").dumps(
         json.dumps(claims))

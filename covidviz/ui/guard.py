@@ -131,7 +131,9 @@ def _check_session(key: tuple, claims: dict[str, Any], config: AccessConfig, now
             return "Your session has ended. Sign in again to continue."
         reason = None
         issued = claims.get("iat")
-        if isinstance(issued, (int, float)) and now - issued > config.session_hours * 3600:
+        if not key[1] or not isinstance(issued, (int, float)):  # both are required in an ID token
+            reason = "Your sign-in does not say who you are or when it was made. Sign in again to continue."
+        elif now - issued > config.session_hours * 3600:
             reason = (f"Your sign-in is more than {config.session_hours:g} hours old. Sign in again to "
                       "continue.")
         elif entry is not None and now - entry.last_seen > config.idle_minutes * 60:
