@@ -195,9 +195,11 @@ def test_local_mode_says_so_and_quiets_other_libraries_logs():
     from streamlit.testing.v1 import AppTest
     for name in ("dicomweb_client", "urllib3"):
         logging.getLogger(name).setLevel(logging.DEBUG)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
     at.switch_page("app_pages/model_card.py")
     at.run()
+    assert at.get("markdown") and any("Known limitations" in m.value for m in at.markdown)
     assert not at.exception, [e.value for e in at.exception]
     assert any("Single-user local mode" in i.value for i in at.sidebar.info)
     assert logging.getLogger("dicomweb_client").getEffectiveLevel() == logging.WARNING
