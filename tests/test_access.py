@@ -204,3 +204,18 @@ def test_local_mode_says_so_and_quiets_other_libraries_logs():
     assert any("Single-user local mode" in i.value for i in at.sidebar.info)
     assert logging.getLogger("dicomweb_client").getEffectiveLevel() == logging.WARNING
     assert logging.getLogger("urllib3").getEffectiveLevel() == logging.WARNING
+
+
+@pytest.mark.slow
+def test_cli_records_name_the_operating_system_user_and_host(tmp_path):
+    from tests.conftest import FIXTURES, fixture_rows
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    image = FIXTURES / fixture_rows()[0]["fixture"]
+    result = subprocess.run([sys.executable, "-m", "covidviz", "predict", str(image)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300, env={**os.environ, "COVIDVIZ_DB_URL": url})
+    assert result.returncode == 0, result.stderr
+    frame = load_records(url)
+    dispose(url)
+    assert list(frame["interface"]) == ["cli"]
+    assert list(frame["os_user"]) == [getpass.getuser()] and list(frame["host"]) == [socket.gethostname()]
+    assert frame["user_sub"].isna().all()
