@@ -205,8 +205,3 @@ def refuse(spec: PageSpec) -> None:
     st.error(message)
     record_access("access_refused", resource=spec.url_path, note=message)
 
-
-def refuse_action(action: str, message: str) -> None:
-    """The same for an action inside a page (a button whose role the user lacks)."""
-    st.error(message)
-    record_access("access_refused", resource=action, note=message)
