@@ -1,5 +1,7 @@
 # Two entry points, both doing their own set-up on a fresh machine:
-#   make app    start the dashboard on the shipped model (http://localhost:8501)
+#   make app    start the dashboard on the shipped model (http://127.0.0.1:8501; single-user local mode unless
+#               sign-in is configured, see the README's "Sign-in and roles"; ARGS="--server.port 8502" passes
+#               Streamlit options)
 #   make test   run the whole test suite (what .ci/run runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,8 +17,9 @@ $(STAMP): requirements.txt
 
 # Real components the tests start themselves, on 127.0.0.1, all from Debian: Chromium for the browser tests
 # (driven by Playwright; never `playwright install`, which downloads one), Orthanc with its DICOMweb plugin as
-# the PACS, dicom3tools' dciodvfy to validate DICOM results, PostgreSQL for the audit log.
-SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb dicom3tools postgresql
+# the PACS, dicom3tools' dciodvfy to validate DICOM results, PostgreSQL for the audit log, openssl for the TLS
+# test's throw-away certificate.
+SYSTEM_PACKAGES := chromium orthanc orthanc-dicomweb dicom3tools postgresql openssl
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 $(SYSTEM_STAMP): | $(STAMP)
@@ -28,7 +31,7 @@ $(SYSTEM_STAMP): | $(STAMP)
 # memory back; with two arenas, six sessions reading 46 MB DICOMs peaked at 2.0 GB instead of 2.4 GB
 # (scripts/load_test.py).
 app: $(STAMP)
-	MALLOC_ARENA_MAX=2 $(PY) -m streamlit run app.py
+	MALLOC_ARENA_MAX=2 $(PY) -m covidviz.ui.serve $(ARGS)
 
 test: $(STAMP) $(SYSTEM_STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -ra

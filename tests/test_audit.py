@@ -298,7 +298,7 @@ def test_audit_page_shows_exactly_the_records(sqlite_url, monkeypatch):
     monkeypatch.setenv("COVIDVIZ_DB_URL", sqlite_url)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/audit.py")
+    at.switch_page("app_pages/audit.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value

@@ -112,7 +112,7 @@ def test_crossval_folds_hold_out_disjoint_patients_and_are_summarised(built):
 def test_page_shows_exactly_the_artifacts_numbers(built, monkeypatch):
     weights, _, report, _ = built
     monkeypatch.setenv("COVIDVIZ_WEIGHTS", str(weights))
-    at = AppTest.from_file(str(ROOT / "pages" / "model_comparison.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "model_comparison.py"), default_timeout=30)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     for split in ("test", "external"):
@@ -142,7 +142,7 @@ def test_page_shows_exactly_the_artifacts_numbers(built, monkeypatch):
 
 def test_page_without_artifacts_says_how_to_make_them(tmp_path, monkeypatch):
     monkeypatch.setenv("COVIDVIZ_WEIGHTS", str(tmp_path))
-    at = AppTest.from_file(str(ROOT / "pages" / "model_comparison.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "model_comparison.py"), default_timeout=30)
     at.run()
     assert not at.exception and "compare-train" in at.warning[0].value and str(tmp_path) not in at.warning[0].value
     (tmp_path / "comparison").mkdir()
@@ -178,7 +178,7 @@ def test_diagnose_switches_to_a_comparison_model(built, monkeypatch):
 def test_page_renders_the_committed_comparison(monkeypatch):
     monkeypatch.delenv("COVIDVIZ_WEIGHTS", raising=False)
     report = ed.load_comparison(WEIGHTS)
-    at = AppTest.from_file(str(ROOT / "pages" / "model_comparison.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "model_comparison.py"), default_timeout=30)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value

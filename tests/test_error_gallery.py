@@ -21,7 +21,7 @@ def _run(monkeypatch, weights, data=None) -> AppTest:
         monkeypatch.delenv("COVIDVIZ_DATA", raising=False)
     else:
         monkeypatch.setenv("COVIDVIZ_DATA", str(data))
-    at = AppTest.from_file(str(ROOT / "pages" / "error_gallery.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "error_gallery.py"), default_timeout=120)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -36,7 +36,7 @@ def weights(eval_weights, monkeypatch):
 
 
 def run_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "app_pages" / page), default_timeout=30)
     at.run(timeout=30)
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -291,8 +291,9 @@ def test_loaders_explain_missing_and_malformed_artifacts(weights, tmp_path):
 
 @pytest.mark.parametrize("page", ["confusion_matrices.py", "metric_explorer.py", "model_card.py"])
 def test_pages_render_inside_the_app_navigation(weights, page):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.switch_page(f"pages/{page}")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()  # st.navigation registers the pages (and their URL paths) on the first run
+    at.switch_page(f"app_pages/{page}")
     at.run(timeout=30)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error

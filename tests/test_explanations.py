@@ -285,7 +285,7 @@ def _same(shown, stored) -> bool:
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "explanation_quality.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "explanation_quality.py"), default_timeout=30)
     at.run(timeout=30)
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -363,7 +363,7 @@ def test_model_card_section_and_the_pickers_help(tiny_report, report_weights):
     assert "has not been run" in "\n".join(explanation_lines(None))
     assert "Grad-CAM passes the randomisation check" in method_help(tiny_report, "Grad-CAM")
 
-    at = AppTest.from_file(str(ROOT / "pages" / "diagnose.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "diagnose.py"), default_timeout=60)
     at.run(timeout=60)  # no model in this weights folder: the controls render, then the page says so
     help_text = at.selectbox(key="method").help
     for method in tiny_report["methods"]:

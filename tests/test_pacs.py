@@ -234,7 +234,8 @@ def test_worklist_page_lists_scores_opens_in_diagnose_and_stores(pacs, monkeypat
     for key, value in pacs.environment.items():
         monkeypatch.setenv(key, value)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.switch_page("pages/pacs_worklist.py").run()
+    at.run()  # st.navigation registers the pages (and their URL paths) on the first run
+    at.switch_page("app_pages/pacs_worklist.py").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     shown = set(table["accession"])
@@ -271,8 +272,9 @@ def _download_keys(at) -> set[str]:
 def test_worklist_page_explains_how_to_connect_when_no_server_is_set(monkeypatch):
     from streamlit.testing.v1 import AppTest
     monkeypatch.delenv(ENV_URL, raising=False)
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page("pages/pacs_worklist.py").run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()  # st.navigation registers the pages (and their URL paths) on the first run
+    at.switch_page("app_pages/pacs_worklist.py").run()
     assert not at.exception
     assert any(ENV_URL in i.value and "pacs demo" in i.value for i in at.info)
 

@@ -38,7 +38,7 @@ def shown_texts(at: AppTest) -> list[str]:
 
 
 def diagnose(uploads: list[tuple[str, bytes, str]]) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "diagnose.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "diagnose.py"), default_timeout=120)
     at.run()
     at.file_uploader(key="uploads").set_value(uploads)
     at.run()
@@ -156,7 +156,7 @@ def _literal_keys(path) -> set[str]:
 
 def test_no_widget_key_is_used_by_two_pages():
     owners = defaultdict(set)
-    for path in [*(ROOT / "pages").glob("*.py"), *(ROOT / "covidviz" / "ui").glob("*.py"), ROOT / "app.py"]:
+    for path in [*(ROOT / "app_pages").glob("*.py"), *(ROOT / "covidviz" / "ui").glob("*.py"), ROOT / "app.py"]:
         for key in _literal_keys(path):
             owners[key].add(path.relative_to(ROOT).as_posix())
     shared = {k: sorted(v) for k, v in owners.items() if len(v) > 1}
@@ -178,7 +178,7 @@ def test_a_model_that_fails_verification_is_a_plain_message_with_the_details_in_
     (folder / "model.safetensors").write_bytes(bytes(data))
     monkeypatch.setenv("COVIDVIZ_WEIGHTS", str(folder))
     caplog.set_level(logging.INFO)
-    at = AppTest.from_file(str(ROOT / "pages" / "diagnose.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "diagnose.py"), default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("could not be loaded" in e.value for e in at.error)

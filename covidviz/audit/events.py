@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES, __version__
+from covidviz.audit.identity import Actor, current_actor
 from covidviz.audit.vocabulary import INTERFACES, KINDS, OOD_LEVELS
 from covidviz.lungs.field import LungCheck
 from covidviz.model.ood import OodGuard, lung_message, ood_message
@@ -22,7 +23,9 @@ _HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One row of the audit log. Holds no image, no file name, no DICOM attribute."""
+    """One row of the audit log. Holds no image, no file name, no DICOM attribute. ``actor`` is the staff
+    member behind it (by default whoever :func:`~covidviz.audit.identity.current_actor` names when the event
+    is made); ``resource`` the page or action an access event is about."""
 
     kind: str
     interface: str
@@ -41,8 +44,10 @@ class AuditEvent:
     error: str | None = None
     calibration: str | None = None  # the calibration in use: "shipped" or the site profile's version and hash
     temperature: float | None = None  # the temperature that produced ``probabilities`` (recalibration needs it)
+    resource: str | None = None
     app_version: str = __version__
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    actor: Actor = field(default_factory=current_actor)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -55,6 +60,9 @@ class AuditEvent:
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row["warnings"] = list(self.warnings)
+        del row["actor"]
+        row.update(user_sub=self.actor.sub, user_issuer=self.actor.issuer, os_user=self.actor.os_user,
+                   host=self.actor.host)
         return row
 
 

@@ -1,4 +1,5 @@
-"""The audit table: one row per event (a prediction, a rejection, a heatmap shown), appended, never updated.
+"""The audit table: one row per event (a prediction, a rejection, a heatmap shown, a sign-in, a refusal),
+appended, never updated.
 
 What is deliberately absent: the image, file names and paths (a DICOM file name can carry a patient's name
 or ID, and hashing a low-entropy name would not hide it), and every DICOM attribute. The input is known
@@ -43,3 +44,10 @@ class AuditRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)  # the message the user saw for a rejected input
     calibration: Mapped[str | None] = mapped_column(String(120))  # "shipped" or the site profile in use
     temperature: Mapped[float | None] = mapped_column(Float)  # the one that produced ``probabilities``
+    # who (revision 0002; older records keep nulls): the signed-in user's OpenID Connect subject and issuer
+    # on the dashboard, the operating-system user and host for the CLI, batch jobs and single-user mode
+    user_sub: Mapped[str | None] = mapped_column(String(255), index=True)
+    user_issuer: Mapped[str | None] = mapped_column(String(255))
+    os_user: Mapped[str | None] = mapped_column(String(255), index=True)
+    host: Mapped[str | None] = mapped_column(String(255))
+    resource: Mapped[str | None] = mapped_column(String(64))  # the page or action an access event is about

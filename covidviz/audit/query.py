@@ -13,11 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from covidviz import CLASSES
+from covidviz.audit.identity import user_label
 from covidviz.text import FORMULA_START, neutralise_formula, safe_csv_bytes  # noqa: F401  (re-exported)
 
 COLUMNS = ("id", "created_at", "kind", "interface", "input_sha256", "model_name", "model_sha256", "app_version",
            "probabilities", "predicted_class", "ood", "ood_distance", "lung_field_plausible", "warnings",
-           "heatmap_method", "heatmap_class", "lung_energy", "error", "calibration", "temperature")
+           "heatmap_method", "heatmap_class", "lung_energy", "error", "calibration", "temperature", "user_sub",
+           "user_issuer", "os_user", "host", "resource")
 VERSION_CHARS = 12  # a model version is shown as its weights sha256's first 12 hex digits, as everywhere else
 
 
@@ -31,6 +33,7 @@ class AuditFilter:
     model_versions: tuple[str, ...] = ()  # sha256 prefixes
     classes: tuple[str, ...] = ()  # predicted class
     kinds: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()  # a signed-in subject, an operating-system user, or user@host
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -65,6 +68,8 @@ def load_records(url: str | None = None, flt: AuditFilter = AuditFilter(), limit
     if flt.model_versions:
         from sqlalchemy import or_
         query = query.where(or_(*(AuditRecord.model_sha256.startswith(v.lower()) for v in flt.model_versions)))
+    if flt.users:
+        query = query.where(_user_clause(AuditRecord, flt.users))
     if limit:
         query = query.limit(limit)
     with Session(get_engine(url)) as session:
@@ -72,11 +77,24 @@ def load_records(url: str | None = None, flt: AuditFilter = AuditFilter(), limit
     return tidy(pd.DataFrame(rows, columns=list(COLUMNS)))
 
 
+def _user_clause(record, users: tuple[str, ...]):
+    """Records whose signed-in subject, operating-system user, or ``os_user@host`` is one of ``users``."""
+    from sqlalchemy import and_, or_
+    clauses = [record.user_sub.in_(users), record.os_user.in_(users)]
+    for user in users:
+        name, at, host = user.rpartition("@")
+        if at and name:
+            clauses.append(and_(record.os_user == name, record.host == host))
+    return or_(*clauses)
+
+
 def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Typed columns: UTC timestamps, ``model_version``, one ``p_<class>`` column per class seen."""
     frame = frame.copy()
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     frame["model_version"] = frame["model_sha256"].map(lambda s: s[:VERSION_CHARS] if isinstance(s, str) else None)
+    frame["user"] = [user_label(*(v if isinstance(v, str) else None for v in row))
+                     for row in zip(frame["user_sub"], frame["os_user"], frame["host"])]
     classes = list(CLASSES) + sorted({c for p in frame["probabilities"] if isinstance(p, dict) for c in p}
                                      - set(CLASSES))
     for c in classes:
@@ -102,16 +120,18 @@ def filter_records(frame: pd.DataFrame, flt: AuditFilter) -> pd.DataFrame:
     if flt.model_versions:
         versions = tuple(v.lower() for v in flt.model_versions)
         keep &= frame["model_sha256"].map(lambda s: isinstance(s, str) and s.startswith(versions))
+    if flt.users:
+        keep &= (frame["user"].isin(flt.users) | frame["user_sub"].isin(flt.users)
+                 | frame["os_user"].isin(flt.users))
     return frame[keep]
 
 
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a person reads, flat (no dicts or lists), in reading order."""
     probs = [c for c in frame.columns if c.startswith("p_")]
-    out = frame[["created_at", "kind", "interface", "model_version", "predicted_class", *probs, "ood",
-                 "lung_field_plausible", "heatmap_method", "lung_energy", "warnings", "error", "calibration",
-                 "input_sha256",
-                 "model_name", "app_version", "id"]].copy()
+    out = frame[["created_at", "kind", "interface", "user", "model_version", "predicted_class", *probs, "ood",
+                 "lung_field_plausible", "heatmap_method", "lung_energy", "warnings", "error", "resource",
+                 "calibration", "input_sha256", "model_name", "app_version", "user_issuer", "id"]].copy()
     out["warnings"] = out["warnings"].map(" | ".join)
     return out
 
@@ -151,7 +171,7 @@ def summary_text(frame: pd.DataFrame) -> str:
         return "no audit records"
     lines = [f"{len(frame)} records from {frame['created_at'].min():%Y-%m-%d %H:%M} to "
              f"{frame['created_at'].max():%Y-%m-%d %H:%M} UTC"]
-    for column in ("kind", "interface", "model_version", "predicted_class"):
+    for column in ("kind", "interface", "user", "model_version", "predicted_class"):
         counts = frame[column].fillna("—").value_counts()
         lines.append(f"{column}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from covidviz.audit.events import (
     model_identity,
     probabilities_dict,
 )
+from covidviz.audit.identity import Actor
 from covidviz.audit.models import AuditRecord
 
 if TYPE_CHECKING:
@@ -197,3 +198,15 @@ def record_results(interface: str, rows: Iterable[tuple[str | None, Mapping[str,
     _safely("batch results",
             lambda: [event_from_result(interface, sha, row, sidecar, guard_present) for sha, row in rows], url,
             wait=True)
+
+
+def record_access(kind: str, *, resource: str | None = None, note: str | None = None, actor: Actor | None = None,
+                  url: str | None = None) -> None:
+    """Record a dashboard access event (``sign_in``, ``sign_out``, ``session_timeout``, ``access_refused``)
+    about ``resource`` (a page's URL path or an action), for ``actor`` (default: who is acting now).
+    ``note`` is the message the user saw. Never raises."""
+    def build() -> AuditEvent:
+        extra = {"actor": actor} if actor is not None else {}
+        return AuditEvent(kind=kind, interface="dashboard", input_sha256=None, resource=resource, error=note,
+                          **extra)
+    _safely(kind, build, url)

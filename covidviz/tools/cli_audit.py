@@ -23,7 +23,7 @@ def _filter(args: argparse.Namespace):
     from covidviz.audit.query import AuditFilter
     return AuditFilter(since=args.since, until=args.until, interfaces=tuple(args.interface or ()),
                        model_versions=tuple(args.model or ()), classes=tuple(args.label or ()),
-                       kinds=tuple(args.kind or ()))
+                       kinds=tuple(args.kind or ()), users=tuple(args.user or ()))
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def _audit(args: argparse.Namespace) -> int:
         import pandas as pd
         with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200,
                                "display.max_colwidth", 40):
-            table = display_table(frame).drop(columns=["input_sha256", "model_name", "app_version"])
+            table = display_table(frame).drop(columns=["input_sha256", "model_name", "app_version", "user_issuer"])
             for column in ("warnings", "error"):
                 table[column] = table[column].map(lambda t: t if not isinstance(t, str) or len(t) <= 60
                                                   else t[:57] + "...")
@@ -87,6 +87,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--model", action="append", help="model version: weights sha256 or its first digits (repeatable)")
     a.add_argument("--class", dest="label", action="append", help="predicted class (repeatable)")
     a.add_argument("--kind", action="append", choices=KINDS, help="repeatable")
+    a.add_argument("--user", action="append",
+                   help="who: a signed-in user's subject (sub), an operating-system user, or user@host (repeatable)")
     a.add_argument("--limit", type=int, default=50, help="list: newest N records (0: all)")
     a.add_argument("--freq", default="D", help="summary: period for the score distributions (D, W, M, h)")
     a.add_argument("--out", help="export: FILE.csv (formula-safe) or FILE.parquet")

@@ -18,16 +18,16 @@ def choices(frame: pd.DataFrame) -> dict[str, list[str]]:
     def values(column: str) -> list[str]:
         return sorted(v for v in frame[column].dropna().unique())
     return {"interface": values("interface"), "model_version": values("model_version"),
-            "predicted_class": values("predicted_class"), "kind": values("kind")}
+            "predicted_class": values("predicted_class"), "kind": values("kind"), "user": values("user")}
 
 
 def day_range_filter(days: tuple[date, ...] | list[date], interfaces: list[str], versions: list[str],
-                     classes: list[str], kinds: list[str]) -> AuditFilter:
+                     classes: list[str], kinds: list[str], users: list[str] = ()) -> AuditFilter:
     """The page's widgets as a filter; a date range covers its whole last day (UTC)."""
     since = datetime.combine(days[0], time.min) if len(days) >= 1 else None
     until = datetime.combine(days[-1], time.max) if len(days) >= 1 else None
     return AuditFilter(since=since, until=until, interfaces=tuple(interfaces), model_versions=tuple(versions),
-                       classes=tuple(classes), kinds=tuple(kinds))
+                       classes=tuple(classes), kinds=tuple(kinds), users=tuple(users))
 
 
 def shown_records(frame: pd.DataFrame, flt: AuditFilter) -> pd.DataFrame:

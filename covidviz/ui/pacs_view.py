@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 OPENED = "pacs_opened"  # session key: what the worklist handed to Diagnose
 SCORES = "pacs_scores"  # session key: (server, study UID, model) -> StudyScore
 MAX_SCORED = 500
-DIAGNOSE_PAGE = "pages/diagnose.py"
+DIAGNOSE_PAGE = "app_pages/diagnose.py"
 TABLE_COLUMNS = ["date", "accession", "modalities", "description", "image", "label",
                  *(f"p_{c}" for c in CLASSES), "flags", "note"]
 

@@ -18,7 +18,18 @@ from covidviz.io.loading import sniff_format
 
 log = logging.getLogger("covidviz.ui.requests")
 
+# Other libraries' loggers that would say what a patient's study is: dicomweb-client logs study and instance
+# UIDs at INFO, urllib3 every request URL (UIDs in the path, query parameters) at DEBUG. The dashboard holds
+# them at WARNING whatever the root logger's level (Streamlit's --logger.level debug included).
+QUIET_LIBRARIES = {"dicomweb_client": logging.WARNING, "urllib3": logging.WARNING}
+
 Field = str | int | float | bool | None
+
+
+def quiet_libraries() -> None:
+    """Set :data:`QUIET_LIBRARIES` (idempotent; ``app.py`` calls it on every run)."""
+    for name, level in QUIET_LIBRARIES.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Field) -> None:

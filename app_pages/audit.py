@@ -23,7 +23,8 @@ MAX_RECORDS = 200_000
 st.title("Audit log")
 url = database_url()
 st.caption(f"Database: `{safe_url(url)}` (set `COVIDVIZ_DB_URL` to use another). Records hold content hashes, "
-           "model versions, probabilities, flags and error messages: never images, file names or patient data.")
+           "model versions, probabilities, flags, error messages and the staff member who acted (sign-in subject "
+           "or operating-system user): never images, file names or patient data.")
 try:
     records = load_records(url, limit=MAX_RECORDS)
 except Exception as exc:  # noqa: BLE001  (an unreachable database is a message, not a crash)
@@ -39,13 +40,17 @@ if len(records) == MAX_RECORDS:
 
 options = choices(records)
 first, last = records["created_at"].min().date(), records["created_at"].max().date()
-c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 2])
+c1, c2, c3, c4, c5, c6 = st.columns(6)
 days = c1.date_input("Dates (UTC)", value=(first, last), key="days")
 interfaces = c2.multiselect("Interface", options["interface"], key="interface")
 versions = c3.multiselect("Model version", options["model_version"], key="model_version")
 classes = c4.multiselect("Predicted class", options["predicted_class"], key="predicted_class")
 kinds = c5.multiselect("Kind", options["kind"], key="kind")
-flt = day_range_filter(days if isinstance(days, (tuple, list)) else (days,), interfaces, versions, classes, kinds)
+users = c6.multiselect("User", options["user"], key="user",
+                       help="The signed-in user's subject (sub) on the dashboard; user@host for the CLI, batch jobs "
+                            "and single-user mode. Records made before users were kept have none.")
+flt = day_range_filter(days if isinstance(days, (tuple, list)) else (days,), interfaces, versions, classes, kinds,
+                       users)
 selected = filter_records(records, flt)
 
 for column, (name, value) in zip(st.columns(4), headline(selected).items()):
