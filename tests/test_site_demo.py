@@ -170,7 +170,7 @@ def test_drift_alarm_rises_when_shenzhen_films_follow_internal_test_films(tmp_pa
 
     from streamlit.testing.v1 import AppTest
     monkeypatch.setenv("COVIDVIZ_DB_URL", url)
-    for page in ("pages/site_performance.py", "pages/audit.py"):
+    for page in ("app_pages/site_performance.py", "app_pages/audit.py"):
         at = AppTest.from_file(str(ROOT / page), default_timeout=120).run()
         assert not at.exception, [e.value for e in at.exception]
         assert any("Drift alarm" in e.value for e in at.error), page

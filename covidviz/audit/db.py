@@ -74,8 +74,10 @@ def get_engine(url: str | None = None) -> Engine:
 def alembic_config(engine: Engine | None = None):
     """Alembic's configuration for the shipped migrations, without an ini file (``alembic.command`` takes it);
     with ``engine``, env.py migrates through it."""
+    import sys
+
     from alembic.config import Config
-    config = Config()
+    config = Config(stdout=sys.stdout)  # its default is the sys.stdout of alembic's first import, maybe long closed
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
         config.attributes["engine"] = engine

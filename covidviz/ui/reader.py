@@ -1,8 +1,8 @@
-"""Who the reader is: the one place the dashboard decides it, so sign-in can replace it in one edit.
+"""Who the reader is: the one place the dashboard decides it.
 
-Until sign-in exists, a reader is a per-browser pseudonym: a random id kept in a cookie of this dashboard
-(a year), never derived from anything about the person. When OIDC sign-in lands, return the signed-in
-user's subject identifier here instead (``st.user`` once configured), and every verdict follows.
+With sign-in, the reader is the signed-in user's subject identifier (what the audit trail names them by).
+In single-user local mode there is nobody to name, so a reader is a per-browser pseudonym: a random id kept
+in a cookie of this dashboard (a year), never derived from anything about the person.
 """
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ import uuid
 
 import streamlit as st
 
+from covidviz.audit.identity import current_actor
+
 READER_COOKIE = "covidviz_reader"
 _PSEUDONYM = re.compile(r"^[0-9a-f]{32}$")
 
 
 def current_reader() -> str:
-    """The id verdicts are recorded under: ``browser:<random hex>``, the same for every session of this
-    browser (cookie), else for this session only (cookies blocked)."""
+    """The id verdicts are recorded under: the signed-in subject; else ``browser:<random hex>``, the same for
+    every session of this browser (cookie), else for this session only (cookies blocked)."""
+    signed_in = current_actor().sub
+    if signed_in:
+        return signed_in
     cookie = st.context.cookies.get(READER_COOKIE)
     if cookie and _PSEUDONYM.match(cookie):
         return f"browser:{cookie}"

@@ -1,7 +1,7 @@
 """Readers' verdicts (site_verdicts), and the calibration each audit record was made under.
 
 Revision ID: 0003_verdicts
-Revises: 0001
+Revises: 0002_user_identity
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_verdicts"
-down_revision = "0001"
+down_revision = "0002_user_identity"
 branch_labels = None
 depends_on = None
 
