@@ -16,7 +16,8 @@ from covidviz import CLASSES
 from covidviz.interop.archive import (ArchiveQueryError, PacsArchiveSource, archive_source, instance_key,
                                       parse_archive_query, parse_key)
 from covidviz.interop.orthanc import free_port
-from covidviz.interop.pacs import ENV_PASSWORD, ENV_URL, ENV_USER, ImageRef, PacsError, PacsSettings
+from covidviz.interop.pacs import ImageRef
+from covidviz.interop.pacs_session import ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings
 from tests.conftest import WEIGHTS
 from tests.orthanc_support import pacs, requires_orthanc  # noqa: F401  (fixture)
 

@@ -16,8 +16,8 @@ from pydicom.sr.codedict import codes
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.interop.dicom_results import SC_SERIES_DESCRIPTION, SR_SERIES_DESCRIPTION
 from covidviz.interop.orthanc import free_port
-from covidviz.interop.pacs import (ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings, connect,
-                                   frontal_chest_images, qido_date, retrieve, search_studies, study_filters)
+from covidviz.interop.pacs import frontal_chest_images, qido_date, retrieve, search_studies, study_filters
+from covidviz.interop.pacs_session import ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings, connect
 from covidviz.interop.worklist import score_study
 from covidviz.model.predictor import Predictor
 from tests.conftest import ROOT, WEIGHTS, dicom_path

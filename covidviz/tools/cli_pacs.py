@@ -58,14 +58,15 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _connection(args: argparse.Namespace):
-    from covidviz.interop.pacs import PacsSettings, connect
+    from covidviz.interop.pacs_session import PacsSettings, connect
     settings = PacsSettings.from_env(url=args.url)
     return settings, connect(settings)
 
 
 def _search(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # looked up at call time: a default would keep the stdout of import time
-    from covidviz.interop.pacs import PacsError, search_studies, study_filters
+    from covidviz.interop.pacs import search_studies, study_filters
+    from covidviz.interop.pacs_session import PacsError
     try:
         settings, client = _connection(args)
         studies = search_studies(client, settings, study_filters(args.date, args.modality, args.accession),
@@ -92,7 +93,8 @@ def _search(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _score(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from covidviz.errors import WeightsError
-    from covidviz.interop.pacs import PacsError, find_study, search_studies, study_filters
+    from covidviz.interop.pacs import find_study, search_studies, study_filters
+    from covidviz.interop.pacs_session import PacsError
     from covidviz.interop.worklist import score_study
     from covidviz.model.predictor import Predictor
     try:
@@ -137,7 +139,8 @@ def _score_line(row: dict, as_json: bool) -> str:
 def _demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from covidviz.interop.orthanc import LocalOrthanc, OrthancUnavailable, free_port
-    from covidviz.interop.pacs import PacsError, PacsSettings, connect, store
+    from covidviz.interop.pacs import store
+    from covidviz.interop.pacs_session import PacsError, PacsSettings, connect
     from covidviz.interop.sample_dicom import example_studies
     port = args.port if _port_is_free(args.port) else free_port()
     try:

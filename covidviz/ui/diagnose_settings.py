@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -11,6 +12,9 @@ from covidviz import CLASS_TITLES, CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS, time_estimate
 from covidviz.explain.overlay import COLORMAPS
 from covidviz.paths import weights_dir
+
+if TYPE_CHECKING:
+    from covidviz.explain.reading import Reading
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 
@@ -26,6 +30,15 @@ class Settings:
     threshold: float
     lung_outline: bool = True
     zoom: bool = False
+
+
+def classes_to_show(reading: Reading, view: str) -> list[int]:
+    """The class indices whose maps the chosen view shows: the predicted one, one chosen class, or all."""
+    if view == VIEWS[0]:
+        return [CLASSES.index(reading.label)]
+    if view == VIEWS[-1]:
+        return list(range(len(CLASSES)))
+    return [VIEWS.index(view) - 1]
 
 
 def verdict_help(folder: Path) -> str:
