@@ -30,7 +30,8 @@ def build_toy_weights(root: Path) -> Path:
     import torch
 
     from covidviz.evaluation.evaluate import evaluate
-    from covidviz.training.train import TrainConfig, train
+    from covidviz.training.config import TrainConfig
+    from covidviz.training.train import train
     from tests.toy_data import make_toy_collection
 
     threads = torch.get_num_threads()

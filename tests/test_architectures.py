@@ -17,7 +17,8 @@ from covidviz.model.engine import OnnxRuntimeEngine, TorchEngine, export_onnx, p
 from covidviz.model.network import ARCHITECTURES, build_model, parameter_count
 from covidviz.model.sidecar import ARCHITECTURE_NAMES, SIDECAR_FILE
 from covidviz.model.weights import load_weights
-from covidviz.training.train import TrainConfig, train
+from covidviz.training.config import TrainConfig
+from covidviz.training.train import train
 from tests.toy_data import make_toy_collection
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,8 @@ from covidviz.model.predictor import Predictor
 from covidviz.tools.compare_build import build_comparison
 from covidviz.tools.compare_runs import compare_train
 from covidviz.training.recipes import Recipe
-from covidviz.training.train import TrainConfig, train
+from covidviz.training.config import TrainConfig
+from covidviz.training.train import train
 from covidviz.evaluation.facts import fmt_ci as with_ci
 from covidviz.ui.comparison_view import fmt
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, fixture_rows
@@ -200,7 +201,8 @@ def test_a_finished_run_is_skipped_and_an_interrupted_one_resumes(built, capsys,
     compare_train(runs.parent / "unused", runs, "small_cnn", recipe=TINY, lungs=weights)  # data never read
     assert "already trained and evaluated" in capsys.readouterr().out and metrics.stat().st_mtime_ns == before
     two_epochs = Recipe(name="test recipe", size=64, epochs=2, epoch_images=16, batch_size=8)
-    from covidviz.training.train import TrainConfig as Config, train as run_training
+    from covidviz.training.config import TrainConfig as Config
+    from covidviz.training.train import train as run_training
     run_training(Config(data_dir=str(toy), run_dir=str(tmp_path / "small_cnn"), size=64, epochs=2, batch_size=8,
                         epoch_images=16, fast=False, arch="small_cnn", stop_after=1, segmenter_dir=str(weights),
                         prepared_dir=str(runs), previous_split=str(weights / "split.csv"), recipe="test recipe"))

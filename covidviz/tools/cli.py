@@ -14,7 +14,8 @@ from covidviz.tools.cli_pacs import add_parsers as add_pacs_parsers
 
 
 def _train(args: argparse.Namespace) -> int:
-    from covidviz.training.train import TrainConfig, train
+    from covidviz.training.config import TrainConfig
+    from covidviz.training.train import train
     cfg = TrainConfig(data_dir=args.data, run_dir=args.run, size=args.size, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                       split_seed=args.split_seed, init=args.init, export_dir=args.export, limit=args.limit,
