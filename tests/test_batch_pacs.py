@@ -155,7 +155,8 @@ def test_read_gives_the_stored_instance_and_a_missing_one_says_so(pacs_env):
 
 @requires_orthanc
 def test_an_unreachable_or_refusing_server_stops_the_job_with_its_reason(pacs_env, tmp_path, monkeypatch):
-    from covidviz.tools.batch import BatchSourceError, run_batch
+    from covidviz.tools.batch import run_batch
+    from covidviz.tools.batch_sources import BatchSourceError
     monkeypatch.setenv(ENV_URL, f"http://127.0.0.1:{free_port()}/dicom-web")
     with pytest.raises(BatchSourceError, match=r"cannot be reached \(connection refused\)"):
         run_batch("pacs:modality=CR", tmp_path / "out.parquet", weights_dir=WEIGHTS, progress=None, audit=False)

@@ -172,7 +172,7 @@ def matching_studies(client: DICOMwebClient, settings: PacsSettings, query: Arch
 
 @dataclass(repr=False)
 class PacsArchiveSource:
-    """An :class:`~covidviz.tools.batch.ArchiveSource` over a DICOMweb server (see the module docstring)."""
+    """An :class:`~covidviz.tools.batch_sources.ArchiveSource` over a DICOMweb server (see the module docstring)."""
 
     query: ArchiveQuery
     settings: PacsSettings  # its repr hides the password and token

@@ -123,10 +123,10 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     lungs_shown = lungs_on_display(reading, gray.shape) if settings.lung_outline else None
     for column, k in zip(columns[1:], shown):
         cam_map = cam(reading, predictor, settings, k)
-        cam = downscale(heatmap_on_original(reading, cam_map))
-        overlay_rgb = render(gray, cam, settings.style, settings.colormap, settings.opacity, settings.threshold)
+        on_display = downscale(heatmap_on_original(reading, cam_map))
+        overlay_rgb = render(gray, on_display, settings.style, settings.colormap, settings.opacity, settings.threshold)
         if not reading.box.covers(reading.xray.pixels.shape):
-            overlay_rgb = outline(overlay_rgb, ~np.isnan(cam), FIELD_COLOUR, dashed=True)
+            overlay_rgb = outline(overlay_rgb, ~np.isnan(on_display), FIELD_COLOUR, dashed=True)
         if lungs_shown is not None:
             overlay_rgb = outline(overlay_rgb, lungs_shown, LUNG_COLOUR)
         title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
