@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.data.collection import read_metadata
-from covidviz.evaluation.gallery import misclassified, read_gallery_index
+from covidviz.evaluation.artifacts.gallery import misclassified, read_gallery_index
 from tests.conftest import ROOT, SHARED, WEIGHTS, requires_data
 
 pytest_plugins = ["tests.eval_artifacts"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from covidviz.evaluation.facts import (
+from covidviz.evaluation.documents.facts import (
     BEGIN,
     END,
     comparison_table,
@@ -13,7 +13,7 @@ from covidviz.evaluation.facts import (
     readme_block,
     replace_block,
 )
-from covidviz.evaluation.model_card import render_model_card
+from covidviz.evaluation.documents.model_card import render_model_card
 from tests.conftest import ROOT, WEIGHTS
 
 
@@ -50,8 +50,8 @@ def test_replace_block_needs_its_markers():
 def test_readme_comparison_block_is_generated_from_the_committed_comparison():
     import re
 
-    from covidviz.evaluation.artifacts import load_comparison
-    from covidviz.evaluation.comparison_facts import BEGIN, END, comparison_block, replace_comparison_block
+    from covidviz.evaluation.artifacts.saved import load_comparison
+    from covidviz.evaluation.documents.comparison_facts import BEGIN, END, comparison_block, replace_comparison_block
     text = (ROOT / "README.md").read_text()
     shown = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S).group(0)
     assert shown == comparison_block(load_comparison(WEIGHTS)), \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covidviz.evaluation.measures import lung_energy_summary, reads_the_lungs
+from covidviz.evaluation.measures.lung_reading import lung_energy_summary, reads_the_lungs
 
 C, P, N = 0, 1, 2  # covid, pneumonia, normal
 

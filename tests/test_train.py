@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from covidviz import CLASSES
-from covidviz.evaluation.evaluate import evaluate
+from covidviz.evaluation.artifacts.evaluate import evaluate
 from covidviz.training.config import TrainConfig
 from covidviz.training.train import sample_weights, train
 from covidviz.model.weights import load_weights

@@ -55,23 +55,23 @@ def _train_lungs(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from covidviz.evaluation.evaluate import evaluate, headline
+    from covidviz.evaluation.artifacts.evaluate import evaluate, headline
     print(headline(evaluate(args.data, args.weights, n_boot=args.bootstrap, previous=args.previous)))
     return 0
 
 
 def _facts(args: argparse.Namespace) -> int:
     from pathlib import Path
-    from covidviz.evaluation.facts import load_artifacts, readme_block, replace_block
-    from covidviz.evaluation.model_card import render_model_card
+    from covidviz.evaluation.documents.facts import load_artifacts, readme_block, replace_block
+    from covidviz.evaluation.documents.model_card import render_model_card
     weights = Path(args.weights)
     sidecar, metrics, lungs = load_artifacts(weights)
     (weights / "MODEL_CARD.md").write_text(render_model_card(sidecar, metrics, lungs))
     readme = Path(args.readme)
     text = replace_block(readme.read_text(), readme_block(sidecar, metrics, lungs))
     if (weights / "comparison" / "comparison.json").is_file():
-        from covidviz.evaluation.artifacts import load_comparison
-        from covidviz.evaluation.comparison_facts import comparison_block, replace_comparison_block
+        from covidviz.evaluation.artifacts.saved import load_comparison
+        from covidviz.evaluation.documents.comparison_facts import comparison_block, replace_comparison_block
         text = replace_comparison_block(text, comparison_block(load_comparison(weights)))
     readme.write_text(text)
     print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from covidviz.evaluation.artifacts import SplitPredictions, load_predictions
-from covidviz.evaluation.comparison import COMPARED_SPLITS, crossval_summary, model_entry
+from covidviz.evaluation.artifacts.saved import SplitPredictions, load_predictions
+from covidviz.evaluation.measures.comparison import COMPARED_SPLITS, crossval_summary, model_entry
 from covidviz.paths import COMPARISON_DIR
 from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.training.recipes import REDUCED_CPU
@@ -164,7 +164,7 @@ def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS
     path = out / "comparison.json"
     path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     if readme is not None:
-        from covidviz.evaluation.comparison_facts import comparison_block, replace_comparison_block
+        from covidviz.evaluation.documents.comparison_facts import comparison_block, replace_comparison_block
         readme = Path(readme)
         readme.write_text(replace_comparison_block(readme.read_text(), comparison_block(report)))
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from covidviz.evaluation.run_eval import evaluate_run
+from covidviz.evaluation.artifacts.run_eval import evaluate_run
 from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
 from covidviz.training.recipes import REDUCED_CPU, Recipe
 
@@ -24,7 +24,7 @@ def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int |
                   n_boot: int = 1000, threads: int | None = None, limit: int | None = None) -> Path:
     """Train (or resume) one run and write ``export/eval/``; return the export folder. Backbones keep the
     shipped model's split (same test images, so differences can be paired); folds split the pool anew."""
-    from covidviz.evaluation.evaluate import records_for_splits
+    from covidviz.evaluation.artifacts.evaluate import records_for_splits
     from covidviz.model.weights import load_weights
     from covidviz.training.config import TrainConfig
     from covidviz.training.prepare import prepared_images, training_segmenter

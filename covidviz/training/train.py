@@ -26,7 +26,7 @@ from tqdm import tqdm
 from covidviz import CLASSES
 from covidviz.data.collection import Record
 from covidviz.data.split import write_split
-from covidviz.evaluation.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
+from covidviz.evaluation.measures.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
 from covidviz.model.inference import predict_canonical
 from covidviz.model.network import build_model, load_compatible_state
 from covidviz.model.precision import bf16_speedup, native_bf16

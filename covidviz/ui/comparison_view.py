@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
 
 SPLIT_NAMES = {"test": "Internal test (held-out patients)", "external": "External (Hannover COVID-19, Shenzhen normals)"}
 

@@ -44,7 +44,7 @@ def classes_to_show(reading: Reading, view: str) -> list[int]:
 def verdict_help(folder: Path) -> str:
     """Every method's explain-check verdict for the picker's help text (cached until the file changes)."""
     from covidviz.errors import WeightsError
-    from covidviz.evaluation.explanations import explanations_path
+    from covidviz.evaluation.explanation_check.explanations import explanations_path
     from covidviz.model.sidecar import read_sidecar
     path = explanations_path(folder)
     try:
@@ -56,7 +56,7 @@ def verdict_help(folder: Path) -> str:
 
 @st.cache_data(show_spinner=False)
 def _verdict_help(folder: str, mtime: float | None, weights_sha256: str | None) -> str:
-    from covidviz.evaluation.explanations import ExplanationsError, load_explanations, method_help, stale_note
+    from covidviz.evaluation.explanation_check.explanations import ExplanationsError, load_explanations, method_help, stale_note
     if mtime is None:
         return "\n\nThe explanation check has not been run for this model (`python -m covidviz explain-check`)."
     try:

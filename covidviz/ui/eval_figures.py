@@ -14,9 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation.artifacts import metric_value
-from covidviz.evaluation.operating_point import OperatingPoint
-from covidviz.evaluation.report import format_interval
+from covidviz.evaluation.artifacts.saved import metric_value
+from covidviz.evaluation.measures.operating_point import OperatingPoint
+from covidviz.evaluation.measures.report import format_interval
 
 VIEWS: dict[str, str] = {"counts": "Counts", "recall": "Row-normalised (recall)",
                          "precision": "Column-normalised (precision)"}

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from covidviz.evaluation import artifacts as ed
+from covidviz.evaluation.artifacts import saved
 from covidviz.errors import WeightsError
 from covidviz.model.sidecar import read_sidecar
 from covidviz.text import without_folder
@@ -24,17 +24,17 @@ def start_artifact_page(title: str, load: Callable[[Path], dict[str, Any]]) -> d
     folder = weights_dir()
     try:
         return load(folder)
-    except ed.EvalArtifactsError as exc:
+    except saved.EvalArtifactsError as exc:
         st.warning(without_folder(str(exc), folder))
         st.stop()
 
 
 def start_eval_page(title: str) -> dict[str, Any]:
     """Render the banner and title; return metrics.json, warning when it belongs to other weights."""
-    metrics = start_artifact_page(title, ed.load_metrics)
+    metrics = start_artifact_page(title, saved.load_metrics)
     folder = weights_dir()
     try:
-        stale = ed.stale_warning(metrics, read_sidecar(folder))
+        stale = saved.stale_warning(metrics, read_sidecar(folder))
     except WeightsError:
         stale = None
     if stale:

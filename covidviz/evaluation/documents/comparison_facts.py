@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from covidviz.evaluation.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
 
 BEGIN, END = "<!-- comparison:begin (python -m covidviz compare-build) -->", "<!-- comparison:end -->"
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from covidviz import CLASSES
-from covidviz.evaluation.explanations import (
+from covidviz.evaluation.explanation_check.explanations import (
     PASS_BELOW,
     VERDICT_STAGE_INDEX,
     nested_subset,
@@ -32,8 +32,8 @@ from covidviz.evaluation.explanations import (
     summarise_method,
     verdict_rule,
 )
-from covidviz.evaluation.faithfulness import ROAD_PERCENTILES, road_scores
-from covidviz.evaluation.randomisation import Stage, cascade, cascade_stages, map_similarity
+from covidviz.evaluation.explanation_check.faithfulness import ROAD_PERCENTILES, road_scores
+from covidviz.evaluation.explanation_check.randomisation import Stage, cascade, cascade_stages, map_similarity
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.explain.cam.library import library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SLOW_METHODS
@@ -239,7 +239,7 @@ def sample_files(weights_dir: Path, data_dir: Path, per_class: int, seed: int
     """The images to check: a seeded sample of the internal test split (``weights/eval/test_predictions.csv``,
     the labels the model was evaluated with), stratified by true class; the repository's examples/xrays
     when the collection or the evaluation is not here. Returns paths, true classes and how they were drawn."""
-    from covidviz.evaluation.artifacts import EvalArtifactsError, load_predictions
+    from covidviz.evaluation.artifacts.saved import EvalArtifactsError, load_predictions
     try:
         predictions = load_predictions(weights_dir, "test") if (data_dir / "metadata.csv").is_file() else None
     except EvalArtifactsError:
@@ -268,7 +268,7 @@ def assemble_report(records: dict[str, list[dict[str, Any]]], plan: Plan, cases:
                     model_info: dict[str, Any], seconds: float) -> dict[str, Any]:
     """explanations.json: the model, how the images were drawn, the machine, the reference lung area and
     every method's summary."""
-    from covidviz.evaluation.measures import lung_energy_summary
+    from covidviz.evaluation.measures.lung_reading import lung_energy_summary
 
     y = np.array([c.true_class for c in cases])
     area = np.array([lung_energy(np.ones((8, 8), np.float32), c.lungs) if c.lungs is not None else np.nan

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
-from covidviz.evaluation.explanations import explanation_lines
-from covidviz.evaluation.facts import comparison_table, counts_line, fmt_ci, segmenter_line
+from covidviz.evaluation.explanation_check.explanations import explanation_lines
+from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
 
 LICENCES = {
     "NIH": "NIH ChestX-ray14 (Wang et al., CVPR 2017): released without restriction",

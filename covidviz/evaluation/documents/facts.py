@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from covidviz.evaluation.report import format_interval
+from covidviz.evaluation.measures.report import format_interval
 
 BEGIN, END = "<!-- facts:begin (python -m covidviz facts) -->", "<!-- facts:end -->"
 
@@ -147,7 +147,7 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     import json
     from covidviz.model.sidecar import read_sidecar
     metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
-    from covidviz.evaluation.explanations import explanations_path, load_explanations
+    from covidviz.evaluation.explanation_check.explanations import explanations_path, load_explanations
     if explanations_path(weights_dir).is_file():  # the card's explanation section (explain-check)
         metrics["explanations"] = load_explanations(weights_dir)
     lungs_json = weights_dir / "lungs" / "model.json"
