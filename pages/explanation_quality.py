@@ -5,7 +5,7 @@ import streamlit as st
 
 from covidviz.errors import WeightsError
 from covidviz.evaluation.explanation_check.explanations import ExplanationsError, load_explanations, sample_text, stale_note
-from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import read_sidecar
 from covidviz.text import without_folder
 from covidviz.ui import explanation_view
 from covidviz.ui.eval_figures import png_config

@@ -8,7 +8,7 @@ from covidviz import __version__
 from covidviz.evaluation.artifacts import saved
 from covidviz.errors import WeightsError
 from covidviz.evaluation.documents.model_card import render_model_card
-from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import read_sidecar
 from covidviz.text import without_folder
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer

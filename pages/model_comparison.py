@@ -7,7 +7,7 @@ import streamlit as st
 from covidviz import CLASS_TITLES
 from covidviz.errors import WeightsError
 from covidviz.evaluation.artifacts import saved
-from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import read_sidecar
 from covidviz.ui import comparison_view
 from covidviz.ui import eval_figures
 from covidviz.ui.eval_page import start_artifact_page

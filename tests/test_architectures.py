@@ -15,7 +15,8 @@ from covidviz.explain.cam.library import library_cam
 from covidviz.explain.cam.scaling import normalise_like_library
 from covidviz.model.engine import OnnxRuntimeEngine, TorchEngine, export_onnx, probe_batch
 from covidviz.model.network import ARCHITECTURES, build_model, parameter_count
-from covidviz.model.sidecar import ARCHITECTURE_NAMES, SIDECAR_FILE
+from covidviz.model.sidecar import ARCHITECTURE_NAMES
+from covidviz.verified import SIDECAR_FILE
 from covidviz.model.weights import load_weights
 from covidviz.training.config import TrainConfig
 from covidviz.training.train import train

@@ -20,7 +20,7 @@ from covidviz import CLASSES
 from covidviz.evaluation.artifacts import saved
 from covidviz.ui import eval_figures
 from covidviz.evaluation.measures import operating_point
-from covidviz.model.weights import read_sidecar
+from covidviz.verified import read_sidecar
 from tests.conftest import ROOT
 
 pytest_plugins = ["tests.eval_artifacts"]

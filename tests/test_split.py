@@ -90,7 +90,7 @@ def test_shipped_split_is_patient_level_disjoint_from_external_and_agrees_with_t
     (they are simply not in it) or removed (skipped and counted), but every row it still shares with the
     pool carries the pool's class and patient group, no group sits in two splits, and nothing external
     (by file or by patient group) was ever in it."""
-    from covidviz.model.sidecar import read_sidecar
+    from covidviz.verified import read_sidecar
     records = read_metadata(SHARED)
     if read_sidecar(WEIGHTS).get("data", {}).get("labels", "").startswith("NIH: RSNA"):
         records = radiologist_labels(records)  # the labels the model was trained on

@@ -19,7 +19,8 @@ from covidviz.model.inference import softmax
 from covidviz.io.loading import load_xray
 from covidviz.model.ood import load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
-from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
+from covidviz.paths import WEIGHTS_DIR
+from covidviz.model.weights import load_weights
 from covidviz.io.xray import Xray
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class Predictor:
     ``auto``): ``auto`` measures PyTorch and ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
     natively. The PyTorch model stays loaded for training, evaluation and the library heatmap methods."""
 
-    def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False,
+    def __init__(self, weights_dir: str | Path = WEIGHTS_DIR, fast: bool = False,
                  engine: str | None = None) -> None:
         self.model, self.sidecar = load_weights(weights_dir)
         self.segmenter = field_segmenter(weights_dir, self.sidecar)

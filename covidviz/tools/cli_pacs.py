@@ -14,7 +14,7 @@ import time
 from typing import TextIO
 
 from covidviz import CLASSES
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.paths import WEIGHTS_DIR
 
 DEMO_PORT = 8042  # Orthanc's usual port, so the README's URLs work; a free one is taken when it is busy
 LIMIT = 50  # studies listed or scored by one command unless --limit says otherwise
@@ -39,14 +39,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--store", action="store_true",
                        help="store each image's Secondary Capture and Structured Report back in its study (STOW-RS)")
     score.add_argument("--json", action="store_true", help="one JSON object per image")
-    score.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    score.add_argument("--weights", default=str(WEIGHTS_DIR))
     score.set_defaults(func=_score)
 
     demo = actions.add_parser("demo", help="start a throwaway local Orthanc loaded with the example X-rays")
     demo.add_argument("--port", type=int, default=DEMO_PORT, help=f"HTTP port (default {DEMO_PORT}, or a free one)")
     demo.add_argument("--once", action="store_true",
                       help="search, score and store once, print it all, then stop (no waiting for Ctrl-C)")
-    demo.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    demo.add_argument("--weights", default=str(WEIGHTS_DIR))
     demo.set_defaults(func=_demo)
 
 

@@ -21,7 +21,9 @@ import numpy as np
 from covidviz.evaluation.artifacts.saved import SplitPredictions, load_predictions
 from covidviz.evaluation.measures.comparison import COMPARED_SPLITS, crossval_summary, model_entry
 from covidviz.paths import COMPARISON_DIR
-from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
+from covidviz.model.sidecar import ARCHITECTURE_NAMES, update_sidecar
+from covidviz.paths import WEIGHTS_DIR
+from covidviz.verified import read_sidecar
 from covidviz.training.recipes import REDUCED_CPU
 
 WEIGHTS_LIMIT_MB = 25.0
@@ -114,7 +116,7 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
             "temperature": sidecar.get("temperature")}
 
 
-def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, repeats: int = 30,
+def build_comparison(runs: str | Path, weights_dir: str | Path = WEIGHTS_DIR, repeats: int = 30,
                      n_resamples: int = 2000, readme: str | Path | None = None) -> Path:
     """Copy the finished runs into ``<weights_dir>/comparison`` and write ``comparison.json`` (and the README's
     comparison block when ``readme`` is given); return its path."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from covidviz.evaluation.artifacts.run_eval import evaluate_run
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
+from covidviz.paths import WEIGHTS_DIR
+from covidviz.verified import read_sidecar
+from covidviz.model.sidecar import update_sidecar
 from covidviz.training.recipes import REDUCED_CPU, Recipe
 
 
@@ -20,7 +22,7 @@ def run_folder(runs: Path, arch: str, fold: int | None) -> Path:
 
 
 def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int | None = None,
-                  recipe: Recipe = REDUCED_CPU, lungs: str | Path = DEFAULT_WEIGHTS_DIR, folds: int = 5,
+                  recipe: Recipe = REDUCED_CPU, lungs: str | Path = WEIGHTS_DIR, folds: int = 5,
                   n_boot: int = 1000, threads: int | None = None, limit: int | None = None) -> Path:
     """Train (or resume) one run and write ``export/eval/``; return the export folder. Backbones keep the
     shipped model's split (same test images, so differences can be paired); folds split the pool anew."""

@@ -45,7 +45,7 @@ def verdict_help(folder: Path) -> str:
     """Every method's explain-check verdict for the picker's help text (cached until the file changes)."""
     from covidviz.errors import WeightsError
     from covidviz.evaluation.explanation_check.explanations import explanations_path
-    from covidviz.model.sidecar import read_sidecar
+    from covidviz.verified import read_sidecar
     path = explanations_path(folder)
     try:
         sha = read_sidecar(folder)["weights_sha256"]

@@ -10,7 +10,7 @@ import streamlit as st
 
 from covidviz.evaluation.artifacts import saved
 from covidviz.errors import WeightsError
-from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import read_sidecar
 from covidviz.text import without_folder
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import read_sidecar
 from covidviz.paths import COMPARISON_DIR
 from covidviz.verified import WEIGHTS_FILE
 

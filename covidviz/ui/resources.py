@@ -6,13 +6,10 @@ pages, and the Diagnose page before the first upload) render without paying for 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
-
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
 
 if TYPE_CHECKING:
     from covidviz.model.ood import OodGuard

@@ -36,7 +36,9 @@ from covidviz.model.preprocessing import model_batch
 from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
 from covidviz.model.predictor import Predictor
 from covidviz.evaluation.measures.report import metrics_report
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
+from covidviz.paths import WEIGHTS_DIR
+from covidviz.verified import read_sidecar
+from covidviz.model.sidecar import update_sidecar
 from covidviz.data.split import read_split
 
 
@@ -169,7 +171,7 @@ def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, l
     return measures
 
 
-def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, n_boot: int = 1000,
+def evaluate(data_dir: str | Path, weights_dir: str | Path = WEIGHTS_DIR, n_boot: int = 1000,
              previous: str | Path | None = None) -> dict[str, Any]:
     weights_dir = Path(weights_dir)
     predictor = Predictor(weights_dir)

@@ -21,7 +21,8 @@ from covidviz.evaluation.artifacts.evaluate import write_metrics, write_predicti
 from covidviz.evaluation.measures.report import metrics_report
 from covidviz.model.inference import pooled_and_logits, softmax
 from covidviz.model.network import GapClassifier
-from covidviz.model.sidecar import read_sidecar, update_sidecar
+from covidviz.verified import read_sidecar
+from covidviz.model.sidecar import update_sidecar
 
 
 class _AsUnit:

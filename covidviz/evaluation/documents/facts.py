@@ -145,7 +145,7 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" when explain-check has
     run) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
-    from covidviz.model.sidecar import read_sidecar
+    from covidviz.verified import read_sidecar
     metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
     from covidviz.evaluation.explanation_check.explanations import explanations_path, load_explanations
     if explanations_path(weights_dir).is_file():  # the card's explanation section (explain-check)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from covidviz.evaluation.measures.metrics import negative_log_likelihood, reliability_bins  # noqa: F401  (evaluate imports the bins from here)
+from covidviz.evaluation.measures.metrics import negative_log_likelihood
 from covidviz.model.inference import softmax
 
 
