@@ -4,7 +4,8 @@ weights/eval/explanations.json (the model never runs here)."""
 import streamlit as st
 
 from covidviz.errors import WeightsError
-from covidviz.evaluation.explanation_check.explanations import ExplanationsError, load_explanations, sample_text, stale_note
+from covidviz.evaluation.explanation_check.explanations import HOW_TO_MAKE, ExplanationsError, load_explanations, sample_text
+from covidviz.evaluation.artifacts.saved import stale_warning
 from covidviz.verified import read_sidecar
 from covidviz.text import without_folder
 from covidviz.ui import explanation_view
@@ -21,7 +22,7 @@ except ExplanationsError as exc:
     st.warning(without_folder(str(exc), folder))
     st.stop()
 try:
-    stale = stale_note(report, read_sidecar(folder)["weights_sha256"])
+    stale = stale_warning(report.get("weights_sha256"), read_sidecar(folder)["weights_sha256"], HOW_TO_MAKE)
 except (WeightsError, KeyError):
     stale = None
 if stale:

@@ -35,7 +35,7 @@ if sidecar:
     size.metric("Input size", f"{sidecar.get('input_size', '?')} px")
     st.markdown(f"Weights sha256 `{sha}` · code commit `{sidecar.get('code_commit', 'unknown')}` · "
                 f"covidviz {__version__}")
-    stale = saved.stale_warning(metrics or {}, sidecar)
+    stale = saved.stale_warning((metrics or {}).get("weights_sha256"), sidecar.get("weights_sha256"))
     if stale:
         st.warning(stale)
 

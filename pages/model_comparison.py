@@ -15,7 +15,8 @@ from covidviz.ui.resources import weights_dir
 
 report = start_artifact_page("Model comparison", saved.load_comparison)
 try:
-    stale = comparison_view.stale_note(report, read_sidecar(weights_dir()).get("weights_sha256"))
+    stale = saved.stale_warning(saved.comparison_built_for(report), read_sidecar(weights_dir()).get("weights_sha256"),
+                               saved.COMPARISON_REBUILD)
 except WeightsError:  # no shipped sidecar to compare with: the comparison itself still reads
     stale = None
 if stale:

@@ -213,7 +213,9 @@ def test_a_finished_run_is_skipped_and_an_interrupted_one_resumes(built, capsys,
 
 
 def test_a_comparison_built_against_other_shipped_weights_is_flagged():
-    from covidviz.ui.comparison_view import stale_note
-    report = {"models": [{"id": "shipped", "weights_sha256": "a" * 64}]}
-    assert stale_note(report, "a" * 64) is None
-    assert "built against shipped model aaaaaaaaaaaa" in stale_note(report, "b" * 64)
+    from covidviz.evaluation.artifacts.saved import COMPARISON_REBUILD, comparison_built_for, stale_warning
+    report = {"models": [{"id": "small_cnn", "weights_sha256": "c" * 64}, {"id": "shipped", "weights_sha256": "a" * 64}]}
+    assert stale_warning(comparison_built_for(report), "a" * 64, COMPARISON_REBUILD) is None
+    warning = stale_warning(comparison_built_for(report), "b" * 64, COMPARISON_REBUILD)
+    assert "model aaaaaaaaaaaa" in warning and "in use is bbbbbbbbbbbb" in warning and "compare-build" in warning
+    assert stale_warning(None, "b" * 64) is None and stale_warning("a" * 64, None) is None

@@ -36,16 +36,6 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def stale_note(report: dict[str, Any], shipped_sha256: str | None) -> str | None:
-    """A warning when the comparison was built against other shipped weights than the ones served now."""
-    built = next((m["weights_sha256"] for m in report["models"] if m["id"] == "shipped"), None)
-    if built and shipped_sha256 and built != shipped_sha256:
-        return (f"This comparison was built against shipped model {built[:12]}, but the server now ships "
-                f"{shipped_sha256[:12]}: its shipped row and differences are not this model's. Run "
-                "`python -m covidviz compare-build` again.")
-    return None
-
-
 def comparison_table(report: dict[str, Any], split: str) -> pd.DataFrame:
     """One row per model: the measures on ``split`` with their 95% intervals, its difference in macro-F1 from
     the shipped model (paired bootstrap), size and speed."""

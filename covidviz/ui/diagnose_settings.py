@@ -56,14 +56,15 @@ def verdict_help(folder: Path) -> str:
 
 @st.cache_data(show_spinner=False)
 def _verdict_help(folder: str, mtime: float | None, weights_sha256: str | None) -> str:
-    from covidviz.evaluation.explanation_check.explanations import ExplanationsError, load_explanations, method_help, stale_note
+    from covidviz.evaluation.explanation_check.explanations import HOW_TO_MAKE, ExplanationsError, load_explanations, method_help
     if mtime is None:
         return "\n\nThe explanation check has not been run for this model (`python -m covidviz explain-check`)."
     try:
         report = load_explanations(folder)
     except ExplanationsError as exc:
         return f"\n\n{exc}"
-    stale = stale_note(report, weights_sha256)
+    from covidviz.evaluation.artifacts.saved import stale_warning
+    stale = stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
     return ("\n\nExplanation check (the Explanation quality page has the details)"
             + (f". {stale}" if stale else "") + ":\n" + "\n".join(f"- {method_help(report, m)}" for m in METHODS))
 

@@ -34,7 +34,7 @@ def start_eval_page(title: str) -> dict[str, Any]:
     metrics = start_artifact_page(title, saved.load_metrics)
     folder = weights_dir()
     try:
-        stale = saved.stale_warning(metrics, read_sidecar(folder))
+        stale = saved.stale_warning(metrics.get("weights_sha256"), read_sidecar(folder).get("weights_sha256"))
     except WeightsError:
         stale = None
     if stale:

@@ -230,14 +230,6 @@ def sample_text(report: dict[str, Any]) -> str:
     return text
 
 
-def stale_note(report: dict[str, Any], weights_sha256: str | None) -> str | None:
-    """A warning when the check was run on other weights than these."""
-    if weights_sha256 and report.get("weights_sha256") != weights_sha256:
-        return (f"These results belong to model `{str(report.get('weights_sha256'))[:12]}`, not the model in use "
-                f"(`{weights_sha256[:12]}`): {HOW_TO_MAKE.removesuffix(' to write it')} again.")
-    return None
-
-
 def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None = None) -> list[str]:
     """The model card's section: per method, the randomisation verdict, ROAD and lung focus, with the sample."""
     title = "## Can the heatmaps be trusted? Sanity, faithfulness and lung focus of every method"
@@ -246,7 +238,8 @@ def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None 
                 "writes `eval/explanations.json`, and `python -m covidviz facts` puts its results here.", ""]
     stage = verdict_stage(report)
     lines = [title, sample_text(report).replace("**", ""), ""]
-    stale = stale_note(report, weights_sha256)
+    from covidviz.evaluation.artifacts.saved import stale_warning
+    stale = stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
     if stale:
         lines += [f"**{stale}**", ""]
     lines += [f"| method | randomisation (from {stage} down) | highest rank correlation (95% CI), at | "
