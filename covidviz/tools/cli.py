@@ -63,17 +63,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _facts(args: argparse.Namespace) -> int:
     from pathlib import Path
-    from covidviz.evaluation.documents.facts import load_artifacts, readme_block, replace_block
+    from covidviz.evaluation.documents.facts import FACTS_BLOCK, load_artifacts, readme_block
     from covidviz.evaluation.documents.model_card import render_model_card
     weights = Path(args.weights)
     sidecar, metrics, lungs = load_artifacts(weights)
     (weights / "MODEL_CARD.md").write_text(render_model_card(sidecar, metrics, lungs))
     readme = Path(args.readme)
-    text = replace_block(readme.read_text(), readme_block(sidecar, metrics, lungs))
+    text = FACTS_BLOCK.replace(readme.read_text(), readme_block(sidecar, metrics, lungs))
     if (weights / "comparison" / "comparison.json").is_file():
         from covidviz.evaluation.artifacts.saved import load_comparison
-        from covidviz.evaluation.documents.comparison_facts import comparison_block, replace_comparison_block
-        text = replace_comparison_block(text, comparison_block(load_comparison(weights)))
+        from covidviz.evaluation.documents.comparison_facts import COMPARISON_BLOCK, comparison_block
+        text = COMPARISON_BLOCK.replace(text, comparison_block(load_comparison(weights)))
     readme.write_text(text)
     print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")
     return 0

@@ -86,7 +86,7 @@ def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str,
 
     from covidviz.model.engine import build_engine, probe_batch
     from covidviz.model.weights import load_weights
-    from covidviz.tools.timing import median_seconds
+    from covidviz.timing import median_seconds
     engines = {}
     for model_id, folder in folders.items():
         model, sidecar = load_weights(folder)
@@ -166,9 +166,9 @@ def build_comparison(runs: str | Path, weights_dir: str | Path = WEIGHTS_DIR, re
     path = out / "comparison.json"
     path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     if readme is not None:
-        from covidviz.evaluation.documents.comparison_facts import comparison_block, replace_comparison_block
+        from covidviz.evaluation.documents.comparison_facts import COMPARISON_BLOCK, comparison_block
         readme = Path(readme)
-        readme.write_text(replace_comparison_block(readme.read_text(), comparison_block(report)))
+        readme.write_text(COMPARISON_BLOCK.replace(readme.read_text(), comparison_block(report)))
     return path
 
 

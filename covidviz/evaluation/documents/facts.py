@@ -7,13 +7,14 @@ hand can never drift from the model that ships.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from covidviz.evaluation.documents.marked_block import MarkedBlock
 from covidviz.evaluation.measures.report import format_interval
 
 BEGIN, END = "<!-- facts:begin (python -m covidviz facts) -->", "<!-- facts:end -->"
+FACTS_BLOCK = MarkedBlock(BEGIN, END)
 
 # (label, where in reads_the_lungs, target under the argmax rule)
 HEADLINE = (
@@ -124,21 +125,6 @@ def readme_block(sidecar: dict[str, Any], metrics: dict[str, Any], lungs: dict[s
 
 def previous_folder(previous: dict[str, Any]) -> str:
     return f"history/{previous.get('folder', '')}"
-
-
-def replace_block(text: str, block: str) -> str:
-    """``text`` with its generated block replaced; ValueError if the markers are missing."""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"no generated block ({BEGIN} ... {END}) found")
-    return pattern.sub(lambda _: block, text, count=1)
-
-
-def current_block(text: str) -> str:
-    match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
-    if not match:
-        raise ValueError(f"no generated block ({BEGIN} ... {END}) found")
-    return match.group(0)
 
 
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
