@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from covidviz import CLASSES
-from covidviz.interop.archive import (ArchiveQueryError, PacsArchiveSource, archive_source, instance_key,
+from covidviz.interop.archive import (ArchiveQueryError, archive_source, instance_key,
                                       parse_archive_query, parse_key)
 from covidviz.interop.orthanc import free_port
 from covidviz.interop.pacs import ImageRef

@@ -29,18 +29,13 @@ from covidviz.interop.sample_dicom import Invented, radiograph_from_png
 from covidviz.io.loading import load_xray
 from covidviz.lungs.field import LOW_LUNG_SHARE
 from covidviz.model.predictor import Predictor
-from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
+from tests.conftest import FIXTURES, ROOT, dicom_path, fixture_rows
 
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 DCIODVFY = Path("/usr/bin/dciodvfy")
 requires_dciodvfy = pytest.mark.skipif(not DCIODVFY.exists() and not os.environ.get("CI"),
                                        reason="dciodvfy (Debian dicom3tools) is not installed (make test installs it)")
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 def _results(predictor: Predictor, data: bytes, name: str, choice: HeatmapChoice = HeatmapChoice()):

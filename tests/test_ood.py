@@ -10,14 +10,8 @@ import pytest
 from covidviz.io.loading import load_xray
 from covidviz.model.ood import fit_guard, hard_threshold, load_guard
 from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
-from covidviz.model.predictor import Predictor
 from covidviz.explain.reading import read_xray
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 @pytest.fixture(scope="module")

@@ -100,8 +100,8 @@ class Predictor:
         probs = softmax(result.logits, self.temperature)
         distances = self.guard.distance(result.pooled) if self.guard is not None else [None] * len(xrays)
         out = []
-        for name, xray, row, distance, field in zip(names, xrays, probs, distances, prepared):
-            notes = tuple(n for n in (lung_message(field.check), ood_message(distance, self.guard)) if n)
+        for name, xray, row, distance, one in zip(names, xrays, probs, distances, prepared):
+            notes = tuple(n for n in (lung_message(one.check), ood_message(distance, self.guard)) if n)
             out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
                                   warnings=notes + xray.warnings, info=xray.info))
         return out

@@ -96,8 +96,8 @@ def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str,
     for _ in range(rounds):
         for k, (engine, size) in engines.items():
             single, batch = probe_batch(size, 1), probe_batch(size, 32)
-            one[k].append(median_seconds(lambda: engine.run(single), repeats))
-            many[k].append(median_seconds(lambda: engine.run(batch), max(3, repeats // 5)))
+            one[k].append(median_seconds(lambda engine=engine, single=single: engine.run(single), repeats))
+            many[k].append(median_seconds(lambda engine=engine, batch=batch: engine.run(batch), max(3, repeats // 5)))
     return {k: {"latency_ms_batch1": round(statistics.median(one[k]) * 1000, 1),
                 "throughput_img_s_batch32": round(32 / statistics.median(many[k]), 1)} for k in engines}
 
