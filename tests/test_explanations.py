@@ -358,8 +358,9 @@ def test_model_card_section_and_the_pickers_help(tiny_report, report_weights):
     text = "\n".join(lines)
     for name, section in {**tiny_report["methods"], **tiny_report["controls"]}.items():
         assert f"| {name} | {verdict_word(section)} |" in text
-    assert "not the model in use" not in text
-    assert "not the model in use" in "\n".join(explanation_lines(tiny_report, "1" * 64))
+    assert "the model in use is" not in text
+    assert ("computed for model 000000000000, but the model in use is 111111111111"
+            in "\n".join(explanation_lines(tiny_report, "1" * 64)))
     assert "has not been run" in "\n".join(explanation_lines(None))
     assert "Grad-CAM passes the randomisation check" in method_help(tiny_report, "Grad-CAM")
 
