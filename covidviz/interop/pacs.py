@@ -40,6 +40,7 @@ INSTANCE_FIELDS = ("SOPClassUID", "InstanceNumber", "ViewPosition", "BodyPartExa
                    "NumberOfFrames")
 
 
+@dataclass(frozen=True)
 class StudySummary:
     """A study as the worklist shows it: no patient attribute on purpose."""
 
