@@ -2,12 +2,12 @@
 #   make app    start the dashboard on the shipped model (http://127.0.0.1:8501; single-user local mode unless
 #               sign-in is configured, see the README's "Sign-in and roles"; ARGS="--server.port 8502" passes
 #               Streamlit options)
-#   make test   run the whole test suite (what .ci/run runs)
+#   make test   ruff, then the whole test suite (what .ci/run runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast
+.PHONY: app lint test test-fast
 
 $(STAMP): requirements.txt
 	python3 -m venv $(VENV)
@@ -33,8 +33,12 @@ $(SYSTEM_STAMP): | $(STAMP)
 app: $(STAMP)
 	MALLOC_ARENA_MAX=2 $(PY) -m covidviz.ui.serve $(ARGS)
 
-test: $(STAMP) $(SYSTEM_STAMP)
+# ruff first: a lint error (pyproject.toml's [tool.ruff], import order included) fails the run in seconds
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint $(SYSTEM_STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -ra
 
-test-fast: $(STAMP)
+test-fast: lint
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -ra -m "not slow"

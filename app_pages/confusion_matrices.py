@@ -4,30 +4,29 @@ import numpy as np
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation import artifacts as ed
-from covidviz.ui import confusion_view as cv
-from covidviz.ui import eval_figures as ef
+from covidviz.evaluation.artifacts import saved
+from covidviz.ui import confusion_view, eval_figures
 from covidviz.ui.eval_page import start_eval_page
 
 metrics = start_eval_page("Confusion matrices")
 
 left, middle, right = st.columns([2, 3, 2])
-split = left.selectbox("Split", ed.available_splits(metrics), format_func=lambda s: ed.split_label(metrics, s),
+split = left.selectbox("Split", saved.available_splits(metrics), format_func=lambda s: saved.split_label(metrics, s),
                        key="confusion_split")
-view = middle.radio("View", list(ef.VIEWS), format_func=ef.VIEWS.get, key="confusion_view", horizontal=True)
-sources = ed.sources_of(metrics, split)
+view = middle.radio("View", list(eval_figures.VIEWS), format_func=eval_figures.VIEWS.get, key="confusion_view", horizontal=True)
+sources = saved.sources_of(metrics, split)
 source = right.selectbox("Source", ["all", *sources], format_func=lambda s: "All sources" if s == "all" else s,
                          key=f"source_{split}")
-title = ed.split_title(metrics, split)
-report = ed.split_report(metrics, split, None if source == "all" else source)
+title = saved.split_title(metrics, split)
+report = saved.split_report(metrics, split, None if source == "all" else source)
 
-figure = ef.confusion_figure(np.array(report["confusion_matrix"]), view,
-                             f"{ed.split_label(metrics, split)} · {'all sources' if source == 'all' else source}")
-st.plotly_chart(figure, config=ef.png_config(f"confusion_{split}_{source}_{view}"), key="confusion")
-st.caption(cv.VIEW_CAPTIONS[view] + " The camera icon above the chart saves it as a PNG.")
+figure = eval_figures.confusion_figure(np.array(report["confusion_matrix"]), view,
+                             f"{saved.split_label(metrics, split)} · {'all sources' if source == 'all' else source}")
+st.plotly_chart(figure, config=eval_figures.png_config(f"confusion_{split}_{source}_{view}"), key="confusion")
+st.caption(confusion_view.VIEW_CAPTIONS[view] + " The camera icon above the chart saves it as a PNG.")
 
 st.subheader(f"By source: {title}")
-table = ef.per_source_table(metrics["splits"][split])
+table = eval_figures.per_source_table(metrics["splits"][split])
 number = st.column_config.NumberColumn(format="%.3f")
 st.dataframe(table, hide_index=True,
              column_config={c: number for c in table.columns if c == "accuracy" or c.startswith(("recall", "precision"))
@@ -36,9 +35,9 @@ st.caption("Recall of a class that a source does not contain, or precision of a 
            "empty: it is undefined, not zero. 95% intervals are percentile bootstraps over images.")
 
 st.subheader("Why every number is split by source")
-st.markdown(cv.CONFOUNDING)
+st.markdown(confusion_view.CONFOUNDING)
 if split == "external":
-    st.info(cv.EXTERNAL_NOTE)
+    st.info(confusion_view.EXTERNAL_NOTE)
 else:
     mix = {s: [CLASS_TITLES[c] for c in CLASSES if metrics["splits"][split]["by_source"][s]["class_counts"][c]]
            for s in sources}
@@ -47,4 +46,4 @@ else:
 
 if "reads_the_lungs" in metrics:
     st.subheader("Does it read the lungs? This model and the previous one, on the same rows")
-    st.markdown(cv.comparison_markdown(metrics))
+    st.markdown(confusion_view.comparison_markdown(metrics))

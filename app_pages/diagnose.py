@@ -6,10 +6,10 @@ usable while torch starts.
 
 import streamlit as st
 
+from covidviz.text import plain, safe_csv_bytes
 from covidviz.ui.diagnose_settings import settings_panel
 from covidviz.ui.model_choice import available_models
 from covidviz.ui.pacs_view import opened_from_pacs
-from covidviz.text import plain, safe_csv_bytes
 from covidviz.ui.resources import get_guard, get_predictor, upload_limit_mb, warm_up, weights_dir
 from covidviz.ui.sidebar import disclaimer
 

@@ -4,13 +4,19 @@ weights/eval/explanations.json (the model never runs here)."""
 import streamlit as st
 
 from covidviz.errors import WeightsError
-from covidviz.evaluation.explanations import ExplanationsError, load_explanations, sample_text, stale_note
-from covidviz.model.sidecar import read_sidecar
+from covidviz.evaluation.artifacts.saved import stale_warning
+from covidviz.evaluation.explanation_check.explanations import (
+    HOW_TO_MAKE,
+    ExplanationsError,
+    load_explanations,
+    sample_text,
+)
 from covidviz.text import without_folder
-from covidviz.ui import explanation_view as xv
+from covidviz.ui import explanation_view
 from covidviz.ui.eval_figures import png_config
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
+from covidviz.verified import read_sidecar
 
 st.title("Explanation quality")
 disclaimer()
@@ -21,40 +27,40 @@ except ExplanationsError as exc:
     st.warning(without_folder(str(exc), folder))
     st.stop()
 try:
-    stale = stale_note(report, read_sidecar(folder)["weights_sha256"])
+    stale = stale_warning(report.get("weights_sha256"), read_sidecar(folder)["weights_sha256"], HOW_TO_MAKE)
 except (WeightsError, KeyError):
     stale = None
 if stale:
     st.warning(stale)
 
-st.markdown(xv.INTRO)
+st.markdown(explanation_view.INTRO)
 st.info(sample_text(report))
-st.markdown(xv.randomisation_words(report))
-st.markdown(xv.faithfulness_words(report))
-st.markdown(xv.lung_words(report))
+st.markdown(explanation_view.randomisation_words(report))
+st.markdown(explanation_view.faithfulness_words(report))
+st.markdown(explanation_view.lung_words(report))
 
 number = st.column_config.NumberColumn(format="%.3f")
 st.subheader("Every method at a glance")
-overview = xv.overview_table(report)
+overview = explanation_view.overview_table(report)
 st.dataframe(overview, hide_index=True, key="overview",
              column_config={c: number for c in overview.columns if overview[c].dtype.kind == "f"})
 
 st.subheader("Does the map depend on what the model learned?")
-st.markdown(xv.RANDOMISATION_HOW)
+st.markdown(explanation_view.RANDOMISATION_HOW)
 st.caption(f"Verdict rule: {report['verdict_rule']}")
-st.plotly_chart(xv.cascade_figure(report), config=png_config("explanation_cascade"), key="cascade")
+st.plotly_chart(explanation_view.cascade_figure(report), config=png_config("explanation_cascade"), key="cascade")
 for measure, label in (("spearman", "Mean Spearman rank correlation"), ("ssim", "Mean SSIM")):
     st.markdown(f"**{label}** with the trained model's maps, by stage (empty: stage not run for that method)")
-    st.dataframe(xv.cascade_table(report, measure), hide_index=True, key=f"cascade_{measure}",
+    st.dataframe(explanation_view.cascade_table(report, measure), hide_index=True, key=f"cascade_{measure}",
                  column_config={c["stage"]: number for c in report["cascade"]})
 
 st.subheader("Does the map point at what the prediction rests on?")
-st.markdown(xv.ROAD_HOW)
-road = xv.road_table(report)
+st.markdown(explanation_view.ROAD_HOW)
+road = explanation_view.road_table(report)
 st.dataframe(road, hide_index=True, key="road", column_config={c: number for c in road.columns[1:]})
 
 st.subheader("Where does the model look?")
-lungs = xv.lung_table(report)
+lungs = explanation_view.lung_table(report)
 st.dataframe(lungs, hide_index=True, key="lungs",
              column_config={c: number for c in lungs.columns if c not in ("method", "images with lungs found")})
 st.caption("Median share of each map's energy inside the lung segmenter's outline on the image the model reads, "

@@ -5,13 +5,13 @@ import logging
 import streamlit as st
 
 from covidviz import __version__
-from covidviz.evaluation import artifacts as ed
 from covidviz.errors import WeightsError
-from covidviz.evaluation.model_card import render_model_card
-from covidviz.model.sidecar import read_sidecar
+from covidviz.evaluation.artifacts import saved
+from covidviz.evaluation.documents.model_card import render_model_card
 from covidviz.text import without_folder
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
+from covidviz.verified import read_sidecar
 
 disclaimer()
 folder = weights_dir()
@@ -22,8 +22,8 @@ except WeightsError as exc:
     logging.getLogger("covidviz.ui.model_card").warning("model sidecar unreadable: %s", exc)  # server paths: log only
     st.error("The model sidecar (model.json) could not be read: details in the server's log.")
 try:
-    metrics = ed.load_metrics(folder)
-except ed.EvalArtifactsError as exc:
+    metrics = saved.load_metrics(folder)
+except saved.EvalArtifactsError as exc:
     metrics = None
     st.warning(f"The card has no results section yet. {without_folder(str(exc), folder)}")
 
@@ -35,7 +35,7 @@ if sidecar:
     size.metric("Input size", f"{sidecar.get('input_size', '?')} px")
     st.markdown(f"Weights sha256 `{sha}` · code commit `{sidecar.get('code_commit', 'unknown')}` · "
                 f"covidviz {__version__}")
-    stale = ed.stale_warning(metrics or {}, sidecar)
+    stale = saved.stale_warning((metrics or {}).get("weights_sha256"), sidecar.get("weights_sha256"))
     if stale:
         st.warning(stale)
 

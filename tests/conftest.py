@@ -45,6 +45,13 @@ def fixture_rows() -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def predictor():
+    """The shipped model, loaded and verified once for the whole run (engine: COVIDVIZ_ENGINE above)."""
+    from covidviz.model.predictor import Predictor
+    return Predictor(WEIGHTS)
+
+
+@pytest.fixture(scope="session")
 def xray_png() -> bytes:
     """A real adult PA chest X-ray (NIH ChestX-ray14, 256 x 256, 8-bit gray)."""
     return (FIXTURES / "jrzech__00001368_000.png").read_bytes()

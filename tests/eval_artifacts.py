@@ -29,8 +29,9 @@ def build_toy_weights(root: Path) -> Path:
     """Train two epochs at 64 px on the toy collection, export and evaluate: real artifacts, toy model."""
     import torch
 
-    from covidviz.evaluation.evaluate import evaluate
-    from covidviz.training.train import TrainConfig, train
+    from covidviz.evaluation.artifacts.evaluate import evaluate
+    from covidviz.training.config import TrainConfig
+    from covidviz.training.train import train
     from tests.toy_data import make_toy_collection
 
     threads = torch.get_num_threads()

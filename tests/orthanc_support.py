@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import pydicom
 import pytest
 
-from covidviz.interop.dicom_results import to_bytes
 from covidviz.interop.orthanc import LocalOrthanc, missing_parts
+from covidviz.interop.part10 import part10
 from covidviz.interop.sample_dicom import Invented, radiograph_from_png
 from tests.conftest import FIXTURES, dicom_path, fixture_rows
 
@@ -87,5 +87,5 @@ def pacs() -> Iterator[LoadedPacs]:
         for name in ("RG1_UNCI.dcm", "RG3_UNCI.dcm", "CT_small.dcm"):
             loaded.rest("/instances", open(dicom_path(name), "rb").read())  # the files as they are
         for dataset in demo:
-            loaded.rest("/instances", to_bytes(dataset))
+            loaded.rest("/instances", part10(dataset))
         yield loaded

@@ -15,9 +15,11 @@ from covidviz.explain.cam.library import library_cam
 from covidviz.explain.cam.scaling import normalise_like_library
 from covidviz.model.engine import OnnxRuntimeEngine, TorchEngine, export_onnx, probe_batch
 from covidviz.model.network import ARCHITECTURES, build_model, parameter_count
-from covidviz.model.sidecar import ARCHITECTURE_NAMES, SIDECAR_FILE
+from covidviz.model.sidecar import ARCHITECTURE_NAMES
 from covidviz.model.weights import load_weights
-from covidviz.training.train import TrainConfig, train
+from covidviz.training.config import TrainConfig
+from covidviz.training.train import train
+from covidviz.verified import SIDECAR_FILE
 from tests.toy_data import make_toy_collection
 
 pytestmark = pytest.mark.slow

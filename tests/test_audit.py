@@ -171,8 +171,6 @@ def test_a_broken_database_is_logged_and_never_raises(tmp_path, caplog):
 
 def test_a_full_queue_drops_rather_than_blocks(sqlite_url, caplog):
     recorder = AuditRecorder(sqlite_url, maxsize=1)
-    gate = threading.Lock()
-    gate.acquire()
     recorder._ensure_thread = lambda: None  # no writer yet: the queue cannot drain
     with caplog.at_level(logging.ERROR, logger="covidviz.audit"):
         for i in range(3):

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from covidviz import CLASSES
-from covidviz.interop.archive import (ArchiveQueryError, PacsArchiveSource, archive_source, instance_key,
-                                      parse_archive_query, parse_key)
+from covidviz.interop.archive import ArchiveQueryError, archive_source, instance_key, parse_archive_query, parse_key
 from covidviz.interop.orthanc import free_port
-from covidviz.interop.pacs import ENV_PASSWORD, ENV_URL, ENV_USER, ImageRef, PacsError, PacsSettings
+from covidviz.interop.pacs import ImageRef
+from covidviz.interop.pacs_session import ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings
 from tests.conftest import WEIGHTS
 from tests.orthanc_support import pacs, requires_orthanc  # noqa: F401  (fixture)
 
@@ -154,7 +154,8 @@ def test_read_gives_the_stored_instance_and_a_missing_one_says_so(pacs_env):
 
 @requires_orthanc
 def test_an_unreachable_or_refusing_server_stops_the_job_with_its_reason(pacs_env, tmp_path, monkeypatch):
-    from covidviz.tools.batch import BatchSourceError, run_batch
+    from covidviz.tools.batch import run_batch
+    from covidviz.tools.batch_sources import BatchSourceError
     monkeypatch.setenv(ENV_URL, f"http://127.0.0.1:{free_port()}/dicom-web")
     with pytest.raises(BatchSourceError, match=r"cannot be reached \(connection refused\)"):
         run_batch("pacs:modality=CR", tmp_path / "out.parquet", weights_dir=WEIGHTS, progress=None, audit=False)

@@ -11,14 +11,8 @@ from covidviz.explain.cam.library import library_cam
 from covidviz.explain.cam.methods import METHODS, SLOW_METHODS
 from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
 from covidviz.io.loading import load_xray
-from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import canonical_image, canonical_with_box, model_batch
-from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
+from tests.conftest import FIXTURES, fixture_rows
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pydicom
 
 from covidviz import DISCLAIMER
 from covidviz.explain.case_report import case_report_html
-from covidviz.io.loading import load_xray
 from covidviz.explain.overlay import gray_to_rgb
-from covidviz.model.predictor import Predictor
 from covidviz.explain.reading import read_xray
+from covidviz.io.loading import load_xray
+from covidviz.model.predictor import Predictor
 from tests.conftest import WEIGHTS, dicom_path
 
 

@@ -11,15 +11,16 @@ import pytest
 from sklearn.metrics import f1_score
 from streamlit.testing.v1 import AppTest
 
-from covidviz.evaluation import artifacts as ed
-from covidviz.evaluation.comparison import macro_f1_present, paired_difference
-from covidviz.evaluation.evaluate import evaluate
+from covidviz.evaluation.artifacts import saved
+from covidviz.evaluation.artifacts.evaluate import evaluate
+from covidviz.evaluation.documents.facts import fmt_ci as with_ci
+from covidviz.evaluation.measures.comparison import macro_f1_present, paired_difference
 from covidviz.model.predictor import Predictor
 from covidviz.tools.compare_build import build_comparison
 from covidviz.tools.compare_runs import compare_train
+from covidviz.training.config import TrainConfig
 from covidviz.training.recipes import Recipe
-from covidviz.training.train import TrainConfig, train
-from covidviz.evaluation.facts import fmt_ci as with_ci
+from covidviz.training.train import train
 from covidviz.ui.comparison_view import fmt
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, fixture_rows
 from tests.toy_data import make_toy_collection
@@ -77,7 +78,7 @@ def test_build_gathers_runs_and_pairs_them_with_the_shipped_model(built):
     assert report["recipe"]["name"] == "test recipe" and small["training_images_seen"] == 16
     assert shipped["macro_f1_difference"] is None
     for split in ("test", "external"):
-        a, b = ed.load_predictions(weights / "comparison" / "small_cnn", split), ed.load_predictions(weights, split)
+        a, b = saved.load_predictions(weights / "comparison" / "small_cnn", split), saved.load_predictions(weights, split)
         assert list(a.files) == list(b.files)  # the backbone kept the shipped model's split: same images
         expected = macro_f1_present(a.y_true, a.probs.argmax(1)) - macro_f1_present(b.y_true, b.probs.argmax(1))
         difference = small["macro_f1_difference"][split]
@@ -99,7 +100,7 @@ def test_crossval_folds_hold_out_disjoint_patients_and_are_summarised(built):
                  (runs / "cv" / f"fold-{k}" / "export" / "split.csv").read_text().splitlines()[1:]
                  if row.endswith(",test")}
         groups.append(set(split.values()))
-        predictions = ed.load_predictions(weights / "comparison" / "cv" / f"fold-{k}", "test")
+        predictions = saved.load_predictions(weights / "comparison" / "cv" / f"fold-{k}", "test")
         assert set(predictions.files) == set(split) and cv["folds"][k]["test"]["n"] == predictions.n
         assert not (weights / "comparison" / "cv" / f"fold-{k}" / "model.safetensors").exists()
     assert not groups[0] & groups[1]
@@ -177,7 +178,7 @@ def test_diagnose_switches_to_a_comparison_model(built, monkeypatch):
 
 def test_page_renders_the_committed_comparison(monkeypatch):
     monkeypatch.delenv("COVIDVIZ_WEIGHTS", raising=False)
-    report = ed.load_comparison(WEIGHTS)
+    report = saved.load_comparison(WEIGHTS)
     at = AppTest.from_file(str(ROOT / "app_pages" / "model_comparison.py"), default_timeout=30)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -200,7 +201,8 @@ def test_a_finished_run_is_skipped_and_an_interrupted_one_resumes(built, capsys,
     compare_train(runs.parent / "unused", runs, "small_cnn", recipe=TINY, lungs=weights)  # data never read
     assert "already trained and evaluated" in capsys.readouterr().out and metrics.stat().st_mtime_ns == before
     two_epochs = Recipe(name="test recipe", size=64, epochs=2, epoch_images=16, batch_size=8)
-    from covidviz.training.train import TrainConfig as Config, train as run_training
+    from covidviz.training.config import TrainConfig as Config
+    from covidviz.training.train import train as run_training
     run_training(Config(data_dir=str(toy), run_dir=str(tmp_path / "small_cnn"), size=64, epochs=2, batch_size=8,
                         epoch_images=16, fast=False, arch="small_cnn", stop_after=1, segmenter_dir=str(weights),
                         prepared_dir=str(runs), previous_split=str(weights / "split.csv"), recipe="test recipe"))
@@ -211,7 +213,9 @@ def test_a_finished_run_is_skipped_and_an_interrupted_one_resumes(built, capsys,
 
 
 def test_a_comparison_built_against_other_shipped_weights_is_flagged():
-    from covidviz.ui.comparison_view import stale_note
-    report = {"models": [{"id": "shipped", "weights_sha256": "a" * 64}]}
-    assert stale_note(report, "a" * 64) is None
-    assert "built against shipped model aaaaaaaaaaaa" in stale_note(report, "b" * 64)
+    from covidviz.evaluation.artifacts.saved import COMPARISON_REBUILD, comparison_built_for, stale_warning
+    report = {"models": [{"id": "small_cnn", "weights_sha256": "c" * 64}, {"id": "shipped", "weights_sha256": "a" * 64}]}
+    assert stale_warning(comparison_built_for(report), "a" * 64, COMPARISON_REBUILD) is None
+    warning = stale_warning(comparison_built_for(report), "b" * 64, COMPARISON_REBUILD)
+    assert "model aaaaaaaaaaaa" in warning and "in use is bbbbbbbbbbbb" in warning and "compare-build" in warning
+    assert stale_warning(None, "b" * 64) is None and stale_warning("a" * 64, None) is None

@@ -6,24 +6,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 import torch
 
 from covidviz.explain.cam.library import library_cam
+from covidviz.explain.reading import heatmap, read_xray
 from covidviz.io.loading import load_xray
 from covidviz.model.predictor import Predictor
-from covidviz.explain.reading import heatmap, read_xray
-from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
+from tests.conftest import FIXTURES, fixture_rows
 
 
 def _hook_count(model: torch.nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
                + len(getattr(m, "_full_backward_hooks", {}) or {}) for m in model.modules())
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 def _job(predictor: Predictor, name: str, method: str, k: int) -> np.ndarray:

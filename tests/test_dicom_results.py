@@ -20,26 +20,32 @@ from pydicom.uid import UID
 
 from covidviz import CLASSES
 from covidviz.explain.reading import heatmap, read_xray
-from covidviz.interop.dicom_results import (CLASS_CODES, HEATMAP_CLASS, LUNG_ENERGY, OOD_DISTANCE,
-                                            OUT_OF_DISTRIBUTION, OUTSIDE_LUNGS, PREDICTED_CLASS, SCHEME, burn_in,
-                                            dicom_results, result_overlay, to_bytes)
+from covidviz.interop.dicom_results import (
+    CLASS_CODES,
+    HEATMAP_CLASS,
+    LUNG_ENERGY,
+    OOD_DISTANCE,
+    OUT_OF_DISTRIBUTION,
+    OUTSIDE_LUNGS,
+    PREDICTED_CLASS,
+    SCHEME,
+    burn_in,
+    dicom_results,
+    result_overlay,
+)
 from covidviz.interop.inputs import DicomResultError, HeatmapChoice, source_header
+from covidviz.interop.part10 import part10
 from covidviz.interop.sample_dicom import Invented, radiograph_from_png
 from covidviz.io.loading import load_xray
 from covidviz.lungs.field import LOW_LUNG_SHARE
 from covidviz.model.predictor import Predictor
-from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
+from tests.conftest import FIXTURES, ROOT, dicom_path, fixture_rows
 
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 DCIODVFY = Path("/usr/bin/dciodvfy")
 requires_dciodvfy = pytest.mark.skipif(not DCIODVFY.exists() and not os.environ.get("CI"),
                                        reason="dciodvfy (Debian dicom3tools) is not installed (make test installs it)")
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 def _results(predictor: Predictor, data: bytes, name: str, choice: HeatmapChoice = HeatmapChoice()):
@@ -55,8 +61,8 @@ def chest(predictor):
     data = open(dicom_path("RG1_UNCI.dcm"), "rb").read()
     reading, cam, results = _results(predictor, data, "chest.dcm")
     source = pydicom.dcmread(io.BytesIO(data))
-    sc = pydicom.dcmread(io.BytesIO(to_bytes(results.sc)))
-    sr = pydicom.dcmread(io.BytesIO(to_bytes(results.sr)))
+    sc = pydicom.dcmread(io.BytesIO(part10(results.sc)))
+    sr = pydicom.dcmread(io.BytesIO(part10(results.sr)))
     return source, reading, cam, sc, sr
 
 
@@ -187,7 +193,7 @@ def test_burnt_in_text_sits_in_the_top_left_corner_only():
 
 def _dciodvfy_errors(dataset: pydicom.Dataset, tmp_path: Path, name: str) -> tuple[list[str], list[str]]:
     path = tmp_path / f"{name}.dcm"
-    path.write_bytes(to_bytes(dataset))
+    path.write_bytes(part10(dataset))
     run = subprocess.run([str(DCIODVFY), str(path)], capture_output=True, text=True, timeout=120)
     lines = (run.stdout + run.stderr).splitlines()
     return [line for line in lines if line.startswith("Error")], [line for line in lines if line.startswith("Warning")]
@@ -202,7 +208,7 @@ def test_dciodvfy_finds_no_errors(predictor, tmp_path, source_name):
         row = fixture_rows()[3]
         dataset = radiograph_from_png((FIXTURES / row["fixture"]).read_bytes(),
                                       Invented("Doe^Jane", "CVZ-1", "", "", "20240301", "ACC1"))
-        data, name = to_bytes(dataset), "demo.dcm"
+        data, name = part10(dataset), "demo.dcm"
     else:
         data, name = open(dicom_path(source_name), "rb").read(), source_name
     _, _, results = _results(predictor, data, name)
@@ -220,7 +226,7 @@ def test_non_dicom_and_headerless_inputs_are_refused_with_a_reason():
     dataset = pydicom.dcmread(dicom_path("RG1_UNCI.dcm"))
     del dataset.StudyInstanceUID
     with pytest.raises(DicomResultError, match="lacks StudyInstanceUID"):
-        source_header(to_bytes(dataset), "x.dcm")
+        source_header(part10(dataset), "x.dcm")
 
 
 def test_odd_patient_names_are_not_echoed_in_warnings(predictor):
@@ -231,8 +237,8 @@ def test_odd_patient_names_are_not_echoed_in_warnings(predictor):
     dataset.ReferringPhysicianName = "Housedoc"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, _, results = _results(predictor, to_bytes(dataset), "odd.dcm")
-        to_bytes(results.sc), to_bytes(results.sr)
+        _, _, results = _results(predictor, part10(dataset), "odd.dcm")
+        part10(results.sc), part10(results.sr)
     assert not [w for w in caught if "Mononym" in str(w.message) or "Housedoc" in str(w.message)]
     assert str(results.sr.PatientName) == "Mononym"
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from covidviz.explain.cam.fast_gradcam import cam_pass, gradcam_all_classes
-from covidviz.model.engine import (OnnxRuntimeEngine, TorchEngine, build_engine, cached_onnx, export_onnx,
-                                   probe_batch)
+from covidviz.model.engine import OnnxRuntimeEngine, TorchEngine, build_engine, cached_onnx, export_onnx, probe_batch
 from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from covidviz import CLASS_TITLES, CLASSES
+from covidviz import CLASS_TITLES
 from covidviz.data.collection import read_metadata
-from covidviz.evaluation.gallery import misclassified, read_gallery_index
+from covidviz.evaluation.artifacts.gallery import misclassified, read_gallery_index
 from tests.conftest import ROOT, SHARED, WEIGHTS, requires_data
 
 pytest_plugins = ["tests.eval_artifacts"]
@@ -31,14 +29,22 @@ def _cards(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown if "true **" in m.value]
 
 
-def test_misclassified_are_the_argmax_errors_most_confident_first(eval_weights):
-    path = eval_weights / "eval" / "test_predictions.csv"
+def test_misclassified_are_the_argmax_errors_most_confident_first(tmp_path):
+    """Five hand-written rows: two right, three wrong; the errors come back as written, most confident first."""
+    path = tmp_path / "test_predictions.csv"
+    path.write_text("file,source,true,p_covid,p_pneumonia,p_normal\n"
+                    "a.png,NIH,normal,0.100000,0.200000,0.700000\n"      # right
+                    "b.png,NIH,normal,0.100000,0.600000,0.300000\n"      # wrong: pneumonia at 0.6
+                    "c.png,Kermany,covid,0.050000,0.050000,0.900000\n"   # wrong: normal at 0.9
+                    "d.png,Kermany,pneumonia,0.300000,0.500000,0.200000\n"  # right
+                    "e.png,ieee8023,pneumonia,0.450000,0.100000,0.450000\n")  # wrong: a tie goes to the first class
     items = misclassified(path)
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    errors = [r for r in rows if max(CLASSES, key=lambda c: float(r[f"p_{c}"])) != r["true"]]
-    assert len(items) == len(errors)
-    assert [i.confidence for i in items] == sorted((i.confidence for i in items), reverse=True)
+    assert [(i.file, i.source, i.true, i.predicted, i.confidence) for i in items] == [
+        ("c.png", "Kermany", "covid", "normal", 0.9),
+        ("b.png", "NIH", "normal", "pneumonia", 0.6),
+        ("e.png", "ieee8023", "pneumonia", "covid", 0.45),
+    ]
+    assert items[0].probabilities == {"covid": 0.05, "pneumonia": 0.05, "normal": 0.9}
 
 
 def test_committed_gallery_page_shows_cards_and_filters(eval_weights, monkeypatch):

@@ -17,10 +17,10 @@ from sklearn import metrics as skm
 from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASSES
-from covidviz.evaluation import artifacts as ed
-from covidviz.ui import eval_figures as ef
-from covidviz.evaluation import operating_point as op
-from covidviz.model.weights import read_sidecar
+from covidviz.evaluation.artifacts import saved
+from covidviz.evaluation.measures import operating_point
+from covidviz.ui import eval_figures
+from covidviz.verified import read_sidecar
 from tests.conftest import ROOT
 
 pytest_plugins = ["tests.eval_artifacts"]
@@ -66,9 +66,9 @@ def shown_metrics(at: AppTest) -> list[str]:
     return [m.value for m in at.metric]
 
 
-def expected_metrics(point: op.OperatingPoint, prevalence: float, positives: int, negatives: int) -> list[str]:
-    ppv, npv = op.adjusted_predictive_values(point.sensitivity, point.specificity, prevalence)
-    keep = op.meaningful_metrics(positives, negatives)
+def expected_metrics(point: operating_point.OperatingPoint, prevalence: float, positives: int, negatives: int) -> list[str]:
+    ppv, npv = operating_point.adjusted_predictive_values(point.sensitivity, point.specificity, prevalence)
+    keep = operating_point.meaningful_metrics(positives, negatives)
     values = dict(zip(METRIC_KEYS, (point.sensitivity, point.specificity, ppv, npv, point.f1)))
     return [shown(v) if k in keep else "n/a" for k, v in values.items()]
 
@@ -88,25 +88,25 @@ def test_the_pages_render_in_about_a_second(weights):
 
 
 def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weights):
-    metrics = ed.load_metrics(weights)
+    metrics = saved.load_metrics(weights)
     at = run_page("confusion_matrices.py")
-    assert at.selectbox(key="confusion_split").options == [ed.split_label(metrics, s)
-                                                           for s in ed.available_splits(metrics)]
-    for split in ed.available_splits(metrics):
+    assert at.selectbox(key="confusion_split").options == [saved.split_label(metrics, s)
+                                                           for s in saved.available_splits(metrics)]
+    for split in saved.available_splits(metrics):
         rerun(at, "selectbox", "confusion_split", split)
         table = at.dataframe[0].value
-        pd.testing.assert_frame_equal(table, ef.per_source_table(metrics["splits"][split]))
+        pd.testing.assert_frame_equal(table, eval_figures.per_source_table(metrics["splits"][split]))
         overall = metrics["splits"][split]["overall"]
         assert table.loc[0, "images"] == overall["n"]
         assert table.loc[0, "accuracy"] == pytest.approx(overall["summary"]["accuracy"]["value"], nan_ok=True)
-        predictions = ed.load_predictions(weights, split)  # the CSV and metrics.json agree
+        predictions = saved.load_predictions(weights, split)  # the CSV and metrics.json agree
         np.testing.assert_array_equal(
             skm.confusion_matrix(predictions.y_true, predictions.probs.argmax(1), labels=[0, 1, 2]),
             overall["confusion_matrix"])
-        for source in ["all", *ed.sources_of(metrics, split)]:
+        for source in ["all", *saved.sources_of(metrics, split)]:
             rerun(at, "selectbox", f"source_{split}", source)
-            matrix = np.array(ed.split_report(metrics, split, None if source == "all" else source)["confusion_matrix"])
-            for view in ef.VIEWS:
+            matrix = np.array(saved.split_report(metrics, split, None if source == "all" else source)["confusion_matrix"])
+            for view in eval_figures.VIEWS:
                 rerun(at, "radio", "confusion_view", view)
                 spec = figure(at, "confusion")
                 texts = [a["text"] for a in spec["layout"]["annotations"]]
@@ -116,7 +116,7 @@ def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weigh
                     y_true, y_pred = np.repeat(np.indices(matrix.shape).reshape(2, -1), matrix.ravel(), axis=1)
                     sk = skm.confusion_matrix(y_true, y_pred, labels=[0, 1, 2],
                                               normalize={"recall": "true", "precision": "pred"}[view])
-                    values = ef.normalise_confusion(matrix, view)
+                    values = eval_figures.normalise_confusion(matrix, view)
                     np.testing.assert_allclose(np.nan_to_num(values), sk)
                     assert [t.split("</b>")[0].removeprefix("<b>") for t in texts] == \
                         ["–" if np.isnan(v) else f"{v:.2f}" for v in values.ravel()]
@@ -135,16 +135,16 @@ def csv_downloads(downloads):
 
 
 def _setup(weights, split: str, k: int):
-    predictions = ed.load_predictions(weights, split)
-    is_positive, score = op.one_vs_rest(predictions.y_true, predictions.probs, k)
-    return predictions, is_positive, score, *ed.class_presence(predictions.y_true, k)
+    predictions = saved.load_predictions(weights, split)
+    is_positive, score = operating_point.one_vs_rest(predictions.y_true, predictions.probs, k)
+    return predictions, is_positive, score, *saved.class_presence(predictions.y_true, k)
 
 
 @pytest.mark.parametrize("k", range(len(CLASSES)))
 def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_downloads, k):
-    metrics = ed.load_metrics(weights)
+    metrics = saved.load_metrics(weights)
     at = run_page("metric_explorer.py")
-    for split in ed.available_splits(metrics):
+    for split in saved.available_splits(metrics):
         at.selectbox(key="split").set_value(split)
         rerun(at, "selectbox", "cls", CLASSES[k])
         predictions, is_positive, score, positives, negatives = _setup(weights, split, k)
@@ -154,12 +154,12 @@ def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_d
 
         # the argmax rule: the numbers of metrics.json, with their bootstrap intervals
         rerun(at, "radio", "mode", "argmax")
-        point = op.argmax_rule(predictions.y_true, predictions.probs, k)
+        point = operating_point.argmax_rule(predictions.y_true, predictions.probs, k)
         prevalence = at.number_input(key=prevalence_key).value
         assert prevalence == pytest.approx(point.prevalence)
         assert shown_metrics(at) == expected_metrics(point, prevalence, positives, negatives)
         table = at.dataframe[0].value
-        keep = op.meaningful_metrics(positives, negatives)
+        keep = operating_point.meaningful_metrics(positives, negatives)
         report = metrics["splits"][split]["overall"]["per_class"][CLASSES[k]]
         for row, key in zip(table.itertuples(), ("sensitivity", "specificity", "precision", "npv", "f1")):
             stored = report[key]["value"] if key.replace("precision", "ppv") in keep else None
@@ -169,20 +169,20 @@ def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_d
 
         # presets: the threshold in use and every number follow
         for preset in ("youden", "sens95"):
-            t = op.preset_threshold(preset, is_positive, score)
+            t = operating_point.preset_threshold(preset, is_positive, score)
             if t is None:
                 assert preset not in at.radio(key="mode").options
                 continue
             rerun(at, "radio", "mode", preset)
             assert at.slider(key="threshold").value == pytest.approx(round(t, 3))
-            assert shown_metrics(at) == expected_metrics(op.at_threshold(is_positive, score, t), point.prevalence,
+            assert shown_metrics(at) == expected_metrics(operating_point.at_threshold(is_positive, score, t), point.prevalence,
                                                          positives, negatives)
 
         # the slider: moving it switches to a custom threshold and updates the matrix and the table exactly
         for t in (0.2, 0.45, 0.8):
             rerun(at, "slider", "threshold", t)
             assert at.radio(key="mode").value == "custom"
-            custom = op.at_threshold(is_positive, score, t)
+            custom = operating_point.at_threshold(is_positive, score, t)
             assert shown_metrics(at) == expected_metrics(custom, point.prevalence, positives, negatives)
             binary = [a["text"] for a in figure(at, "binary")["layout"]["annotations"]]
             assert binary == [f"TP<br><b>{custom.tp}</b>", f"FN<br><b>{custom.fn}</b>",
@@ -200,7 +200,7 @@ def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_d
                                                          f"NPV at prevalence {prevalence:.4f}"]
             assert shown_metrics(at) == expected_metrics(custom, prevalence, positives, negatives)
             current = at.dataframe[0].value["current operating point"].to_numpy()
-            ppv, npv = op.adjusted_predictive_values(custom.sensitivity, custom.specificity, prevalence)
+            ppv, npv = operating_point.adjusted_predictive_values(custom.sensitivity, custom.specificity, prevalence)
             assert current[-2:] == pytest.approx([ppv, npv], nan_ok=True)
             assert current[:5] == pytest.approx([getattr(custom, key) for key in METRIC_KEYS], nan_ok=True)
 
@@ -223,16 +223,16 @@ def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_d
 def test_external_sets_give_hannover_sensitivity_and_shenzhen_specificity(weights):
     """Hannover holds only COVID-19 films and Shenzhen only normals: together they define sensitivity and
     specificity for COVID-19, and the page shows the argmax rule's values for them."""
-    metrics = ed.load_metrics(weights)
+    metrics = saved.load_metrics(weights)
     if "external" not in metrics["splits"]:
         pytest.skip("no external split")
     at = run_page("metric_explorer.py")
     at.selectbox(key="split").set_value("external")
     rerun(at, "selectbox", "cls", "covid")
-    predictions = ed.load_predictions(weights, "external")
+    predictions = saved.load_predictions(weights, "external")
     is_covid = predictions.y_true == 0
     assert set(predictions.sources[is_covid]) == {"Hannover"} and set(predictions.sources[~is_covid]) == {"Shenzhen"}
-    point = op.argmax_rule(predictions.y_true, predictions.probs, 0)
+    point = operating_point.argmax_rule(predictions.y_true, predictions.probs, 0)
     values = shown_metrics(at)
     assert values[:2] == [shown(point.sensitivity), shown(point.specificity)]
     assert not any("Only sensitivity is meaningful" in w.value for w in at.warning)
@@ -271,18 +271,18 @@ def test_pages_without_evaluation_results_say_so(weights, tmp_path, monkeypatch)
 
 
 def test_loaders_explain_missing_and_malformed_artifacts(weights, tmp_path):
-    with pytest.raises(ed.EvalArtifactsError, match="python -m covidviz evaluate"):
-        ed.load_metrics(tmp_path)
-    with pytest.raises(ed.EvalArtifactsError, match="validation"):
-        ed.load_predictions(tmp_path, "val")
+    with pytest.raises(saved.EvalArtifactsError, match="python -m covidviz evaluate"):
+        saved.load_metrics(tmp_path)
+    with pytest.raises(saved.EvalArtifactsError, match="validation"):
+        saved.load_predictions(tmp_path, "val")
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "test_predictions.csv").write_text("file,source,true,p_covid\na.png,NIH,normal,0.2\n")
-    with pytest.raises(ed.EvalArtifactsError, match="p_pneumonia"):
-        ed.load_predictions(tmp_path, "test")
+    with pytest.raises(saved.EvalArtifactsError, match="p_pneumonia"):
+        saved.load_predictions(tmp_path, "test")
     (tmp_path / "eval" / "metrics.json").write_text("{not json")
-    with pytest.raises(ed.EvalArtifactsError, match="not valid JSON"):
-        ed.load_metrics(tmp_path)
-    predictions = ed.load_predictions(weights, "test")
+    with pytest.raises(saved.EvalArtifactsError, match="not valid JSON"):
+        saved.load_metrics(tmp_path)
+    predictions = saved.load_predictions(weights, "test")
     assert predictions.probs.shape == (predictions.n, 3) and set(np.unique(predictions.y_true)) <= {0, 1, 2}
     np.testing.assert_allclose(predictions.probs.sum(1), 1, atol=1e-5)
     source = predictions.sources[0]

@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 from torchvision.models.densenet import DenseNet
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation import explanation_run as xr
-from covidviz.evaluation.explanations import (
+from covidviz.evaluation.explanation_check import explanation_run
+from covidviz.evaluation.explanation_check.explanations import (
     explanation_lines,
     faithfulness_ranking,
     load_explanations,
@@ -30,8 +30,8 @@ from covidviz.evaluation.explanations import (
     verdict_stage,
     verdict_word,
 )
-from covidviz.evaluation.faithfulness import CalibratedProbability, road_scores, tie_broken_ranks
-from covidviz.evaluation.randomisation import cascade, cascade_stages, map_similarity
+from covidviz.evaluation.explanation_check.faithfulness import CalibratedProbability, road_scores, tie_broken_ranks
+from covidviz.evaluation.explanation_check.randomisation import cascade, cascade_stages, map_similarity
 from covidviz.model.network import CxrDenseNet, build_model
 from covidviz.model.preprocessing import model_batch
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, fixture_rows
@@ -97,22 +97,22 @@ def lungs_mask() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_cases() -> list[xr.Case]:
+def tiny_cases() -> list[explanation_run.Case]:
     images, labels, _ = blob_images(9, np.random.default_rng(2))
     order = np.argsort(labels, kind="stable")  # class by class, as stratified_sample orders them
-    return [xr.Case(name=f"blob{i}", batch=model_batch([images[i]], SIZE), true_class=int(labels[i]),
+    return [explanation_run.Case(name=f"blob{i}", batch=model_batch([images[i]], SIZE), true_class=int(labels[i]),
                     lungs=lungs_mask() if i % 2 == 0 else None) for i in order]
 
 
 @pytest.fixture(scope="module")
-def tiny_plan(tiny) -> xr.Plan:
+def tiny_plan(tiny) -> explanation_run.Plan:
     methods = ["Grad-CAM", "EigenCAM", "Score-CAM"]
-    return xr.default_plan(tiny, methods, per_class=3, slow_per_class=1, slow_stages=2, seed=0, percentiles=(50,))
+    return explanation_run.default_plan(tiny, methods, per_class=3, slow_per_class=1, slow_stages=2, seed=0, percentiles=(50,))
 
 
 @pytest.fixture(scope="module")
 def tiny_records(tiny, tiny_cases, tiny_plan) -> dict:
-    return xr.run_check(tiny, tiny_cases, tiny_plan)
+    return explanation_run.run_check(tiny, tiny_cases, tiny_plan)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def tiny_report(tiny_records, tiny_plan, tiny_cases) -> dict:
     """explanations.json as explain-check writes it, from the tiny model's run (through JSON and back)."""
     sample = {"source": "blob images made by the test, 3 per class", "split": "synthetic", "split_size": 9,
               "files": [c.name for c in tiny_cases], "seed": 0}
-    report = xr.assemble_report(tiny_records, tiny_plan, tiny_cases, sample,
+    report = explanation_run.assemble_report(tiny_records, tiny_plan, tiny_cases, sample,
                                 {"weights_sha256": "0" * 64, "model": "tiny", "input_size": SIZE}, 1.0)
     return json.loads(json.dumps(report, allow_nan=False))
 
@@ -165,7 +165,7 @@ def test_similarity_is_one_for_the_same_map_and_handles_flat_maps():
 
 def test_randomisation_check_fails_an_edge_detector_and_passes_grad_cam(tiny_report, tiny_records):
     stages = [c["stage"] for c in tiny_report["cascade"]]
-    edges = tiny_report["controls"][xr.EDGES]
+    edges = tiny_report["controls"][explanation_run.EDGES]
     assert edges["verdict"] == "fail"
     assert [s["spearman"]["mean"] for s in edges["randomisation"]] == pytest.approx([1.0] * len(stages))
     assert edges["verdict_certain"] and edges["deciding_stage"] == verdict_stage(tiny_report)
@@ -187,17 +187,17 @@ def test_run_check_resumes_from_its_progress_file(tiny, tiny_cases, tmp_path):
 
     def counted(model, batch, k):
         calls.append(k)
-        return xr.page_map("Grad-CAM")(model, batch, k)
+        return explanation_run.page_map("Grad-CAM")(model, batch, k)
 
     stages = cascade_stages(tiny)[:2]
-    plan = xr.Plan(methods={"Grad-CAM": counted}, stages=stages, per_class={"Grad-CAM": 1},
+    plan = explanation_run.Plan(methods={"Grad-CAM": counted}, stages=stages, per_class={"Grad-CAM": 1},
                    n_stages={"Grad-CAM": 2}, percentiles=(50,))
     progress = tmp_path / "progress.jsonl"
-    first = xr.run_check(tiny, tiny_cases, plan, progress_file=progress, run_key="a")
+    first = explanation_run.run_check(tiny, tiny_cases, plan, progress_file=progress, run_key="a")
     assert len(calls) == 3 * 3 and len(progress.read_text().splitlines()) == 3
-    again = xr.run_check(tiny, tiny_cases, plan, progress_file=progress, run_key="a")
+    again = explanation_run.run_check(tiny, tiny_cases, plan, progress_file=progress, run_key="a")
     assert len(calls) == 9 and again == first
-    xr.run_check(tiny, tiny_cases, plan, progress_file=progress, run_key="other settings")
+    explanation_run.run_check(tiny, tiny_cases, plan, progress_file=progress, run_key="other settings")
     assert len(calls) == 18
 
 
@@ -252,7 +252,7 @@ def test_checked_maps_are_the_diagnose_pages_maps():
     batch = model_batch([reading.canonical], predictor.input_size)
     for i, method in enumerate(m for m in METHODS if m not in SLOW_METHODS):
         k = i % len(CLASSES)  # every class, not every pair: each map costs a pass
-        np.testing.assert_allclose(xr.page_map(method)(predictor.model, batch, k),
+        np.testing.assert_allclose(explanation_run.page_map(method)(predictor.model, batch, k),
                                    heatmap(reading, predictor, method, k), atol=1e-5, err_msg=method)
 
 
@@ -358,8 +358,9 @@ def test_model_card_section_and_the_pickers_help(tiny_report, report_weights):
     text = "\n".join(lines)
     for name, section in {**tiny_report["methods"], **tiny_report["controls"]}.items():
         assert f"| {name} | {verdict_word(section)} |" in text
-    assert "not the model in use" not in text
-    assert "not the model in use" in "\n".join(explanation_lines(tiny_report, "1" * 64))
+    assert "the model in use is" not in text
+    assert ("computed for model 000000000000, but the model in use is 111111111111"
+            in "\n".join(explanation_lines(tiny_report, "1" * 64)))
     assert "has not been run" in "\n".join(explanation_lines(None))
     assert "Grad-CAM passes the randomisation check" in method_help(tiny_report, "Grad-CAM")
 
@@ -383,8 +384,8 @@ def test_explain_check_runs_end_to_end_on_the_example_xrays(tmp_path):
     report = json.loads(out.read_text())
     assert report["sample"]["n_images"] == 3 and report["sample"]["split"] == "examples"
     assert report["sample"]["by_class"] == {c: 1 for c in CLASSES}
-    assert set(report["methods"]) == {"Grad-CAM", "LayerCAM"} and xr.EDGES in report["controls"]
-    assert report["controls"][xr.EDGES]["verdict"] == "fail"
+    assert set(report["methods"]) == {"Grad-CAM", "LayerCAM"} and explanation_run.EDGES in report["controls"]
+    assert report["controls"][explanation_run.EDGES]["verdict"] == "fail"
     assert report["weights_sha256"] == json.loads((WEIGHTS / "model.json").read_text())["weights_sha256"]
     assert not (tmp_path / "explanations.progress.jsonl").exists()
     assert report["machine"]["torch_threads"] >= 1

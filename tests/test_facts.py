@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from covidviz.evaluation.facts import (
-    BEGIN,
-    END,
-    comparison_table,
-    current_block,
-    load_artifacts,
-    readme_block,
-    replace_block,
-)
-from covidviz.evaluation.model_card import render_model_card
+from covidviz.evaluation.documents.facts import BEGIN, END, FACTS_BLOCK, comparison_table, load_artifacts, readme_block
+from covidviz.evaluation.documents.model_card import render_model_card
 from tests.conftest import ROOT, WEIGHTS
 
 
 def test_readme_block_is_generated_from_the_shipped_artifacts():
     sidecar, metrics, lungs = load_artifacts(WEIGHTS)
-    assert current_block((ROOT / "README.md").read_text()) == readme_block(sidecar, metrics, lungs), \
+    assert FACTS_BLOCK.current((ROOT / "README.md").read_text()) == readme_block(sidecar, metrics, lungs), \
         "README facts are stale: run `python -m covidviz facts`"
 
 
@@ -42,19 +34,16 @@ def test_comparison_rows_show_both_models_and_missing_values_as_na():
 
 def test_replace_block_needs_its_markers():
     text = f"intro\n{BEGIN}\nold\n{END}\noutro"
-    assert replace_block(text, f"{BEGIN}\nnew\n{END}") == f"intro\n{BEGIN}\nnew\n{END}\noutro"
+    assert FACTS_BLOCK.replace(text, f"{BEGIN}\nnew\n{END}") == f"intro\n{BEGIN}\nnew\n{END}\noutro"
     with pytest.raises(ValueError, match="no generated block"):
-        replace_block("no markers here", "x")
+        FACTS_BLOCK.replace("no markers here", "x")
 
 
 def test_readme_comparison_block_is_generated_from_the_committed_comparison():
-    import re
-
-    from covidviz.evaluation.artifacts import load_comparison
-    from covidviz.evaluation.comparison_facts import BEGIN, END, comparison_block, replace_comparison_block
-    text = (ROOT / "README.md").read_text()
-    shown = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S).group(0)
+    from covidviz.evaluation.artifacts.saved import load_comparison
+    from covidviz.evaluation.documents.comparison_facts import COMPARISON_BLOCK, comparison_block
+    shown = COMPARISON_BLOCK.current((ROOT / "README.md").read_text())
     assert shown == comparison_block(load_comparison(WEIGHTS)), \
         "README comparison is stale: run `python -m covidviz compare-build`"
-    with pytest.raises(ValueError, match="no generated comparison block"):
-        replace_comparison_block("no markers", shown)
+    with pytest.raises(ValueError, match="no generated block"):
+        COMPARISON_BLOCK.replace("no markers", shown)

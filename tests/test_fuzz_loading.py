@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FUZZ_SEED
 from scripts.fuzz_load_xray import CORPUS, FINDINGS, MAX_FIXTURE_BYTES, SEED_DICOMS, Worker, mutate, seed_corpus
+from tests.conftest import FUZZ_SEED
 
 CORPUS_FILES = sorted(p for p in CORPUS.glob("*") if p.name != "README.md")
 

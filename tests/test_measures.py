@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covidviz.evaluation.measures import lung_energy_summary, reads_the_lungs
+from covidviz.evaluation.measures.lung_reading import lung_energy_summary, reads_the_lungs
 
 C, P, N = 0, 1, 2  # covid, pneumonia, normal
 
@@ -48,8 +48,6 @@ def test_within_source_auc_uses_only_that_source_and_internal_rates():
     assert out["within_source"]["ieee8023"]["covid_roc_auc"]["value"] is None  # no ieee8023 rows
     internal = out["internal_test"]
     # argmax: covid called for rows 0, 1, 2 (row 2's covid 0.7 beats normal after the override) -> 2 of 3 calls right
-    called = probs.argmax(1)
-    assert list(called) == [C, C, C, N, P, N]
     assert internal["covid_sensitivity"]["value"] == pytest.approx(1.0)
     assert internal["covid_precision"]["value"] == pytest.approx(2 / 3)
     assert internal["accuracy"]["value"] == pytest.approx(5 / 6)

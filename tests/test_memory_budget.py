@@ -7,17 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
-from covidviz.explain.reading import (KEPT_MAX_SIDE, compact, heatmap, heatmap_on_original, lungs_on_display,
-                                      read_xray, reading_bytes)
+from covidviz.explain.reading import (
+    KEPT_MAX_SIDE,
+    compact,
+    heatmap,
+    heatmap_on_original,
+    lungs_on_display,
+    read_xray,
+    reading_bytes,
+)
 from covidviz.io.loading import load_xray_file
 from covidviz.io.xray import Xray
-from covidviz.model.predictor import Predictor
-from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
+from tests.conftest import FIXTURES, fixture_rows
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_argmax_caption_names_the_equivalent_threshold_interval_only_when_there_
 
 
 def test_headline_shows_na_for_metrics_this_split_cannot_define():
-    from covidviz.evaluation.operating_point import at_threshold
+    from covidviz.evaluation.measures.operating_point import at_threshold
 
     point = at_threshold(np.zeros(4, bool), np.array([0.1, 0.2, 0.7, 0.9]), 0.5)  # no positives: tn 2, fp 2
     shown = view.headline_values(point, (np.nan, 1.0), 0.0, ("specificity",))

@@ -7,17 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from covidviz.io.loading import load_xray
-from covidviz.model.ood import fit_guard, hard_threshold, load_guard
 from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
-from covidviz.model.predictor import Predictor
 from covidviz.explain.reading import read_xray
+from covidviz.io.loading import load_xray
+from covidviz.model.ood import fit_guard, load_guard
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +40,15 @@ def test_real_chest_fixtures_from_the_pool_sources_are_not_flagged(predictor, gu
         assert not reading.is_outlier, (name, reading.ood_distance, guard.threshold)
 
 
-def test_thresholds_follow_their_rules():
-    rng = np.random.default_rng(0)
-    train, val = rng.normal(size=(400, 8)), rng.normal(size=(200, 8))
-    far = rng.normal(size=(30, 8)) + 6.0
+def test_thresholds_follow_their_rules_on_hand_worked_numbers():
+    """One feature, so the distance is |x - mean| / sd (Ledoit-Wolf shrinks nothing in one dimension):
+    training features -1 and +1 (mean 0, sd 1); validation distances 1, 2, ..., 100, so their 99th percentile
+    is 1 + 0.99 * 99 = 99.01; non-chest distances 300 and 500, so the hard threshold is (100 + 300) / 2 = 200."""
+    train = np.array([[-1.0], [1.0]] * 50)
+    val = np.arange(1.0, 101.0)[:, None]
+    far = np.array([[300.0], [-500.0]])
     guard = fit_guard(train, val, far)
-    val_d, far_d = guard.distance(val), guard.distance(far)
-    assert guard.caution == pytest.approx(np.quantile(val_d, 0.99))
-    assert guard.threshold == pytest.approx(hard_threshold(val_d, far_d))
-    assert not guard.is_outlier(val).any() and guard.is_outlier(far).all()
+    assert guard.caution == pytest.approx(99.01)
+    assert guard.threshold == pytest.approx(200.0)
+    assert guard.distance(np.array([[-3.0]])) == pytest.approx([3.0])
+    assert list(guard.is_outlier(np.array([[150.0], [-199.0], [201.0], [-250.0]]))) == [False, False, True, True]

@@ -16,20 +16,14 @@ from pydicom.sr.codedict import codes
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.interop.dicom_results import SC_SERIES_DESCRIPTION, SR_SERIES_DESCRIPTION
 from covidviz.interop.orthanc import free_port
-from covidviz.interop.pacs import (ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings, connect,
-                                   frontal_chest_images, qido_date, retrieve, search_studies, study_filters)
+from covidviz.interop.pacs import frontal_chest_images, qido_date, retrieve, search_studies, study_filters
+from covidviz.interop.pacs_session import ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings, connect
 from covidviz.interop.worklist import score_study
-from covidviz.model.predictor import Predictor
-from tests.conftest import ROOT, WEIGHTS, dicom_path
+from tests.conftest import ROOT, dicom_path
 from tests.orthanc_support import CREDENTIALS, pacs, requires_orthanc  # noqa: F401  (fixture)
 
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 @pytest.fixture(scope="module")

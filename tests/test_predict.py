@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 
 from covidviz import CLASSES
-from covidviz.model.predictor import Predictor
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
-
-
-@pytest.fixture(scope="module")
-def predictor() -> Predictor:
-    return Predictor(WEIGHTS)
 
 
 def _evaluated_probabilities() -> dict[str, np.ndarray]:

@@ -15,8 +15,8 @@ from covidviz import CLASSES
 from covidviz.audit.db import dispose, migrate
 from covidviz.audit.verdict_store import current_verdicts, import_verdicts, load_verdicts, record_verdict
 from covidviz.errors import WeightsError
-from covidviz.evaluation.site_calibration import logits_from_probabilities, recalibrate
-from covidviz.evaluation.site_drift import PSI_ALARM, drift_figures, psi
+from covidviz.evaluation.measures.site_calibration import logits_from_probabilities, recalibrate
+from covidviz.evaluation.measures.site_drift import PSI_ALARM, drift_figures, psi
 from covidviz.model.inference import softmax
 from covidviz.model.site_profile import calibration_for, read_profile, revert_profile, write_profile
 from tests.conftest import FIXTURES, ROOT, WEIGHTS

@@ -24,9 +24,9 @@ from covidviz.audit.site_report import drift_report, load_drift_reference
 from covidviz.audit.verdict_store import import_verdicts
 from covidviz.data.collection import read_metadata
 from covidviz.data.split import read_split
-from covidviz.evaluation.metrics import brier_score, expected_calibration_error, negative_log_likelihood
-from covidviz.evaluation.site_calibration import logits_from_probabilities, paired_difference, stratified_halves
-from covidviz.evaluation.site_drift import drift_figures
+from covidviz.evaluation.measures.metrics import brier_score, expected_calibration_error, negative_log_likelihood
+from covidviz.evaluation.measures.site_calibration import logits_from_probabilities, nll_difference, stratified_halves
+from covidviz.evaluation.measures.site_drift import drift_figures
 from covidviz.model.inference import softmax
 from covidviz.model.site_profile import calibration_for, read_profile
 from covidviz.verified import read_sidecar
@@ -84,7 +84,7 @@ def _measure(scored, files: list[str], temperature: float, shipped: float) -> di
     return {"n": len(files), "nll": [negative_log_likelihood(y, before), negative_log_likelihood(y, after)],
             "ece": [expected_calibration_error(y, before), expected_calibration_error(y, after)],
             "brier": [brier_score(y, before), brier_score(y, after)],
-            **paired_difference(y, before, after, 2000, SEED)}
+            **nll_difference(y, before, after, 2000, SEED)}
 
 
 def _calibrate(tmp_path, monkeypatch, scored, name: str, files: list[str]) -> tuple[dict, dict | None, Path]:

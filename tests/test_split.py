@@ -8,8 +8,15 @@ from collections import Counter
 import pytest
 
 from covidviz.data.collection import Record, radiologist_labels, read_metadata
-from covidviz.data.split import (crossval_folds, crossval_split, extend_split, read_split, read_split_groups,
-                                  split_records, write_split)
+from covidviz.data.split import (
+    crossval_folds,
+    crossval_split,
+    extend_split,
+    read_split,
+    read_split_groups,
+    split_records,
+    write_split,
+)
 from tests.conftest import SHARED, WEIGHTS, requires_data
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -90,7 +97,7 @@ def test_shipped_split_is_patient_level_disjoint_from_external_and_agrees_with_t
     (they are simply not in it) or removed (skipped and counted), but every row it still shares with the
     pool carries the pool's class and patient group, no group sits in two splits, and nothing external
     (by file or by patient group) was ever in it."""
-    from covidviz.model.sidecar import read_sidecar
+    from covidviz.verified import read_sidecar
     records = read_metadata(SHARED)
     if read_sidecar(WEIGHTS).get("data", {}).get("labels", "").startswith("NIH: RSNA"):
         records = radiologist_labels(records)  # the labels the model was trained on

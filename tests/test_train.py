@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from covidviz import CLASSES
-from covidviz.evaluation.evaluate import evaluate
-from covidviz.training.train import TrainConfig, sample_weights, train
+from covidviz.evaluation.artifacts.evaluate import evaluate
 from covidviz.model.weights import load_weights
+from covidviz.training.config import TrainConfig
+from covidviz.training.train import sample_weights, train
 from tests.toy_data import make_toy_collection
 
 pytestmark = pytest.mark.slow
@@ -84,3 +85,13 @@ def test_sampling_balances_classes_and_dampens_big_sources():
     w = sample_weights(recs)
     assert w[:10].sum() == pytest.approx(0.5)  # each class half the draws
     assert w[10:100].sum() / w[100:].sum() == pytest.approx(3.0)  # sqrt(90) / sqrt(10)
+
+
+def test_a_config_from_a_recipe_trains_by_every_field_the_recipe_names():
+    from covidviz.training.recipes import Recipe
+    recipe = Recipe(name="odd recipe", size=96, epochs=3, epoch_images=48, batch_size=6, lr=0.02, weight_decay=0.3,
+                    label_smoothing=0.2, seed=7)
+    cfg = TrainConfig.from_recipe(recipe, data_dir="data", run_dir="run", arch="small_cnn")
+    assert (cfg.size, cfg.epochs, cfg.epoch_images, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.label_smoothing,
+            cfg.seed) == (96, 3, 48, 6, 0.02, 0.3, 0.2, 7)
+    assert cfg.recipe == "odd recipe" and cfg.patience == 3 and cfg.arch == "small_cnn" and cfg.run_dir == "run"

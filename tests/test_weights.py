@@ -10,7 +10,8 @@ import torch
 
 from covidviz.errors import WeightsError
 from covidviz.model.network import build_model
-from covidviz.model.weights import SIDECAR_FILE, WEIGHTS_FILE, load_weights, save_weights
+from covidviz.model.weights import load_weights, save_weights
+from covidviz.verified import SIDECAR_FILE, WEIGHTS_FILE
 from tests.conftest import WEIGHTS
 
 
@@ -62,7 +63,7 @@ def test_a_pickle_renamed_as_weights_is_refused(saved):
     folder, model = saved
     torch.save(model.state_dict(), folder / WEIGHTS_FILE)  # a pickle where safetensors belongs
     sidecar = json.loads((folder / SIDECAR_FILE).read_text())
-    from covidviz.model.weights import sha256_of
+    from covidviz.verified import sha256_of
     sidecar["weights_sha256"] = sha256_of(folder / WEIGHTS_FILE)
     (folder / SIDECAR_FILE).write_text(json.dumps(sidecar))
     with pytest.raises(WeightsError, match="cannot be read"):

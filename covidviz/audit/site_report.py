@@ -15,9 +15,9 @@ import pandas as pd
 from covidviz import CLASSES
 from covidviz.audit.query import AuditFilter, as_utc, load_records
 from covidviz.audit.verdict_store import current_verdicts, load_verdicts
-from covidviz.evaluation.site_calibration import logits_from_probabilities
-from covidviz.evaluation.site_drift import MIN_WINDOW, drift_figures, drift_over_time
-from covidviz.evaluation.site_measures import site_figures
+from covidviz.evaluation.measures.site_calibration import logits_from_probabilities
+from covidviz.evaluation.measures.site_drift import MIN_WINDOW, drift_figures, drift_over_time
+from covidviz.evaluation.measures.site_measures import site_figures
 from covidviz.model.inference import softmax
 
 DRIFT_REFERENCE_FILE = "drift_reference.json"  # under weights/eval/: written by `site drift-reference`

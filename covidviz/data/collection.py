@@ -12,8 +12,6 @@ from covidviz import CLASSES
 from covidviz.io.loading import load_xray_file
 from covidviz.model.preprocessing import CANONICAL_SIZE, LungProbabilities, prepare
 
-from covidviz.paths import DEFAULT_DATA_DIR  # noqa: E402,F401  (re-exported)
-
 _SOURCE_NAMES = (  # substring of metadata's source_dataset -> short name used in reports
     ("NIH", "NIH"), ("Kermany", "Kermany"), ("ieee8023", "ieee8023"), ("COVID-CXNet", "COVID-CXNet"),
     ("Radiopaedia", "scrape"), ("Hannover", "Hannover"), ("SIIM", "SIIM"), ("Montgomery", "Montgomery"),

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 import numpy as np
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
-from covidviz.io.images import data_uri
 from covidviz.explain.overlay import downscale, gray_to_rgb
 from covidviz.explain.reading import Reading
+from covidviz.io.images import data_uri
 
 
 def case_report_html(reading: Reading, overlay_rgb: np.ndarray, overlay_title: str, model_name: str,

@@ -17,12 +17,12 @@ from covidviz.explain.cam.library import Progress, library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, SCALES
 from covidviz.explain.cam.scaling import normalise_like_library, normalise_shared, to_original
 from covidviz.explain.overlay import downscale
-from covidviz.model.inference import softmax
+from covidviz.io.xray import Xray
 from covidviz.lungs.field import LungCheck, lung_energy
+from covidviz.model.inference import softmax
 from covidviz.model.ood import OodGuard, lung_message, ood_message
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import CropBox, Prepared, model_batch
-from covidviz.io.xray import Xray
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ from covidviz._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     inputs=("source_header", "HeatmapChoice", "DicomResultError"),
-    dicom_results=("dicom_results", "DicomResults", "Algorithm", "ResultFacts", "to_bytes", "results_for_bytes",
+    dicom_results=("dicom_results", "DicomResults", "Algorithm", "ResultFacts", "results_for_bytes",
                    "write_results"),
-    pacs=("PacsSettings", "PacsError", "connect", "study_filters", "search_studies", "find_study",
+    part10=("part10",),
+    pacs_session=("PacsSettings", "PacsError", "connect"),
+    pacs=("study_filters", "search_studies", "find_study",
           "frontal_chest_images", "retrieve", "store", "StudySummary", "ImageRef", "StudyImages"),
     worklist=("score_study", "score_image", "read_image", "results_for", "StudyScore", "ImageScore"),
     orthanc=("LocalOrthanc", "OrthancUnavailable"),

@@ -28,8 +28,17 @@ from urllib.parse import parse_qsl
 
 from dicomweb_client.api import DICOMwebClient
 
-from covidviz.interop.pacs import (STUDY_FIELDS, ImageRef, PacsError, PacsSettings, StudyImages, StudySummary,
-                                   _dicom_json, connect, frontal_chest_images, retrieve, study_filters, talking_to)
+from covidviz.interop.dicom_json import dicom_json_objects
+from covidviz.interop.pacs import (
+    STUDY_FIELDS,
+    ImageRef,
+    StudyImages,
+    StudySummary,
+    frontal_chest_images,
+    retrieve,
+    study_filters,
+)
+from covidviz.interop.pacs_session import PacsError, PacsSettings, connect, talking_to
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +164,7 @@ def matching_studies(client: DICOMwebClient, settings: PacsSettings, query: Arch
     offset = pages = 0
     with talking_to(settings, "search for studies"):
         while not query.limit or len(found) < query.limit:
-            page = _dicom_json(client.search_for_studies(search_filters=search, fields=list(STUDY_FIELDS),
+            page = dicom_json_objects(client.search_for_studies(search_filters=search, fields=list(STUDY_FIELDS),
                                                          offset=offset or None))
             pages += 1
             new = [s for s in map(StudySummary.from_json, page) if s.study_uid not in found]
@@ -170,7 +179,7 @@ def matching_studies(client: DICOMwebClient, settings: PacsSettings, query: Arch
 
 @dataclass(repr=False)
 class PacsArchiveSource:
-    """An :class:`~covidviz.tools.batch.ArchiveSource` over a DICOMweb server (see the module docstring)."""
+    """An :class:`~covidviz.tools.batch_sources.ArchiveSource` over a DICOMweb server (see the module docstring)."""
 
     query: ArchiveQuery
     settings: PacsSettings  # its repr hides the password and token

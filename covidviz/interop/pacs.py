@@ -1,11 +1,6 @@
-"""A DICOMweb connection to a PACS with dicomweb-client: search studies (QIDO-RS), find and retrieve their
-frontal chest radiographs (WADO-RS), store results back (STOW-RS).
-
-Settings come from the environment (or a caller's own settings object), never from code: the URL of the
-DICOMweb root and, where the server asks for them, a user and password or a bearer token. Credentials never
-appear in a message, a log line or a repr. Every failure a user can meet (no server, wrong address, refused
-credentials, a server that answers something other than DICOMweb) becomes a :class:`PacsError` whose text
-says what is wrong and what to check.
+"""Queries, retrieval and storage against a PACS over DICOMweb: search studies (QIDO-RS), find and retrieve
+their frontal chest radiographs (WADO-RS), store results back (STOW-RS). The session (settings, sign-in,
+errors) is :mod:`covidviz.interop.pacs_session`.
 
 Logging: counts and steps only. No patient attribute is ever logged; the DICOM JSON a server returns is
 reduced to the study and image facts below and dropped.
@@ -13,35 +8,25 @@ reduced to the study and image facts below and dropped.
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
-from urllib.parse import urlsplit, urlunsplit
 
-import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset, FileDataset
 
+from covidviz.interop.dicom_json import as_int, dicom_json_objects, json_value, json_values
+from covidviz.interop.pacs_session import PacsError, PacsSettings, talking_to
+from covidviz.interop.part10 import part10
 from covidviz.io.dicom import LATERAL_VIEWS, RADIOGRAPH_MODALITIES
 from covidviz.io.loading import MAX_BYTES, MAX_UPLOAD_MB
 from covidviz.io.xray import MAX_PIXELS
 
 log = logging.getLogger(__name__)
-
-ENV_URL = "COVIDVIZ_DICOMWEB_URL"
-ENV_USER = "COVIDVIZ_DICOMWEB_USER"
-ENV_PASSWORD = "COVIDVIZ_DICOMWEB_PASSWORD"
-ENV_TOKEN = "COVIDVIZ_DICOMWEB_TOKEN"
-ENV_TIMEOUT = "COVIDVIZ_DICOMWEB_TIMEOUT"
-DEFAULT_TIMEOUT_S = 30.0
-RETRY_ATTEMPTS = 3  # on 408/429/503/504 only (dicomweb-client's back-off), so a busy server gets a second chance
 
 CR_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -53,204 +38,6 @@ STUDY_FIELDS = ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy"
 SERIES_FIELDS = ("Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined")
 INSTANCE_FIELDS = ("SOPClassUID", "InstanceNumber", "ViewPosition", "BodyPartExamined", "Rows", "Columns",
                    "NumberOfFrames")
-
-
-class PacsError(RuntimeError):
-    """A PACS problem in words a user can act on (safe to show: no credentials, no patient data)."""
-
-
-# --- settings --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PacsSettings:
-    """Where the DICOMweb server is and how to sign in. ``repr`` and :attr:`where` never show a secret."""
-
-    url: str
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    timeout_s: float = DEFAULT_TIMEOUT_S
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise PacsError(f"The DICOMweb address must be an http:// or https:// URL of the server's DICOMweb "
-                            f"root (for Orthanc: http://host:8042/dicom-web); got {_redacted(self.url)!r}.")
-        if parts.username or parts.password:
-            raise PacsError(f"Put the user name and password in {ENV_USER} and {ENV_PASSWORD}, not in the URL: "
-                            "a URL ends up in logs and shell histories.")
-        if parts.query or parts.fragment:
-            raise PacsError("The DICOMweb address must not carry a query or fragment: give the service root only.")
-        if (self.user is None) != (self.password is None):
-            raise PacsError(f"Set both {ENV_USER} and {ENV_PASSWORD} (or neither).")
-        if self.token and self.user:
-            raise PacsError(f"Set either a bearer token ({ENV_TOKEN}) or a user and password, not both.")
-        object.__setattr__(self, "url", urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")))
-
-    @classmethod
-    def from_env(cls, url: str | None = None, environ: Mapping[str, str] | None = None) -> PacsSettings:
-        """Settings from ``COVIDVIZ_DICOMWEB_*``; ``url`` (a command-line flag) overrides the URL only."""
-        env = os.environ if environ is None else environ
-        url = url or env.get(ENV_URL, "").strip()
-        if not url:
-            raise PacsError(f"No PACS is configured: set {ENV_URL} to the server's DICOMweb root, e.g. "
-                            "http://localhost:8042/dicom-web for Orthanc (and, if it asks for them, "
-                            f"{ENV_USER} and {ENV_PASSWORD}, or {ENV_TOKEN}).")
-        try:
-            timeout = float(env.get(ENV_TIMEOUT) or DEFAULT_TIMEOUT_S)
-        except ValueError:
-            raise PacsError(f"{ENV_TIMEOUT} must be a number of seconds.") from None
-        return cls(url=url, user=env.get(ENV_USER) or None, password=env.get(ENV_PASSWORD) or None,
-                   token=env.get(ENV_TOKEN) or None, timeout_s=timeout)
-
-    @property
-    def where(self) -> str:
-        """The server as messages name it: scheme, host, port and path."""
-        return self.url
-
-
-def _redacted(url: str) -> str:
-    """``url`` without user information, query or fragment (for messages about a URL that was refused)."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        netloc = host + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "(unparseable)"
-
-
-class _WildcardSession(requests.Session):
-    """dicomweb-client percent-encodes QIDO-RS wildcards (``*`` to %2A, ``?`` to %3F); servers that do not
-    decode query values (Orthanc 1.10) then match them literally. Both characters are legal in a query
-    (RFC 3986), so they are sent as they are: a server that decodes sees the same value."""
-
-    def request(self, method: str | bytes, url: str | bytes, *args, **kwargs):  # type: ignore[override]
-        if isinstance(url, str) and "?" in url:
-            path, query = url.split("?", 1)
-            url = path + "?" + query.replace("%2A", "*").replace("%3F", "?")
-        return super().request(method, url, *args, **kwargs)
-
-
-def connect(settings: PacsSettings) -> DICOMwebClient:
-    """A dicomweb-client for these settings (no request is sent yet)."""
-    session = _WildcardSession()
-    session.trust_env = True  # proxies and REQUESTS_CA_BUNDLE for a hospital's own certificate authority
-    if settings.user is not None:
-        session.auth = (settings.user, settings.password or "")
-    if settings.token:
-        session.headers["Authorization"] = f"Bearer {settings.token}"
-    client = DICOMwebClient(url=settings.url, session=session, timeout=settings.timeout_s)
-    client.set_http_retry_params(max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=500)
-    return client
-
-
-@contextmanager
-def talking_to(settings: PacsSettings, action: str) -> Iterator[None]:
-    """Turn whatever the network or server raises into a :class:`PacsError` that says what to check."""
-    where = settings.where
-    try:
-        yield
-    except PacsError:
-        raise
-    except requests.exceptions.HTTPError as exc:
-        raise PacsError(_http_message(exc.response, where, action)) from None
-    except requests.exceptions.SSLError:
-        raise PacsError(f"The TLS certificate of {where} was not accepted while trying to {action}. If the hospital "
-                        "uses its own certificate authority, point REQUESTS_CA_BUNDLE at its certificate.") from None
-    except requests.exceptions.Timeout:
-        raise PacsError(f"{where} did not answer within {settings.timeout_s:.0f} s while trying to {action} "
-                        f"(raise {ENV_TIMEOUT} for a slow server).") from None
-    except requests.exceptions.ConnectionError as exc:
-        raise PacsError(f"The PACS at {where} cannot be reached ({_root_cause(exc)}) while trying to {action}. "
-                        f"Check the address ({ENV_URL}) and that the server is running.") from None
-    except (requests.exceptions.RequestException, ValueError, KeyError, TypeError) as exc:
-        # JSON or multipart that is not DICOMweb: a web page, a proxy's error page, another API
-        raise PacsError(f"{where} answered, but not as a DICOMweb server would, while trying to {action} "
-                        f"({type(exc).__name__}). Is {ENV_URL} the DICOMweb root (for Orthanc: .../dicom-web)?"
-                        ) from None
-
-
-def _http_message(response: requests.Response | None, where: str, action: str) -> str:
-    status = response.status_code if response is not None else 0
-    reason = (response.reason if response is not None else "") or "error"
-    if status in (401, 407):
-        return (f"{where} refused to {action} without valid credentials (HTTP {status}): set {ENV_USER} and "
-                f"{ENV_PASSWORD}, or {ENV_TOKEN}, to an account it accepts.")
-    if status == 403:
-        return (f"{where} refused to {action} (HTTP 403 Forbidden): the account or this machine is not allowed "
-                "to; ask the PACS administrators for access.")
-    if status == 404:
-        return (f"{where} has no DICOMweb service at this address (HTTP 404) or the item is gone: {ENV_URL} must "
-                "be the DICOMweb root, for Orthanc http://host:8042/dicom-web with the DICOMweb plugin enabled.")
-    if status in (400, 405, 406):
-        return (f"{where} refused to {action} (HTTP {status} {reason}). Is {ENV_URL} the DICOMweb root (for "
-                "Orthanc: http://host:8042/dicom-web)?")
-    if status == 413:
-        return f"{where} refused to {action}: the request is larger than it accepts (HTTP 413)."
-    return f"{where} refused to {action} (HTTP {status} {reason})."
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The operating system's reason (connection refused, name not known) without URLs or queries."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror.lower()
-        for arg in getattr(seen, "args", ()):
-            if isinstance(arg, BaseException) and arg is not seen:
-                found = _root_cause_of_arg(arg)
-                if found:
-                    return found
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc).lower()
-    for known in ("connection refused", "name or service not known", "no route to host", "network is unreachable",
-                  "temporary failure in name resolution", "connection reset"):
-        if known in text:
-            return known
-    return "no connection"
-
-
-def _root_cause_of_arg(arg: BaseException) -> str | None:
-    reason = getattr(arg, "reason", None)
-    for candidate in (arg, reason):
-        if isinstance(candidate, OSError) and candidate.strerror:
-            return candidate.strerror.lower()
-    return None
-
-
-# --- search ----------------------------------------------------------------------------------------------------------
-
-
-def _dicom_json(found: object) -> list[Mapping]:
-    """A QIDO-RS answer checked to be DICOM JSON objects (a server's native API may answer the same path with
-    something else); ValueError otherwise, which :func:`talking_to` reports."""
-    if not isinstance(found, list) or not all(isinstance(item, Mapping) for item in found):
-        raise ValueError("not a list of DICOM JSON objects")
-    return found
-
-
-def _value(item: Mapping, keyword: str, default: object = "") -> object:
-    """One attribute of a DICOM JSON object (first value), without building a dataset of the whole object."""
-    tag = f"{pydicom.datadict.tag_for_keyword(keyword):08X}"
-    values = item.get(tag, {}).get("Value") or []
-    if not values:
-        return default
-    first = values[0]
-    return first.get("Alphabetic", default) if isinstance(first, dict) else first
-
-
-def _values(item: Mapping, keyword: str) -> tuple[str, ...]:
-    tag = f"{pydicom.datadict.tag_for_keyword(keyword):08X}"
-    return tuple(str(v) for v in item.get(tag, {}).get("Value") or [])
-
-
-def _int(value: object) -> int | None:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -268,11 +55,11 @@ class StudySummary:
 
     @classmethod
     def from_json(cls, item: Mapping) -> StudySummary:
-        return cls(study_uid=str(_value(item, "StudyInstanceUID")), date=str(_value(item, "StudyDate")),
-                   time=str(_value(item, "StudyTime")), accession=str(_value(item, "AccessionNumber")),
-                   modalities=_values(item, "ModalitiesInStudy"), description=str(_value(item, "StudyDescription")),
-                   n_series=_int(_value(item, "NumberOfStudyRelatedSeries", None)),
-                   n_images=_int(_value(item, "NumberOfStudyRelatedInstances", None)))
+        return cls(study_uid=str(json_value(item, "StudyInstanceUID")), date=str(json_value(item, "StudyDate")),
+                   time=str(json_value(item, "StudyTime")), accession=str(json_value(item, "AccessionNumber")),
+                   modalities=json_values(item, "ModalitiesInStudy"), description=str(json_value(item, "StudyDescription")),
+                   n_series=as_int(json_value(item, "NumberOfStudyRelatedSeries", None)),
+                   n_images=as_int(json_value(item, "NumberOfStudyRelatedInstances", None)))
 
     @property
     def shown_date(self) -> str:
@@ -347,7 +134,7 @@ def search_studies(client: DICOMwebClient, settings: PacsSettings, filters: Mapp
         query["AccessionNumber"] = exact_accession.replace(" ", "?")
     with talking_to(settings, "search for studies"):
         found = client.search_for_studies(search_filters=query, fields=list(STUDY_FIELDS), limit=limit)
-        studies = [StudySummary.from_json(item) for item in _dicom_json(found)]
+        studies = [StudySummary.from_json(item) for item in dicom_json_objects(found)]
     if exact_accession:
         studies = [s for s in studies if s.accession == exact_accession]
     log.info("QIDO-RS found %d studies", len(studies))
@@ -435,24 +222,24 @@ def frontal_chest_images(client: DICOMwebClient, settings: PacsSettings, study: 
     frontal, skipped = [], []
     with talking_to(settings, "list the study's images"):
         series = client.search_for_series(study.study_uid, fields=list(SERIES_FIELDS))
-        for item in sorted(_dicom_json(series), key=lambda s: _int(_value(s, "SeriesNumber", None)) or 0):
-            modality = str(_value(item, "Modality"))
-            number = _int(_value(item, "SeriesNumber", None))
+        for item in sorted(dicom_json_objects(series), key=lambda s: as_int(json_value(s, "SeriesNumber", None)) or 0):
+            modality = str(json_value(item, "Modality"))
+            number = as_int(json_value(item, "SeriesNumber", None))
             if modality not in RADIOGRAPH_MODALITIES:
                 skipped.append(f"series {number or '?'} is {modality or 'of unknown modality'}, not a radiograph")
                 continue
-            series_uid = str(_value(item, "SeriesInstanceUID"))
-            series_part = str(_value(item, "BodyPartExamined"))
-            for inst in _dicom_json(client.search_for_instances(study.study_uid, series_uid,
+            series_uid = str(json_value(item, "SeriesInstanceUID"))
+            series_part = str(json_value(item, "BodyPartExamined"))
+            for inst in dicom_json_objects(client.search_for_instances(study.study_uid, series_uid,
                                                                 fields=list(INSTANCE_FIELDS))):
                 ref = ImageRef(study_uid=study.study_uid, series_uid=series_uid,
-                               sop_uid=str(_value(inst, "SOPInstanceUID")), sop_class=str(_value(inst, "SOPClassUID")),
+                               sop_uid=str(json_value(inst, "SOPInstanceUID")), sop_class=str(json_value(inst, "SOPClassUID")),
                                modality=modality, series_number=number,
-                               instance_number=_int(_value(inst, "InstanceNumber", None)),
-                               view=str(_value(inst, "ViewPosition")).strip(),
-                               body_part=(str(_value(inst, "BodyPartExamined")) or series_part).strip(),
-                               rows=_int(_value(inst, "Rows", None)), columns=_int(_value(inst, "Columns", None)),
-                               frames=_int(_value(inst, "NumberOfFrames", None)))
+                               instance_number=as_int(json_value(inst, "InstanceNumber", None)),
+                               view=str(json_value(inst, "ViewPosition")).strip(),
+                               body_part=(str(json_value(inst, "BodyPartExamined")) or series_part).strip(),
+                               rows=as_int(json_value(inst, "Rows", None)), columns=as_int(json_value(inst, "Columns", None)),
+                               frames=as_int(json_value(inst, "NumberOfFrames", None)))
                 reason = ref.why_not_read()
                 (skipped.append(reason) if reason else frontal.append(ref))
     frontal.sort(key=lambda r: (r.series_number or 0, r.instance_number or 0))
@@ -472,15 +259,7 @@ def retrieve(client: DICOMwebClient, settings: PacsSettings, ref: ImageRef) -> b
                 raise
             # a server that cannot send "any transfer syntax": take its default (Explicit VR Little Endian)
             dataset = client.retrieve_instance(ref.study_uid, ref.series_uid, ref.sop_uid)
-    return part10(dataset)
-
-
-def part10(dataset: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a warning about an odd value would quote it, and it may be the patient's
-        dataset.save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
+    data = part10(dataset)
     if len(data) > MAX_BYTES:
         raise PacsError(f"The image is {len(data) / 2**20:.0f} MB, over the {MAX_UPLOAD_MB} MB limit.")
     return data
@@ -503,7 +282,7 @@ def store(client: DICOMwebClient, settings: PacsSettings, datasets: Sequence[Dat
     study_uid = datasets[0].StudyInstanceUID
     with talking_to(settings, "store results"):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # see part10
+            warnings.simplefilter("ignore")  # see covidviz.interop.part10
             response = client.store_instances([_with_preamble(ds) for ds in datasets], study_instance_uid=study_uid)
     failed = list(getattr(response, "FailedSOPSequence", []) or [])
     stored = {str(item.ReferencedSOPInstanceUID) for item in getattr(response, "ReferencedSOPSequence", []) or []}

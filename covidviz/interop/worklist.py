@@ -19,7 +19,8 @@ from covidviz.audit.recorder import record_prediction, record_rejection
 from covidviz.errors import XrayInputError
 from covidviz.explain.reading import Reading, read_xray
 from covidviz.interop.dicom_results import DicomResultError, DicomResults, HeatmapChoice, dicom_results, source_header
-from covidviz.interop.pacs import ImageRef, PacsError, PacsSettings, StudySummary, frontal_chest_images, retrieve, store
+from covidviz.interop.pacs import ImageRef, StudySummary, frontal_chest_images, retrieve, store
+from covidviz.interop.pacs_session import PacsError, PacsSettings
 from covidviz.io.isolation import read_untrusted
 from covidviz.model.predictor import Predictor
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from covidviz.paths import ROOT
 from covidviz.errors import XrayInputError
 from covidviz.io.decode_worker import address_space
 from covidviz.io.loading import file_bytes
 from covidviz.io.xray import Xray
+from covidviz.paths import ROOT
 
 DECODE_SECONDS = float(os.environ.get("COVIDVIZ_DECODE_SECONDS", "10"))
 DECODE_MEMORY = int(os.environ.get("COVIDVIZ_DECODE_MEMORY_MB", "2048")) * 2**20  # above a started worker's own

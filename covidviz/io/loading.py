@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from covidviz.io.dicom import read_dicom
 from covidviz.errors import XrayInputError
+from covidviz.io.dicom import read_dicom
 from covidviz.io.raster import read_raster
 from covidviz.io.xray import MAX_PIXELS, MIN_SIDE, Xray
 

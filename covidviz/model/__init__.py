@@ -8,7 +8,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     network=("ARCHITECTURES", "GapClassifier", "CxrDenseNet", "build_model", "architecture"),
     weights=("load_weights", "save_weights", "load_verified", "save_verified"),
-    sidecar=("read_sidecar",),
+    sidecar=("update_sidecar",),
     preprocessing=(
         "canonical_image", "canonical_with_box", "model_batch", "CropBox", "Prepared", "prepare",
         "lung_field_image"

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from covidviz.model.network import GapClassifier
-from covidviz.model.precision import native_bf16, seconds_per_call
+from covidviz.model.precision import native_bf16
 from covidviz.paths import cache_dir
+from covidviz.timing import median_seconds
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,8 @@ def _build(choice: str, model: GapClassifier, sidecar: dict[str, Any], bf16: boo
     if choice == "onnxruntime":
         return onnx, f"ONNX Runtime fp32 (chosen explicitly; max logit difference to PyTorch {difference:.1e})"
     one = probe_batch(size, 1)
-    t_torch = seconds_per_call(lambda: reference.run(one), repeats=3)
-    t_onnx = seconds_per_call(lambda: onnx.run(one), repeats=3)
+    t_torch = median_seconds(lambda: reference.run(one), repeats=3)
+    t_onnx = median_seconds(lambda: onnx.run(one), repeats=3)
     winner = onnx if t_onnx < t_torch else reference
     return winner, (f"{'ONNX Runtime' if winner is onnx else 'PyTorch'} fp32, measured faster here at batch 1 "
                     f"(ONNX Runtime {t_onnx * 1000:.0f} ms, PyTorch {t_torch * 1000:.0f} ms; max logit "

@@ -6,10 +6,11 @@ BF16 or AMX it ran about 2x faster. Machines differ, so nothing here assumes eit
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
+
+from covidviz.timing import median_seconds
 
 
 def native_bf16() -> bool:
@@ -20,20 +21,9 @@ def native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
-def seconds_per_call(step: Callable[[], object], repeats: int = 3) -> float:
-    """Median wall time of ``step`` after one warm-up call."""
-    step()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
-
-
 def bf16_speedup(step: Callable[[bool], object], repeats: int = 3) -> float:
     """fp32 time over bf16 time for ``step(use_bf16)``; 0.0 without native bf16 (never measured: emulated
     bf16 is known to be several times slower, and a slow probe would waste minutes)."""
     if not native_bf16():
         return 0.0
-    return seconds_per_call(lambda: step(False), repeats) / seconds_per_call(lambda: step(True), repeats)
+    return median_seconds(lambda: step(False), repeats) / median_seconds(lambda: step(True), repeats)

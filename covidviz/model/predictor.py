@@ -14,14 +14,15 @@ import torch
 
 from covidviz import CLASSES
 from covidviz.errors import WeightsError, XrayInputError
+from covidviz.io.isolation import read_untrusted
+from covidviz.io.xray import Xray
 from covidviz.model.engine import ForwardPass, build_engine
 from covidviz.model.inference import softmax
-from covidviz.io.isolation import read_untrusted
 from covidviz.model.ood import load_guard, lung_message, ood_message
-from covidviz.model.site_profile import calibrated_sidecar, calibration_for
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
-from covidviz.model.weights import DEFAULT_WEIGHTS_DIR, load_weights
-from covidviz.io.xray import Xray
+from covidviz.model.site_profile import calibrated_sidecar, calibration_for
+from covidviz.model.weights import load_weights
+from covidviz.paths import WEIGHTS_DIR
 
 if TYPE_CHECKING:
     from covidviz.lungs.segmenter import LungSegmenter
@@ -60,7 +61,7 @@ class Predictor:
     ``auto``): ``auto`` measures PyTorch and ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
     natively. The PyTorch model stays loaded for training, evaluation and the library heatmap methods."""
 
-    def __init__(self, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, fast: bool = False,
+    def __init__(self, weights_dir: str | Path = WEIGHTS_DIR, fast: bool = False,
                  engine: str | None = None) -> None:
         self.model, self.sidecar = load_weights(weights_dir)
         self.segmenter = field_segmenter(weights_dir, self.sidecar)
@@ -108,12 +109,12 @@ class Predictor:
         probs = softmax(result.logits, self.temperature)
         distances = self.guard.distance(result.pooled) if self.guard is not None else [None] * len(xrays)
         out = []
-        for name, xray, row, distance, field in zip(names, xrays, probs, distances, prepared):
-            notes = tuple(n for n in (lung_message(field.check), ood_message(distance, self.guard)) if n)
+        for name, xray, row, distance, one in zip(names, xrays, probs, distances, prepared):
+            notes = tuple(n for n in (lung_message(one.check), ood_message(distance, self.guard)) if n)
             out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
                                   warnings=notes + xray.warnings, info=xray.info,
                                   ood_distance=None if distance is None else float(distance),
-                                  lungs_plausible=None if field.check is None else bool(field.check.plausible)))
+                                  lungs_plausible=None if one.check is None else bool(one.check.plausible)))
         return out
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:

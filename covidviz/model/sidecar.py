@@ -1,4 +1,5 @@
-"""The model's JSON sidecar: read without importing torch, so light pages stay light."""
+"""Updating the model's JSON sidecar without importing torch, so light pages stay light (reading it:
+:func:`covidviz.verified.read_sidecar`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from covidviz.paths import WEIGHTS_DIR as DEFAULT_WEIGHTS_DIR  # noqa: F401  (re-exported)
-from covidviz.verified import SIDECAR_FILE, read_sidecar  # noqa: F401  (re-exported)
+from covidviz.verified import SIDECAR_FILE, read_sidecar
 
 # The backbones covidviz builds (covidviz.model.network.ARCHITECTURES), named here for light callers: the CLI.
 ARCHITECTURE_NAMES = ("densenet121", "densenet201", "resnet50", "vgg19_bn", "small_cnn")

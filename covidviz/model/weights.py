@@ -9,13 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from covidviz import CLASSES
 from covidviz.errors import WeightsError
 from covidviz.model.network import ARCHITECTURES, GapClassifier, architecture, build_model
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, SIDECAR_FILE, read_sidecar, update_sidecar  # noqa: F401  (re-exported)
-from covidviz.verified import WEIGHTS_FILE, load_verified, save_verified, sha256_of  # noqa: F401  (re-exported)
+from covidviz.paths import WEIGHTS_DIR
+from covidviz.verified import WEIGHTS_FILE, load_verified, read_sidecar, save_verified
 
 
 def save_weights(model: GapClassifier, directory: str | Path, sidecar: dict[str, Any]) -> Path:
@@ -24,7 +22,7 @@ def save_weights(model: GapClassifier, directory: str | Path, sidecar: dict[str,
     return save_verified(model.state_dict(), directory, {**sidecar, "classes": list(CLASSES)}, model.architecture)
 
 
-def load_weights(directory: str | Path = DEFAULT_WEIGHTS_DIR, expect: str | None = None
+def load_weights(directory: str | Path = WEIGHTS_DIR, expect: str | None = None
                  ) -> tuple[GapClassifier, dict[str, Any]]:
     """The verified model (fp32, eval mode) and its sidecar; :class:`WeightsError` on any mismatch: an
     unknown architecture, another one than ``expect`` (when given), other classes, a file whose sha256 is not

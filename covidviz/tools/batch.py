@@ -1,6 +1,7 @@
 """``python -m covidviz batch``: score a whole archive with Ray Data, resumably, into a Parquet dataset.
 
-The pipeline: the driver lists the inputs and drops those already in the output; Ray tasks read and decode
+The Ray pipeline (inputs: :mod:`covidviz.tools.batch_sources`, output parts: :mod:`covidviz.tools.batch_parts`):
+the driver lists the inputs and drops those already in the output; Ray tasks read and decode
 them in parallel (a file that cannot be used becomes a row with its error, never an exception); a pool of
 actors, each holding the model once, scores them in batches through the same
 :class:`~covidviz.model.predictor.Predictor` as ``predict``, so the numbers are the same; the driver writes
@@ -18,172 +19,25 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from covidviz import CLASSES
 from covidviz.paths import ROOT
+from covidviz.tools.batch_parts import RESULT_SCHEMA, PartWriter, result_row, result_table, scored_keys
+from covidviz.tools.batch_sources import DECODED_SCHEMA, ArchiveSource, BatchSourceError, decode_batch, open_source
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # decoded X-rays are a few MB each; Ray spills to disk beyond this
 DECODE_BATCH = 4
 # Below the actors' whole CPU on purpose: Ray fuses a task stage into the actor stage after it when their
 # resources match, and decoding would then run inside the model workers instead of beside them.
 DECODE_CPUS = 0.5
-PART_ROWS = 256  # rows per Parquet part file: what a killed job can lose
-PART_SECONDS = 30.0
-RESULT_SCHEMA = pa.schema([
-    ("file", pa.string()),
-    ("label", pa.string()),
-    ("probabilities", pa.struct([(c, pa.float64()) for c in CLASSES])),
-    ("warnings", pa.list_(pa.string())),
-    ("error", pa.string()),
-    ("sha256", pa.string()),
-    ("model_sha256", pa.string()),
-    ("scored_at", pa.timestamp("us", tz="UTC")),
-])
 SHIP_EXCLUDES = [".venv/", ".git/", "runs/", "tests/", "weights/history", "weights/eval", "**/__pycache__"]
-
-
-class BatchSourceError(ValueError):
-    """The SOURCE argument names nothing that can be scored."""
-
-
-class ArchiveSource(Protocol):
-    """Where the inputs come from. ``read`` runs inside Ray tasks, so a source must pickle.
-
-    Keys identify inputs in the results (column ``file``) and for resuming. The PACS source
-    (``covidviz.interop.archive_source(query)``) lists instance keys and fetches each by WADO-RS."""
-
-    description: str
-
-    def keys(self) -> list[str]: ...
-
-    def read(self, key: str) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class FileSource:
-    """Files on a file system every Ray node can see (local disk for a local job, a shared mount on a cluster)."""
-
-    paths: tuple[str, ...]
-    description: str
-
-    def keys(self) -> list[str]:
-        return list(self.paths)
-
-    def read(self, key: str) -> bytes:
-        return Path(key).read_bytes()
-
-
-def folder_source(folder: Path) -> FileSource:
-    """Every PNG, JPEG or DICOM file under ``folder``, in the order ``predict`` walks it."""
-    from covidviz.tools.predict import expand_paths
-    paths = tuple(str(p) for p in expand_paths([str(folder)]))
-    return FileSource(paths, f"{len(paths)} image files under {folder}")
-
-
-def list_source(listing: Path) -> FileSource:
-    """One path per line (blank lines and # comments skipped); relative paths are relative to the list's folder."""
-    paths = []
-    for line in listing.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            path = Path(line)
-            paths.append(str(path if path.is_absolute() else listing.parent / path))
-    return FileSource(tuple(dict.fromkeys(paths)), f"{len(paths)} files listed in {listing}")
-
-
-def pacs_source(query: str) -> ArchiveSource:
-    """The frontal chest radiographs a DICOMweb query finds (:func:`covidviz.interop.archive_source`; keys
-    ``dicomweb:<study>/<series>/<instance>``, ``read``: WADO-RS retrieve of the instance). They are listed now,
-    so a bad query, a missing configuration or a server that cannot be reached stops the job before Ray starts."""
-    try:
-        from covidviz.interop import PacsError, archive_source
-    except ImportError as exc:
-        raise BatchSourceError(f"PACS sources need covidviz.interop.archive, which cannot be imported "
-                               f"({exc})") from None
-    try:
-        source = archive_source(query)
-        source.keys()  # listed once and kept: run_batch's keys() call gets the same list
-    except (PacsError, ValueError) as exc:
-        raise BatchSourceError(f"PACS source: {exc}") from None
-    return source
-
-
-def open_source(source: str) -> ArchiveSource:
-    """A folder tree, a text file listing images, or ``pacs:QUERY``."""
-    if source.startswith("pacs:"):
-        return pacs_source(source[len("pacs:"):])
-    path = Path(source)
-    if path.is_dir():
-        return folder_source(path)
-    if path.is_file():
-        if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".dic"}:
-            return FileSource((str(path),), f"1 file ({path.name})")
-        return list_source(path)
-    raise BatchSourceError(f"{source} does not exist: SOURCE is a folder of X-rays, a text file listing one image "
-                           "path per line, or pacs:QUERY")
-
-
-def read_error(exc: Exception) -> str:
-    """The same message ``predict`` gives for a file it cannot read."""
-    if isinstance(exc, OSError):
-        return f"The file cannot be read ({exc.strerror})."
-    return f"The input could not be fetched ({exc.__class__.__name__}: {exc})."
-
-
-DECODED_SCHEMA = pa.schema([("key", pa.string()), ("sha256", pa.string()), ("pixels", pa.large_binary()),
-                            ("height", pa.int64()), ("width", pa.int64()), ("info", pa.string()),
-                            ("warnings", pa.string()), ("error", pa.string())])
-
-
-def decode_batch(batch: dict[str, np.ndarray], source: ArchiveSource) -> pa.Table:
-    """Ray task: read and decode inputs. Pixels travel as raw float32 bytes plus their shape, so a rejected
-    input (no pixels) and an accepted one fit the same columns."""
-    import hashlib
-
-    from covidviz.errors import XrayInputError
-    from covidviz.io.isolation import read_untrusted
-    out: dict[str, list] = {k: [] for k in ("key", "sha256", "pixels", "height", "width", "info", "warnings",
-                                             "error")}
-    for key in batch["key"]:
-        key = str(key)
-        pixels, shape, info, warnings, error, sha = None, (0, 0), "{}", "[]", None, None
-        try:
-            data = source.read(key)
-            sha = hashlib.sha256(data).hexdigest()
-            xray = read_untrusted(data, Path(key).name)
-            pixels, shape = np.ascontiguousarray(xray.pixels, dtype=np.float32).tobytes(), xray.pixels.shape
-            info, warnings = json.dumps(xray.info), json.dumps(list(xray.warnings))
-        except XrayInputError as exc:
-            error = str(exc)
-        except Exception as exc:  # noqa: BLE001  (one odd file never stops an archive job)
-            error = read_error(exc) if sha is None else f"The file could not be decoded ({exc.__class__.__name__}: {exc})."
-        for name, value in (("key", key), ("sha256", sha), ("pixels", pixels), ("height", shape[0]),
-                            ("width", shape[1]), ("info", info), ("warnings", warnings), ("error", error)):
-            out[name].append(value)
-    return pa.table(out, schema=DECODED_SCHEMA)
-
-
-def result_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
-
-
-def result_row(prediction_json: dict[str, Any], sha256: str | None, model_sha256: str | None) -> dict[str, Any]:
-    """A ``predict --json`` object as a Parquet row, plus the input's and the model's hashes."""
-    return {"file": prediction_json["file"], "label": prediction_json.get("label"),
-            "probabilities": prediction_json.get("probabilities"), "warnings": prediction_json.get("warnings", []),
-            "error": prediction_json.get("error"), "sha256": sha256, "model_sha256": model_sha256,
-            "scored_at": datetime.now(UTC)}
 
 
 class Scorer:
@@ -233,44 +87,6 @@ class Scorer:
                     out.append((i, Prediction(name=keys[i], error=f"The model could not score this image "
                                                                   f"({exc.__class__.__name__}: {exc}).")))
             return out
-
-
-def scored_keys(out: Path) -> set[str]:
-    """Inputs already in the output dataset (scored or rejected): a resumed job skips them."""
-    if not out.exists():
-        return set()
-    if not out.is_dir():
-        raise BatchSourceError(f"--out {out} is a file: name a folder for the Parquet dataset (e.g. results.parquet)")
-    parts = sorted(out.glob("*.parquet"))
-    return {k for part in parts for k in pq.read_table(part, columns=["file"]).column("file").to_pylist()}
-
-
-class PartWriter:
-    """Rows into ``out/part-<run>-<n>.parquet``: each part is written whole under a hidden name and renamed, so
-    the dataset never holds a half-written file."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.run = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.pending: list[pa.Table] = []
-        self.rows = self.parts = 0
-        self.last = time.monotonic()
-
-    def add(self, table: pa.Table) -> None:
-        self.pending.append(table)
-        self.rows += table.num_rows
-        if sum(t.num_rows for t in self.pending) >= PART_ROWS or time.monotonic() - self.last > PART_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        final = self.out / f"part-{self.run}-{self.parts:05d}.parquet"
-        hidden = self.out / f".{final.name}.tmp"
-        pq.write_table(pa.concat_tables(self.pending), hidden)
-        os.replace(hidden, final)
-        self.pending, self.parts, self.last = [], self.parts + 1, time.monotonic()
 
 
 @dataclass

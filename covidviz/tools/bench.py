@@ -24,8 +24,8 @@ from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
 from covidviz.paths import EXAMPLES_DIR
+from covidviz.timing import interleaved_medians, median_seconds
 from covidviz.tools.bench_cam import bench_cam
-from covidviz.tools.timing import interleaved_medians, median_seconds
 
 BATCH = 32
 AGREEMENT_TARGET, PROBABILITY_TARGET = 1.0, 1e-3  # the bar for an exact engine

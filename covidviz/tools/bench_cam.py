@@ -17,7 +17,7 @@ from covidviz.explain.cam.scaling import normalise_like_library
 from covidviz.model.inference import softmax
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
-from covidviz.tools.timing import median_seconds
+from covidviz.timing import median_seconds
 
 
 def page_path(predictor: Predictor, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

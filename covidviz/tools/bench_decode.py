@@ -14,7 +14,7 @@ from typing import TextIO
 from covidviz.io.isolation import DecodePool
 from covidviz.io.loading import load_xray
 from covidviz.paths import EXAMPLES_DIR
-from covidviz.tools.timing import interleaved_medians
+from covidviz.timing import interleaved_medians
 
 
 def bench_files() -> dict[str, bytes]:

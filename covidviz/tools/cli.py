@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from covidviz.data.collection import DEFAULT_DATA_DIR
-from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR
+from covidviz.model.sidecar import ARCHITECTURE_NAMES
+from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 from covidviz.tools.cli_audit import add_parsers as add_audit_parsers
 from covidviz.tools.cli_explain import add_parsers as add_explain_parsers
 from covidviz.tools.cli_pacs import add_parsers as add_pacs_parsers
@@ -15,7 +15,8 @@ from covidviz.tools.cli_site import add_parsers as add_site_parsers
 
 
 def _train(args: argparse.Namespace) -> int:
-    from covidviz.training.train import TrainConfig, train
+    from covidviz.training.config import TrainConfig
+    from covidviz.training.train import train
     cfg = TrainConfig(data_dir=args.data, run_dir=args.run, size=args.size, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                       split_seed=args.split_seed, init=args.init, export_dir=args.export, limit=args.limit,
@@ -55,24 +56,25 @@ def _train_lungs(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from covidviz.evaluation.evaluate import evaluate, headline
+    from covidviz.evaluation.artifacts.evaluate import evaluate, headline
     print(headline(evaluate(args.data, args.weights, n_boot=args.bootstrap, previous=args.previous)))
     return 0
 
 
 def _facts(args: argparse.Namespace) -> int:
     from pathlib import Path
-    from covidviz.evaluation.facts import load_artifacts, readme_block, replace_block
-    from covidviz.evaluation.model_card import render_model_card
+
+    from covidviz.evaluation.documents.facts import FACTS_BLOCK, load_artifacts, readme_block
+    from covidviz.evaluation.documents.model_card import render_model_card
     weights = Path(args.weights)
     sidecar, metrics, lungs = load_artifacts(weights)
     (weights / "MODEL_CARD.md").write_text(render_model_card(sidecar, metrics, lungs))
     readme = Path(args.readme)
-    text = replace_block(readme.read_text(), readme_block(sidecar, metrics, lungs))
+    text = FACTS_BLOCK.replace(readme.read_text(), readme_block(sidecar, metrics, lungs))
     if (weights / "comparison" / "comparison.json").is_file():
-        from covidviz.evaluation.artifacts import load_comparison
-        from covidviz.evaluation.comparison_facts import comparison_block, replace_comparison_block
-        text = replace_comparison_block(text, comparison_block(load_comparison(weights)))
+        from covidviz.evaluation.artifacts.saved import load_comparison
+        from covidviz.evaluation.documents.comparison_facts import COMPARISON_BLOCK, comparison_block
+        text = COMPARISON_BLOCK.replace(text, comparison_block(load_comparison(weights)))
     readme.write_text(text)
     print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")
     return 0
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--split-seed", type=int, default=42)
     t.add_argument("--init", help="fine-tune from a checkpoint: run .pt, weights folder or torchvision .pth")
-    t.add_argument("--export", help=f"write the best model here as safetensors + sidecar (e.g. {DEFAULT_WEIGHTS_DIR.name}/)")
+    t.add_argument("--export", help=f"write the best model here as safetensors + sidecar (e.g. {WEIGHTS_DIR.name}/)")
     t.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
     t.add_argument("--limit", type=int, help="images per split (smoke tests)")
     t.add_argument("--threads", type=int, help="torch CPU threads")
@@ -140,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     cb = sub.add_parser("compare-build", help="gather finished comparison runs into weights/comparison/ "
                         "(artifacts, small weights, speed measured here) for the Model comparison page")
     cb.add_argument("--runs", default=str(Path.home() / "covidviz-runs" / "compare"))
-    cb.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    cb.add_argument("--weights", default=str(WEIGHTS_DIR))
     cb.add_argument("--repeats", type=int, default=30, help="timing rounds for latency (throughput: a fifth)")
-    cb.add_argument("--readme", default=str(DEFAULT_WEIGHTS_DIR.parent / "README.md"),
+    cb.add_argument("--readme", default=str(WEIGHTS_DIR.parent / "README.md"),
                     help="rewrite this README's generated comparison block")
     cb.set_defaults(func=_compare_build)
 
@@ -161,21 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="write weights/eval/: predictions, metrics, calibration")
     e.add_argument("--data", default=str(DEFAULT_DATA_DIR))
-    e.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    e.add_argument("--weights", default=str(WEIGHTS_DIR))
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     e.add_argument("--previous", help="an earlier model's weights folder (e.g. weights/history/v1): its headline "
                                       "measures on the same rows, for the side-by-side view")
     e.set_defaults(func=_evaluate)
 
     f = sub.add_parser("facts", help="regenerate MODEL_CARD.md and the README's facts block from the artifacts")
-    f.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
-    f.add_argument("--readme", default=str(DEFAULT_WEIGHTS_DIR.parent / "README.md"))
+    f.add_argument("--weights", default=str(WEIGHTS_DIR))
+    f.add_argument("--readme", default=str(WEIGHTS_DIR.parent / "README.md"))
     f.set_defaults(func=_facts)
 
     p = sub.add_parser("predict", help="classify X-ray files or folders")
     p.add_argument("paths", nargs="+", help="PNG, JPEG or DICOM files, or folders of them")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    p.add_argument("--weights", default=str(WEIGHTS_DIR))
     p.add_argument("--fast", action="store_true",
                    help="bf16 autocast where the CPU runs bf16 natively (ignored, with a note, where it does not)")
     p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"),
@@ -187,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
 
     b = sub.add_parser("bench", help="latency and throughput of prediction on this machine")
-    b.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    b.add_argument("--weights", default=str(WEIGHTS_DIR))
     b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
     b.add_argument("--repeats", type=int, default=20)
     b.set_defaults(func=_bench)

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime
 
 from covidviz.audit.vocabulary import INTERFACES, KINDS
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.paths import WEIGHTS_DIR
 
 
 def moment(text: str) -> datetime:
@@ -103,7 +103,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--address", help="existing Ray cluster, e.g. ray://head:10001 (default: a local Ray for the job)")
     b.add_argument("--workers", type=int, default=1, help="model actors (each loads the model once)")
     b.add_argument("--batch-size", type=int, default=16, help="images per model call")
-    b.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    b.add_argument("--weights", default=str(WEIGHTS_DIR))
     b.add_argument("--ship-code", action="store_true",
                    help="with --address: send this checkout (code and weights) to the cluster as the job's "
                         "working_dir instead of relying on it being installed on every node")
@@ -111,7 +111,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_batch)
 
     c = sub.add_parser("bench-batch", help="images/s of predict and of batch (1..N workers) on the same files")
-    c.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    c.add_argument("--weights", default=str(WEIGHTS_DIR))
     c.add_argument("--data", help="folder of X-rays to time (default: examples/xrays, repeated)")
     c.add_argument("--images", type=int, default=64, help="images per timed run (batch also runs half as many)")
     c.add_argument("--max-workers", type=int, default=2)

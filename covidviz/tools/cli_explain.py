@@ -14,8 +14,8 @@ from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 def _explain_check(args: argparse.Namespace) -> int:
     import torch
 
-    from covidviz.evaluation.explanation_run import explain_check
-    from covidviz.evaluation.explanations import verdict_word
+    from covidviz.evaluation.explanation_check.explanation_run import explain_check
+    from covidviz.evaluation.explanation_check.explanations import verdict_word
     from covidviz.explain.cam.methods import METHODS
     if args.threads:
         torch.set_num_threads(args.threads)

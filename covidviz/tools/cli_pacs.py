@@ -14,7 +14,7 @@ import time
 from typing import TextIO
 
 from covidviz import CLASSES
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
+from covidviz.paths import WEIGHTS_DIR
 
 DEMO_PORT = 8042  # Orthanc's usual port, so the README's URLs work; a free one is taken when it is busy
 LIMIT = 50  # studies listed or scored by one command unless --limit says otherwise
@@ -39,14 +39,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--store", action="store_true",
                        help="store each image's Secondary Capture and Structured Report back in its study (STOW-RS)")
     score.add_argument("--json", action="store_true", help="one JSON object per image")
-    score.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    score.add_argument("--weights", default=str(WEIGHTS_DIR))
     score.set_defaults(func=_score)
 
     demo = actions.add_parser("demo", help="start a throwaway local Orthanc loaded with the example X-rays")
     demo.add_argument("--port", type=int, default=DEMO_PORT, help=f"HTTP port (default {DEMO_PORT}, or a free one)")
     demo.add_argument("--once", action="store_true",
                       help="search, score and store once, print it all, then stop (no waiting for Ctrl-C)")
-    demo.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    demo.add_argument("--weights", default=str(WEIGHTS_DIR))
     demo.set_defaults(func=_demo)
 
 
@@ -58,14 +58,15 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def _connection(args: argparse.Namespace):
-    from covidviz.interop.pacs import PacsSettings, connect
+    from covidviz.interop.pacs_session import PacsSettings, connect
     settings = PacsSettings.from_env(url=args.url)
     return settings, connect(settings)
 
 
 def _search(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # looked up at call time: a default would keep the stdout of import time
-    from covidviz.interop.pacs import PacsError, search_studies, study_filters
+    from covidviz.interop.pacs import search_studies, study_filters
+    from covidviz.interop.pacs_session import PacsError
     try:
         settings, client = _connection(args)
         studies = search_studies(client, settings, study_filters(args.date, args.modality, args.accession),
@@ -92,7 +93,8 @@ def _search(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _score(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from covidviz.errors import WeightsError
-    from covidviz.interop.pacs import PacsError, find_study, search_studies, study_filters
+    from covidviz.interop.pacs import find_study, search_studies, study_filters
+    from covidviz.interop.pacs_session import PacsError
     from covidviz.interop.worklist import score_study
     from covidviz.model.predictor import Predictor
     try:
@@ -137,7 +139,8 @@ def _score_line(row: dict, as_json: bool) -> str:
 def _demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from covidviz.interop.orthanc import LocalOrthanc, OrthancUnavailable, free_port
-    from covidviz.interop.pacs import PacsError, PacsSettings, connect, store
+    from covidviz.interop.pacs import store
+    from covidviz.interop.pacs_session import PacsError, PacsSettings, connect
     from covidviz.interop.sample_dicom import example_studies
     port = args.port if _port_is_free(args.port) else free_port()
     try:

@@ -6,8 +6,7 @@ import argparse
 import json
 import sys
 
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
-from covidviz.paths import DEFAULT_DATA_DIR
+from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 from covidviz.tools.cli_audit import moment
 
 
@@ -123,7 +122,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = actions.add_parser("report", help="the site's figures per model version, and drift; JSON on the last line")
     r.add_argument("--json", action="store_true", help="print only the JSON object")
     r.add_argument("--db", help=db_help)
-    r.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    r.add_argument("--weights", default=str(WEIGHTS_DIR))
     r.add_argument("--since", type=moment)
     r.add_argument("--until", type=moment)
     r.add_argument("--reader", action="append", help="only this reader's verdicts (repeatable)")
@@ -134,7 +133,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     c = actions.add_parser("calibrate", help="fit the site's temperature on its verdicts; writes a profile only "
                                              "when held-out verdicts show an improvement")
     c.add_argument("--db", help=db_help)
-    c.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    c.add_argument("--weights", default=str(WEIGHTS_DIR))
     c.add_argument("--min-per-class", type=int, default=30)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--dry-run", action="store_true", help="say what would happen; write nothing")
@@ -148,5 +147,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d = actions.add_parser("drift-reference", help="write weights/eval/drift_reference.json from the validation "
                                                    "images (needs the data)")
     d.add_argument("--data", default=str(DEFAULT_DATA_DIR))
-    d.add_argument("--weights", default=str(DEFAULT_WEIGHTS_DIR))
+    d.add_argument("--weights", default=str(WEIGHTS_DIR))
     d.set_defaults(func=_drift_reference)

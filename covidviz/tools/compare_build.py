@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from covidviz.evaluation.artifacts import SplitPredictions, load_predictions
-from covidviz.evaluation.comparison import COMPARED_SPLITS, crossval_summary, model_entry
-from covidviz.paths import COMPARISON_DIR
-from covidviz.model.sidecar import ARCHITECTURE_NAMES, DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
+from covidviz.evaluation.artifacts.saved import SplitPredictions, load_predictions
+from covidviz.evaluation.measures.comparison import COMPARED_SPLITS, crossval_summary, model_entry
+from covidviz.model.sidecar import ARCHITECTURE_NAMES, update_sidecar
+from covidviz.paths import COMPARISON_DIR, WEIGHTS_DIR
 from covidviz.training.recipes import REDUCED_CPU
+from covidviz.verified import read_sidecar
 
 WEIGHTS_LIMIT_MB = 25.0
 SHIPPED_ID = "shipped"
@@ -84,7 +85,7 @@ def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str,
 
     from covidviz.model.engine import build_engine, probe_batch
     from covidviz.model.weights import load_weights
-    from covidviz.tools.timing import median_seconds
+    from covidviz.timing import median_seconds
     engines = {}
     for model_id, folder in folders.items():
         model, sidecar = load_weights(folder)
@@ -94,8 +95,8 @@ def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str,
     for _ in range(rounds):
         for k, (engine, size) in engines.items():
             single, batch = probe_batch(size, 1), probe_batch(size, 32)
-            one[k].append(median_seconds(lambda: engine.run(single), repeats))
-            many[k].append(median_seconds(lambda: engine.run(batch), max(3, repeats // 5)))
+            one[k].append(median_seconds(lambda engine=engine, single=single: engine.run(single), repeats))
+            many[k].append(median_seconds(lambda engine=engine, batch=batch: engine.run(batch), max(3, repeats // 5)))
     return {k: {"latency_ms_batch1": round(statistics.median(one[k]) * 1000, 1),
                 "throughput_img_s_batch32": round(32 / statistics.median(many[k]), 1)} for k in engines}
 
@@ -114,7 +115,7 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
             "temperature": sidecar.get("temperature")}
 
 
-def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, repeats: int = 30,
+def build_comparison(runs: str | Path, weights_dir: str | Path = WEIGHTS_DIR, repeats: int = 30,
                      n_resamples: int = 2000, readme: str | Path | None = None) -> Path:
     """Copy the finished runs into ``<weights_dir>/comparison`` and write ``comparison.json`` (and the README's
     comparison block when ``readme`` is given); return its path."""
@@ -164,9 +165,9 @@ def build_comparison(runs: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS
     path = out / "comparison.json"
     path.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
     if readme is not None:
-        from covidviz.evaluation.comparison_facts import comparison_block, replace_comparison_block
+        from covidviz.evaluation.documents.comparison_facts import COMPARISON_BLOCK, comparison_block
         readme = Path(readme)
-        readme.write_text(replace_comparison_block(readme.read_text(), comparison_block(report)))
+        readme.write_text(COMPARISON_BLOCK.replace(readme.read_text(), comparison_block(report)))
     return path
 
 

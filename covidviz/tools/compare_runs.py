@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from covidviz.evaluation.run_eval import evaluate_run
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
+from covidviz.evaluation.artifacts.run_eval import evaluate_run
+from covidviz.model.sidecar import update_sidecar
+from covidviz.paths import WEIGHTS_DIR
 from covidviz.training.recipes import REDUCED_CPU, Recipe
+from covidviz.verified import read_sidecar
 
 
 def run_folder(runs: Path, arch: str, fold: int | None) -> Path:
@@ -20,13 +22,15 @@ def run_folder(runs: Path, arch: str, fold: int | None) -> Path:
 
 
 def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int | None = None,
-                  recipe: Recipe = REDUCED_CPU, lungs: str | Path = DEFAULT_WEIGHTS_DIR, folds: int = 5,
+                  recipe: Recipe = REDUCED_CPU, lungs: str | Path = WEIGHTS_DIR, folds: int = 5,
                   n_boot: int = 1000, threads: int | None = None, limit: int | None = None) -> Path:
     """Train (or resume) one run and write ``export/eval/``; return the export folder. Backbones keep the
     shipped model's split (same test images, so differences can be paired); folds split the pool anew."""
-    from covidviz.evaluation.evaluate import records_for_splits
+    from covidviz.evaluation.artifacts.evaluate import records_for_splits
     from covidviz.model.weights import load_weights
-    from covidviz.training.train import TrainConfig, _prepared_images, _segmenter, train
+    from covidviz.training.config import TrainConfig
+    from covidviz.training.prepare import prepared_images, training_segmenter
+    from covidviz.training.train import train
 
     runs = Path(runs)
     folder = run_folder(runs, arch, fold)
@@ -37,13 +41,10 @@ def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int |
         if json.loads(metrics.read_text()).get("weights_sha256") == read_sidecar(export).get("weights_sha256"):
             print(f"{folder}: already trained and evaluated")
             return export
-    cfg = TrainConfig(data_dir=str(data_dir), run_dir=str(folder), size=recipe.size, epochs=recipe.epochs,
-                      batch_size=recipe.batch_size, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                      label_smoothing=recipe.label_smoothing, patience=recipe.epochs, seed=recipe.seed,
-                      export_dir=str(export), segmenter_dir=str(lungs), epoch_images=recipe.epoch_images,
-                      arch=arch, fold=fold, folds=folds, prepared_dir=str(runs), recipe=recipe.name,
-                      previous_split=None if fold is not None else str(Path(lungs) / "split.csv"),
-                      threads=threads, limit=limit)
+    cfg = TrainConfig.from_recipe(recipe, data_dir=str(data_dir), run_dir=str(folder), export_dir=str(export),
+                                  segmenter_dir=str(lungs), arch=arch, fold=fold, folds=folds, prepared_dir=str(runs),
+                                  previous_split=None if fold is not None else str(Path(lungs) / "split.csv"),
+                                  threads=threads, limit=limit)
     train(cfg, resume=(folder / "last.pt").is_file())
     update_sidecar(export, recipe_details=recipe.as_dict())
     model, _ = load_weights(export, expect=arch)
@@ -51,8 +52,8 @@ def compare_train(data_dir: str | Path, runs: str | Path, arch: str, fold: int |
     chosen.pop("train")
     if limit:
         chosen = {name: recs[:limit] for name, recs in chosen.items()}
-    segmenter = _segmenter(cfg)
-    sets = {name: (recs, _prepared_images(cfg, folder, name, recs, segmenter)) for name, recs in chosen.items()}
+    segmenter = training_segmenter(cfg)
+    sets = {name: (recs, prepared_images(cfg, folder, name, recs, segmenter)) for name, recs in chosen.items()}
     report = evaluate_run(model, export, sets, n_boot)
     for name, block in report["splits"].items():
         s = block["overall"]["summary"]

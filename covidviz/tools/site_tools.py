@@ -13,7 +13,7 @@ import numpy as np
 from covidviz import CLASSES
 from covidviz.audit.site_report import DRIFT_REFERENCE_FILE
 from covidviz.audit.verdict_store import current_verdicts, load_verdicts
-from covidviz.evaluation.site_calibration import CalibrationOutcome, logits_from_probabilities, recalibrate
+from covidviz.evaluation.measures.site_calibration import CalibrationOutcome, logits_from_probabilities, recalibrate
 from covidviz.model.inference import softmax
 from covidviz.model.predictor import Predictor
 from covidviz.model.site_profile import write_profile

@@ -7,7 +7,8 @@ from covidviz._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
-    train=("TrainConfig", "train"),
+    config=("TrainConfig",),
+    train=("train",),
     augment=("augment", "random_theta", "warp"),
     lungs=("LungTrainConfig", "train_lungs"),
     recipes=("Recipe", "REDUCED_CPU"),

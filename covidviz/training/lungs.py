@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
-from covidviz.training.augment import random_photometric, random_theta, warp
 from covidviz.data.collection import Record, read_metadata
+from covidviz.data.split import split_records
 from covidviz.lungs.network import ARCHITECTURE, INPUT_SIZE, build_segmenter, segmenter_square, standardise
 from covidviz.lungs.segmenter import LUNGS_SUBDIR, LungSegmenter, keep_largest_two
-from covidviz.data.split import split_records
+from covidviz.training.augment import random_photometric, random_theta, warp
+from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass

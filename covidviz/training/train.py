@@ -1,4 +1,6 @@
-"""Training from random initialisation (or ``--init`` a compatible checkpoint) on the pool.
+"""The training loop, from random initialisation (or ``--init`` a compatible checkpoint) on the pool. The data
+it reads is :mod:`covidviz.training.prepare`'s, its settings :mod:`covidviz.training.config`'s, and the best
+epoch is written out by :mod:`covidviz.training.export`.
 
 With ``segmenter_dir`` the model reads lung fields (the crop around both lungs, see
 :mod:`covidviz.model.preprocessing`); the prepared images are cached in the run folder, keyed by the
@@ -11,11 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,49 +24,18 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from covidviz import CLASSES
-from covidviz.paths import ROOT
+from covidviz.data.collection import Record
+from covidviz.data.split import write_split
+from covidviz.evaluation.measures.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
+from covidviz.model.inference import predict_canonical
+from covidviz.model.network import build_model, load_compatible_state
+from covidviz.model.precision import bf16_speedup, native_bf16
+from covidviz.model.preprocessing import resize_batch, standardise
 from covidviz.training.augment import augment
 from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
-from covidviz.data.collection import Record, load_prepared, radiologist_labels, read_metadata
-from covidviz.model.precision import bf16_speedup, native_bf16
-from covidviz.model.inference import predict_canonical
-from covidviz.evaluation.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
-from covidviz.model.network import ARCHITECTURE, architecture, build_model, load_compatible_state
-from covidviz.model.preprocessing import resize_batch, standardise
-from covidviz.data.split import crossval_split, extend_split, read_split_groups, split_records, write_split
-from covidviz.model.weights import save_weights
-
-
-@dataclass
-class TrainConfig:
-    data_dir: str
-    run_dir: str
-    size: int = 128
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.05
-    patience: int = 8
-    seed: int = 42
-    split_seed: int = 42
-    init: str | None = None
-    export_dir: str | None = None
-    limit: int | None = None  # images per split, for smoke tests
-    threads: int | None = None
-    fast: bool | None = None  # bf16 autocast; None: measured (only where the CPU has native bf16)
-    stop_after: int | None = None  # end this process after that epoch, as an interruption would
-    segmenter_dir: str | None = None  # a weights folder holding lungs/: train on lung fields
-    previous_split: str | None = None  # keep this split.csv's group assignments, split only new groups
-    radiologist_labels: bool = True  # NIH: the RSNA radiologists' reading where one exists
-    epoch_images: int | None = None  # images sampled per epoch (default: the training set's size)
-    source_power: float = 0.5  # within a class, source shares ~ count**power (0 = equal per source)
-    arch: str = ARCHITECTURE  # one of covidviz.model.network.ARCHITECTURES
-    fold: int | None = None  # cross-validation: test on this fold of the pool (0-based), train and validate on the rest
-    folds: int = 5
-    prepared_dir: str | None = None  # a folder shared by runs for the prepared-image cache (default: the run folder)
-    recipe: str | None = None  # a name for this recipe, shown wherever its models are (e.g. "reduced CPU recipe")
-    notes: list[str] = field(default_factory=list)
+from covidviz.training.config import TrainConfig
+from covidviz.training.export import export
+from covidviz.training.prepare import make_splits, prepared_images, training_segmenter
 
 
 def sample_weights(records: list[Record], power: float = 0.5) -> np.ndarray:
@@ -90,15 +58,6 @@ def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=ROOT, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _load_init(path: str) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """State dict and earlier recipe stages from a run checkpoint, safetensors file or torchvision .pth."""
     p = Path(path)
@@ -110,47 +69,6 @@ def _load_init(path: str) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]
     if isinstance(blob, dict) and "model" in blob:
         return blob["model"], blob.get("stages", [])
     return blob, [{"stage": "external initialisation", "checkpoint": p.name}]
-
-
-def make_splits(cfg: TrainConfig) -> dict[str, list[Record]]:
-    """The pool's patient-level split (labels as the config says), extending a previous split if given."""
-    pool = [r for r in read_metadata(cfg.data_dir) if r.set == "pool"]
-    if cfg.radiologist_labels:
-        pool = radiologist_labels(pool)
-    if cfg.fold is not None:
-        return crossval_split(pool, cfg.folds, cfg.fold, cfg.split_seed)
-    if cfg.previous_split:
-        return extend_split(pool, read_split_groups(cfg.previous_split), cfg.split_seed)
-    return split_records(pool, cfg.split_seed)
-
-
-def _segmenter(cfg: TrainConfig):
-    if not cfg.segmenter_dir:
-        return None
-    from covidviz.lungs.segmenter import load_segmenter
-    segmenter = load_segmenter(cfg.segmenter_dir)
-    segmenter.model.to(memory_format=torch.channels_last)
-    return segmenter
-
-
-def _prepared_images(cfg: TrainConfig, run: Path, name: str, records: list[Record], segmenter) -> np.ndarray:
-    """uint8 prepared images, cached per split and segmenter (preparing 9,000 films takes minutes)."""
-    key = segmenter.sha256[:12] if segmenter is not None else "whole-image"
-    if cfg.prepared_dir:
-        from covidviz.training.prepared_store import prepared_from_store
-        return prepared_from_store(Path(cfg.prepared_dir) / f"prepared-{key}.npz", cfg.data_dir, records, segmenter)
-    cache = run / f"prepared-{name}-{key}.npz"
-    files = np.array([r.file for r in records])
-    if cache.exists():
-        with np.load(cache) as blob:
-            if np.array_equal(blob["files"], files):
-                return blob["images"]
-    prepared = load_prepared(cfg.data_dir, records, segmenter, dtype=np.uint8)
-    np.savez(run / f"prepared-{name}.tmp.npz", images=prepared.images, files=files)
-    os.replace(run / f"prepared-{name}.tmp.npz", cache)
-    print(f"{name}: {len(records)} images prepared; lung field found for {prepared.lung_field.mean():.1%}",
-          flush=True)
-    return prepared.images
 
 
 def _batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, gen: torch.Generator,
@@ -218,9 +136,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         rng = np.random.default_rng(cfg.seed)
         train_recs = [train_recs[i] for i in sorted(rng.permutation(len(train_recs))[:cfg.limit])]
         val_recs = [val_recs[i] for i in sorted(rng.permutation(len(val_recs))[:cfg.limit])]
-    segmenter = _segmenter(cfg)
-    train_img = _prepared_images(cfg, run, "train", train_recs, segmenter)
-    val_img = _prepared_images(cfg, run, "val", val_recs, segmenter)
+    segmenter = training_segmenter(cfg)
+    train_img = prepared_images(cfg, run, "train", train_recs, segmenter)
+    val_img = prepared_images(cfg, run, "val", val_recs, segmenter)
     train_y = np.array([r.target for r in train_recs])
     val_y = np.array([r.target for r in val_recs])
 
@@ -294,64 +212,3 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.export_dir:
         export(best, cfg, splits)
     return best
-
-
-def export(best: Path, cfg: TrainConfig, splits: dict[str, list[Record]]) -> Path:
-    """Write the best checkpoint to ``cfg.export_dir`` as safetensors + sidecar (with the per-epoch
-    history and the lung segmenter it was trained with), and the split."""
-    ckpt = torch.load(best, map_location="cpu", weights_only=True)
-    last = Path(best).with_name("last.pt")
-    history = json.loads(torch.load(last, map_location="cpu", weights_only=True)["progress"])["history"] \
-        if last.exists() else []
-    model = build_model(len(CLASSES), cfg.arch)
-    model.load_state_dict(ckpt["model"])
-    out = Path(cfg.export_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_split(out / "split.csv", splits)
-    counts: dict[str, dict[str, dict[str, int]]] = {}
-    for name, records in splits.items():
-        for r in records:
-            per_source = counts.setdefault(name, {}).setdefault(r.label, {})
-            per_source[r.source] = per_source.get(r.source, 0) + 1
-    segmenter = _segmenter(cfg)
-    canonical = ("lung field: the lung segmenter's mask on the whole image, the box around both lungs widened by "
-                 "8% per side, cut from the original and resized to 256 x 256 (falls back to the whole-image form "
-                 "when no plausible pair of lungs is found); 0.5-99.5 percentile stretch"
-                 if segmenter is not None else
-                 "grayscale [0,1]; uniform borders trimmed; shorter side to 256, centre crop; 0.5-99.5 percentile "
-                 "stretch")
-    preprocessing = {"canonical": canonical, "model_input": f"bilinear antialiased resize to {cfg.size}; per-image "
-                     "standardisation; gray replicated to 3 channels"}
-    if segmenter is not None:
-        preprocessing["lung_segmenter_sha256"] = segmenter.sha256
-        source = Path(cfg.segmenter_dir) / "lungs"
-        if source.resolve() != (out / "lungs").resolve():
-            shutil.copytree(source, out / "lungs", dirs_exist_ok=True)
-    random_init = not ckpt["stages"] or ckpt["stages"][0].get("stage") != "external initialisation"
-    sidecar = {
-        "name": f"covidviz {architecture(cfg.arch).title}",
-        "recipe": cfg.recipe or "shipped recipe",
-        "cross_validation": {"fold": cfg.fold, "folds": cfg.folds, "seed": cfg.split_seed}
-                            if cfg.fold is not None else None,
-        "input_size": cfg.size,
-        "preprocessing": preprocessing,
-        "initialisation": "random (no pretrained weights)" if random_init else ckpt["stages"][0]["checkpoint"],
-        "training": {"stages": ckpt["stages"], "best_epoch": ckpt["epoch"], "validation": ckpt["val"],
-                     "history": history,
-                     "sampling": f"class-balanced; within a class, sources weighted by count^{cfg.source_power:g}"
-                                 + (f"; {cfg.epoch_images} images per epoch" if cfg.epoch_images else ""),
-                     "augmentation": "rotation +-10 deg, zoom 0.85-1.2, independent horizontal/vertical stretch "
-                                     "0.85-1.18, shift +-6%, gamma 0.7-1.5, contrast, brightness, blur, noise, "
-                                     "cut-out; no flips",
-                     "precision": "bf16 autocast" if cfg.fast else "fp32",
-                     "notes": cfg.notes},
-        "data": {"counts": counts, "split_seed": cfg.split_seed, "split_file": "split.csv",
-                 "labels": "NIH: RSNA radiologists' reading where one exists (Normal -> normal, Lung Opacity -> "
-                           "pneumonia, other abnormality dropped), else NIH's report-mined label"
-                           if cfg.radiologist_labels else "as in metadata.csv",
-                 "previous_split_kept": bool(cfg.previous_split),
-                 "external_used_for_training": False},
-        "code_commit": _git_commit(),
-        "temperature": 1.0,
-    }
-    return save_weights(model, out, sidecar)

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
 
 SPLIT_NAMES = {"test": "Internal test (held-out patients)", "external": "External (Hannover COVID-19, Shenzhen normals)"}
 
@@ -34,16 +34,6 @@ def reduced_note(report: dict[str, Any]) -> str:
 
 def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def stale_note(report: dict[str, Any], shipped_sha256: str | None) -> str | None:
-    """A warning when the comparison was built against other shipped weights than the ones served now."""
-    built = next((m["weights_sha256"] for m in report["models"] if m["id"] == "shipped"), None)
-    if built and shipped_sha256 and built != shipped_sha256:
-        return (f"This comparison was built against shipped model {built[:12]}, but the server now ships "
-                f"{shipped_sha256[:12]}: its shipped row and differences are not this model's. Run "
-                "`python -m covidviz compare-build` again.")
-    return None
 
 
 def comparison_table(report: dict[str, Any], split: str) -> pd.DataFrame:

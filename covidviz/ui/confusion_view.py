@@ -30,5 +30,5 @@ EXTERNAL_NOTE = (
 
 def comparison_markdown(metrics: dict) -> str:
     """The headline table of the model card (this model beside the previous one) with its counts."""
-    from covidviz.evaluation.facts import comparison_table, counts_line
+    from covidviz.evaluation.documents.facts import comparison_table, counts_line
     return "\n".join(comparison_table(metrics)) + "\n\n" + counts_line(metrics)

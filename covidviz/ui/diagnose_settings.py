@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -11,6 +12,9 @@ from covidviz import CLASS_TITLES, CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS, time_estimate
 from covidviz.explain.overlay import COLORMAPS
 from covidviz.paths import weights_dir
+
+if TYPE_CHECKING:
+    from covidviz.explain.reading import Reading
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 
@@ -28,11 +32,20 @@ class Settings:
     zoom: bool = False
 
 
+def classes_to_show(reading: Reading, view: str) -> list[int]:
+    """The class indices whose maps the chosen view shows: the predicted one, one chosen class, or all."""
+    if view == VIEWS[0]:
+        return [CLASSES.index(reading.label)]
+    if view == VIEWS[-1]:
+        return list(range(len(CLASSES)))
+    return [VIEWS.index(view) - 1]
+
+
 def verdict_help(folder: Path) -> str:
     """Every method's explain-check verdict for the picker's help text (cached until the file changes)."""
     from covidviz.errors import WeightsError
-    from covidviz.evaluation.explanations import explanations_path
-    from covidviz.model.sidecar import read_sidecar
+    from covidviz.evaluation.explanation_check.explanations import explanations_path
+    from covidviz.verified import read_sidecar
     path = explanations_path(folder)
     try:
         sha = read_sidecar(folder)["weights_sha256"]
@@ -43,14 +56,20 @@ def verdict_help(folder: Path) -> str:
 
 @st.cache_data(show_spinner=False)
 def _verdict_help(folder: str, mtime: float | None, weights_sha256: str | None) -> str:
-    from covidviz.evaluation.explanations import ExplanationsError, load_explanations, method_help, stale_note
+    from covidviz.evaluation.explanation_check.explanations import (
+        HOW_TO_MAKE,
+        ExplanationsError,
+        load_explanations,
+        method_help,
+    )
     if mtime is None:
         return "\n\nThe explanation check has not been run for this model (`python -m covidviz explain-check`)."
     try:
         report = load_explanations(folder)
     except ExplanationsError as exc:
         return f"\n\n{exc}"
-    stale = stale_note(report, weights_sha256)
+    from covidviz.evaluation.artifacts.saved import stale_warning
+    stale = stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
     return ("\n\nExplanation check (the Explanation quality page has the details)"
             + (f". {stale}" if stale else "") + ":\n" + "\n".join(f"- {method_help(report, m)}" for m in METHODS))
 

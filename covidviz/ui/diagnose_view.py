@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.explain.cam.methods import CLASS_AGNOSTIC, FAST_METHOD, SCALES, SLOW_METHODS
-from covidviz.explain.case_report import case_report_html
-from covidviz.ui.diagnose_figures import probability_bars, zoomable_image
 from covidviz.errors import XrayInputError
+from covidviz.explain.cam.methods import CLASS_AGNOSTIC, FAST_METHOD, SCALES
+from covidviz.explain.case_report import case_report_html
+from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
+from covidviz.explain.reading import Reading, compact, heatmap_on_original, lungs_on_display, read_xray, reading_bytes
 from covidviz.io.images import jpeg_bytes, png_bytes
 from covidviz.io.isolation import read_untrusted
-from covidviz.explain.overlay import FIELD_COLOUR, LUNG_COLOUR, downscale, outline, render, to_uint8
-from covidviz.model.predictor import Predictor
-from covidviz.explain.reading import (Reading, compact, heatmap, heatmap_on_original, lungs_on_display, read_xray,
-                                      reading_bytes)
 from covidviz.lungs.field import LOW_LUNG_SHARE
+from covidviz.model.predictor import Predictor
+from covidviz.text import plain
 from covidviz.ui.audit_hooks import audit_heatmap, audit_reading
+from covidviz.ui.cam_cache import cam
 from covidviz.ui.compute_queue import queued
-from covidviz.ui.diagnose_settings import VIEWS, Settings
-from covidviz.ui.kept_memory import server_kept
+from covidviz.ui.diagnose_figures import probability_bars, zoomable_image
+from covidviz.ui.diagnose_settings import Settings, classes_to_show
 from covidviz.ui.dicom_downloads import dicom_downloads, keep_dicom_source
+from covidviz.ui.kept_memory import server_kept
 from covidviz.ui.request_log import log_event, timer, upload_fields
 from covidviz.ui.verdict_view import calibration_caption, verdict_panel
-from covidviz.text import plain
 
-MAX_CACHED = 40
+MAX_CACHED = 40  # readings a session keeps (covidviz.ui.cam_cache keeps three maps for each)
 SESSION_BYTES = 256 * 2**20  # readings a session keeps (each at most 2048 px a side: about 16 MB + 0.3 MB)
 UNLIKELY = 0.2  # a map for a class this improbable is stretched to full range all the same: say so
 RESULT_PANEL_PX = 660  # the image panel's width in the wide layout: figures get matching heights
@@ -93,44 +92,6 @@ def _evict_to_budget(cache: dict, budget: int, limit: int) -> None:
         total -= size(cache.pop(next(iter(cache))))
 
 
-def _evict_oldest(cache: dict, limit: int) -> None:
-    while len(cache) > limit:
-        cache.pop(next(iter(cache)))
-
-
-def _classes_to_show(reading: Reading, view: str) -> list[int]:
-    if view == VIEWS[0]:
-        return [CLASSES.index(reading.label)]
-    if view == VIEWS[-1]:
-        return list(range(len(CLASSES)))
-    return [VIEWS.index(view) - 1]
-
-
-def _cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> np.ndarray:
-    cache = st.session_state.setdefault("cams", {})
-    scale = settings.scale if settings.method == FAST_METHOD else "library"
-    # keyed by content, not id(): an evicted reading's id can be reused by another image
-    key = (hashlib.sha1(reading.canonical.tobytes()).hexdigest(), predictor.version, settings.method, k, scale)
-    if key not in cache:
-        started = time.perf_counter()
-        if settings.method in SLOW_METHODS:
-            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}"):
-                bar = st.progress(0.0, text=f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}…")
-                cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale,
-                                     progress=lambda done, total: bar.progress(
-                                         done / total, text=f"{settings.method}: {done}/{total}"))
-                bar.empty()
-        elif settings.method == FAST_METHOD:  # from the reading's own forward pass: no model run
-            cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
-        else:
-            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}"):
-                cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
-        log_event("heatmap", method=settings.method, class_index=k, scale=scale,
-                  heatmap_ms=round((time.perf_counter() - started) * 1000, 1))
-        _evict_oldest(cache, 3 * MAX_CACHED)
-    return cache[key]
-
-
 def render_reading(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
     st.subheader(plain(reading.name))  # the upload's name and DICOM values: shown, never interpreted
     if reading.is_outlier:
@@ -155,18 +116,18 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
 
 def _render_images(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
     gray = downscale(reading.xray.pixels)
-    shown = _classes_to_show(reading, settings.view)
+    shown = classes_to_show(reading, settings.view)
     columns = st.columns(1 + len(shown))
     width = RESULT_PANEL_PX // len(columns)
     _show_image(columns[0], to_uint8(gray), "Original (unaltered)", width, settings.zoom, f"orig{index}")
     overlay_rgb, title, energy_note = None, "", ""
     lungs_shown = lungs_on_display(reading, gray.shape) if settings.lung_outline else None
     for column, k in zip(columns[1:], shown):
-        cam_map = _cam(reading, predictor, settings, k)
-        cam = downscale(heatmap_on_original(reading, cam_map))
-        overlay_rgb = render(gray, cam, settings.style, settings.colormap, settings.opacity, settings.threshold)
+        cam_map = cam(reading, predictor, settings, k)
+        on_display = downscale(heatmap_on_original(reading, cam_map))
+        overlay_rgb = render(gray, on_display, settings.style, settings.colormap, settings.opacity, settings.threshold)
         if not reading.box.covers(reading.xray.pixels.shape):
-            overlay_rgb = outline(overlay_rgb, ~np.isnan(cam), FIELD_COLOUR, dashed=True)
+            overlay_rgb = outline(overlay_rgb, ~np.isnan(on_display), FIELD_COLOUR, dashed=True)
         if lungs_shown is not None:
             overlay_rgb = outline(overlay_rgb, lungs_shown, LUNG_COLOUR)
         title = f"{settings.method}: {CLASS_TITLES[CLASSES[k]]} · p = {reading.probability(k):.1%}"
@@ -181,7 +142,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
             if share < LOW_LUNG_SHARE:
                 column.warning("The model looked mostly outside the lungs: do not trust this map or its class.")
     audit_heatmap(reading, predictor, settings.method, CLASSES[shown[0]],
-                  reading.lung_share(_cam(reading, predictor, settings, shown[0])))
+                  reading.lung_share(cam(reading, predictor, settings, shown[0])))
     notes = [_region_note(reading, lungs_shown is not None)]
     if settings.method in CLASS_AGNOSTIC:
         notes.append("EigenCAM ignores the class: every class gets the same map.")

@@ -18,7 +18,9 @@ from pydicom.dataset import Dataset
 
 from covidviz import CLASSES
 from covidviz.interop.inputs import DicomResultError, HeatmapChoice, source_header
-from covidviz.ui.diagnose_settings import Settings
+from covidviz.interop.part10 import part10
+from covidviz.ui.cam_cache import cam
+from covidviz.ui.diagnose_settings import Settings, classes_to_show
 
 if TYPE_CHECKING:
     from covidviz.explain.reading import Reading
@@ -50,8 +52,7 @@ def dicom_source(reading: Reading) -> Dataset | None:
 
 def heatmap_choice(reading: Reading, settings: Settings) -> HeatmapChoice:
     """The map the page shows: the chosen class, or the predicted one when all three are side by side."""
-    from covidviz.ui.diagnose_view import _classes_to_show  # the page's own rule (imported late: no cycle)
-    shown = _classes_to_show(reading, settings.view)
+    shown = classes_to_show(reading, settings.view)
     k = shown[0] if len(shown) == 1 else CLASSES.index(reading.label)
     return HeatmapChoice(method=settings.method, class_index=k, scale=settings.scale, style=settings.style,
                          colormap=settings.colormap, opacity=settings.opacity, threshold=settings.threshold,
@@ -63,9 +64,8 @@ def dicom_downloads(reading: Reading, predictor: Predictor, settings: Settings, 
     header = dicom_source(reading)
     if header is None:
         return
-    from covidviz.ui.diagnose_view import _cam  # the page's cached map: the SC shows what the page shows
     choice = heatmap_choice(reading, settings)
-    cam = _cam(reading, predictor, settings, choice.class_index)
+    shown_map = cam(reading, predictor, settings, choice.class_index)  # the page's cached map: the SC shows it
     kept: dict = st.session_state.setdefault("dicom_results", {})
     key = (str(header.SOPInstanceUID), hashlib.sha1(reading.canonical.tobytes()).hexdigest(), choice)
 
@@ -73,24 +73,20 @@ def dicom_downloads(reading: Reading, predictor: Predictor, settings: Settings, 
         from covidviz.interop.dicom_results import dicom_results  # highdicom: paid on the first click only
         with _LOCK:
             if key not in kept:
-                kept[key] = dicom_results(header, reading, predictor, choice, cam=cam)
+                kept[key] = dicom_results(header, reading, predictor, choice, cam=shown_map)
                 while len(kept) > MAX_KEPT:
                     kept.pop(next(iter(kept)))
             return kept[key]
 
     stem = Path(reading.name).stem
     left, right = st.columns(2)
-    left.download_button("Heatmap for PACS (DICOM SC)", data=lambda: _part10(results().sc),
+    left.download_button("Heatmap for PACS (DICOM SC)", data=lambda: part10(results().sc),
                          file_name=f"{stem}.covidviz-sc.dcm", mime="application/dicom", key=f"dicom_sc{index}",
                          on_click="ignore")
-    right.download_button("Result for PACS (DICOM SR)", data=lambda: _part10(results().sr),
+    right.download_button("Result for PACS (DICOM SR)", data=lambda: part10(results().sr),
                           file_name=f"{stem}.covidviz-sr.dcm", mime="application/dicom", key=f"dicom_sr{index}",
                           on_click="ignore")
     st.caption("DICOM results file into the upload's study as new series and carry its patient and study "
                "attributes, as DICOM requires. The heatmap has \"not for diagnostic use\" burnt in; the report is "
                "marked unverified.")
 
-
-def _part10(dataset: Dataset) -> bytes:
-    from covidviz.interop.dicom_results import to_bytes
-    return to_bytes(dataset)

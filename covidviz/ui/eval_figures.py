@@ -14,9 +14,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation.artifacts import metric_value
-from covidviz.evaluation.operating_point import OperatingPoint
-from covidviz.evaluation.report import format_interval
+from covidviz.evaluation.artifacts.saved import metric_value
+from covidviz.evaluation.measures.operating_point import OperatingPoint
+from covidviz.evaluation.measures.report import format_interval
 
 VIEWS: dict[str, str] = {"counts": "Counts", "recall": "Row-normalised (recall)",
                          "precision": "Column-normalised (precision)"}
@@ -27,6 +27,9 @@ def png_config(filename: str) -> dict[str, Any]:
     """``st.plotly_chart`` config: the modebar camera saves a PNG in the browser (no kaleido, no server)."""
     return {"displaylogo": False,
             "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}
+
+
+TITLE_CHARS = 34  # about what fits a third of the wide layout at the title's size
 
 
 def normalise_confusion(matrix: np.ndarray, view: str) -> np.ndarray:
@@ -50,9 +53,17 @@ def _heatmap(z: np.ndarray, text: list[list[str]], x: list[str], y: list[str], z
             dark_cell = np.isfinite(z[i][j]) and zmax > 0 and z[i][j] / zmax > 0.55
             fig.add_annotation(x=x[j], y=y[i], text=label, showarrow=False,
                                font={"size": 15, "color": _FONT_LIGHT if dark_cell else _FONT_DARK})
-    fig.update_layout(title=title, xaxis={"title": x_title, "side": "top", "type": "category"},
-                      yaxis={"title": y_title, "autorange": "reversed", "type": "category"},
-                      margin={"l": 10, "r": 10, "t": 110, "b": 10}, height=440, plot_bgcolor="white")
+    # Title on top, the predicted-class axis at the bottom, tick labels horizontal and wrapped: the axes reserve
+    # their own room (automargin), so in a narrow column (the comparison page shows three side by side) no
+    # label runs into the title and none is cut off.
+    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left", "yref": "container", "y": 0.97,
+                             "yanchor": "top"},
+                      xaxis={"title": {"text": x_title, "standoff": 8}, "side": "bottom", "type": "category",
+                             "tickangle": 0, "automargin": True, "tickfont": {"size": 11}},
+                      yaxis={"title": y_title, "autorange": "reversed", "type": "category", "automargin": True,
+                             "tickfont": {"size": 11}},
+                      margin={"l": 10, "r": 10, "t": 62 + 18 * title.count("<br>"), "b": 10}, height=460,
+                      plot_bgcolor="white")
     return fig
 
 
@@ -62,8 +73,9 @@ def confusion_figure(matrix: np.ndarray, view: str = "counts", title: str = "") 
     values = normalise_confusion(matrix, view)
     rows, cols = matrix.sum(axis=1), matrix.sum(axis=0)
     names = [CLASS_TITLES[c] for c in CLASSES]
-    y = [f"{name}<br>{rows[i]} true" for i, name in enumerate(names)]
-    x = [f"{name}<br>{cols[j]} predicted" for j, name in enumerate(names)]
+    wrapped = [name.replace(" (", "<br>(") for name in names]  # "Pneumonia (not COVID)" is too wide in a column
+    y = [f"{name}<br>{rows[i]} true" for i, name in enumerate(wrapped)]
+    x = [f"{name}<br>{cols[j]} pred." for j, name in enumerate(wrapped)]
     text = []
     for i in range(len(names)):
         row = []
@@ -78,6 +90,9 @@ def confusion_figure(matrix: np.ndarray, view: str = "counts", title: str = "") 
     zmax = float(max(matrix.max(), 1)) if view == "counts" else 1.0
     n, correct = int(matrix.sum()), int(np.trace(matrix))
     accuracy = f"{correct / n:.3f}" if n else "n/a"
+    if len(title) > TITLE_CHARS and " (" in title:  # a long model name: its qualifier on a line of its own
+        head, _, rest = title.rpartition(" (")
+        title = f"{head}<br>({rest}"
     heading = f"{title}<br><sup>{VIEWS[view]} · {n} images, {correct} on the diagonal (accuracy {accuracy})</sup>"
     return _heatmap(values, text, x, y, zmax, heading,
                     "Predicted class (argmax rule)", "True class")

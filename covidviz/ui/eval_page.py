@@ -8,12 +8,12 @@ from typing import Any
 
 import streamlit as st
 
-from covidviz.evaluation import artifacts as ed
 from covidviz.errors import WeightsError
-from covidviz.model.sidecar import read_sidecar
+from covidviz.evaluation.artifacts import saved
 from covidviz.text import without_folder
 from covidviz.ui.resources import weights_dir
 from covidviz.ui.sidebar import disclaimer
+from covidviz.verified import read_sidecar
 
 
 def start_artifact_page(title: str, load: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
@@ -24,17 +24,17 @@ def start_artifact_page(title: str, load: Callable[[Path], dict[str, Any]]) -> d
     folder = weights_dir()
     try:
         return load(folder)
-    except ed.EvalArtifactsError as exc:
+    except saved.EvalArtifactsError as exc:
         st.warning(without_folder(str(exc), folder))
         st.stop()
 
 
 def start_eval_page(title: str) -> dict[str, Any]:
     """Render the banner and title; return metrics.json, warning when it belongs to other weights."""
-    metrics = start_artifact_page(title, ed.load_metrics)
+    metrics = start_artifact_page(title, saved.load_metrics)
     folder = weights_dir()
     try:
-        stale = ed.stale_warning(metrics, read_sidecar(folder))
+        stale = saved.stale_warning(metrics.get("weights_sha256"), read_sidecar(folder).get("weights_sha256"))
     except WeightsError:
         stale = None
     if stale:

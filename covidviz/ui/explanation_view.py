@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation.explanations import (
+from covidviz.evaluation.explanation_check.explanations import (
     faithfulness_ranking,
     fmt_interval,
     road_label,

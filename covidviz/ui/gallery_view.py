@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation.gallery import GalleryItem, misclassified, overlay_pair, read_gallery_index
+from covidviz.evaluation.artifacts.gallery import GalleryItem, misclassified, overlay_pair, read_gallery_index
 from covidviz.text import plain
 from covidviz.ui.resources import get_predictor, weights_dir
 

@@ -15,10 +15,10 @@ import numpy as np
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
-from covidviz.evaluation import artifacts as ed
-from covidviz.evaluation import operating_point as op
+from covidviz.evaluation.artifacts import saved
+from covidviz.evaluation.measures import operating_point
 from covidviz.text import without_folder
-from covidviz.ui import eval_figures as ef
+from covidviz.ui import eval_figures
 
 ARGMAX, CUSTOM = "argmax", "custom"
 CUSTOM_LABEL = "Custom threshold (slider)"
@@ -46,7 +46,7 @@ def decision_modes(presets: dict[str, float | None]) -> list[str]:
 
 
 def mode_label(mode: str) -> str:
-    return op.PRESETS.get(mode, CUSTOM_LABEL)
+    return operating_point.PRESETS.get(mode, CUSTOM_LABEL)
 
 
 def sync_decision_state(state: MutableMapping[str, Any], presets: dict[str, float | None]) -> list[str]:
@@ -84,7 +84,7 @@ def argmax_caption(name: str, lowest: float, highest: float) -> str:
 
 def threshold_caption(name: str, threshold: float, mode: str) -> str:
     return f"Threshold in use: p({name}) ≥ {threshold:.6f}" + (
-        "." if mode == CUSTOM else f", from the preset “{op.PRESETS[mode]}” on this split.")
+        "." if mode == CUSTOM else f", from the preset “{operating_point.PRESETS[mode]}” on this split.")
 
 
 def rule_text(cls: str, threshold: float | None) -> str:
@@ -92,7 +92,7 @@ def rule_text(cls: str, threshold: float | None) -> str:
     return ARGMAX if threshold is None else f"p_{cls} >= {threshold:.6f}"
 
 
-def headline_values(point: op.OperatingPoint, adjusted: tuple[float, float], prevalence: float,
+def headline_values(point: operating_point.OperatingPoint, adjusted: tuple[float, float], prevalence: float,
                     shown: tuple[str, ...]) -> dict[str, str]:
     """The five headline numbers as shown: "n/a" where undefined or not meaningful for this split."""
     values = {"Sensitivity": ("sensitivity", point.sensitivity), "Specificity": ("specificity", point.specificity),
@@ -102,7 +102,7 @@ def headline_values(point: op.OperatingPoint, adjusted: tuple[float, float], pre
             for label, (key, value) in values.items()}
 
 
-def curve_marks(argmax_point: op.OperatingPoint, point: op.OperatingPoint,
+def curve_marks(argmax_point: operating_point.OperatingPoint, point: operating_point.OperatingPoint,
                 threshold: float | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """ROC and precision-recall markers: the argmax rule, and the current threshold when one is in use."""
     marked = [("argmax rule", argmax_point, "diamond")]
@@ -125,7 +125,7 @@ class Selection:
     cls: str
     name: str
     title: str
-    predictions: ed.SplitPredictions
+    predictions: saved.SplitPredictions
     report: dict[str, Any]
     is_positive: np.ndarray
     score: np.ndarray
@@ -138,34 +138,34 @@ class Selection:
 
     @property
     def shown(self) -> tuple[str, ...]:
-        return op.meaningful_metrics(self.positives, self.negatives)
+        return operating_point.meaningful_metrics(self.positives, self.negatives)
 
 
 def render_selection(metrics: dict[str, Any], folder: Path) -> Selection:
     """Split and class pickers; stops the page when the split's predictions cannot be read."""
     left, right = st.columns(2)
-    split = left.selectbox("Split", ed.available_splits(metrics), key="split",
-                           format_func=lambda s: ed.split_label(metrics, s))
+    split = left.selectbox("Split", saved.available_splits(metrics), key="split",
+                           format_func=lambda s: saved.split_label(metrics, s))
     cls = right.selectbox("Class (one vs rest)", CLASSES, format_func=CLASS_TITLES.get, key="cls")
     try:
-        predictions = ed.load_predictions(folder, split)
-    except ed.EvalArtifactsError as exc:
+        predictions = saved.load_predictions(folder, split)
+    except saved.EvalArtifactsError as exc:
         st.warning(without_folder(str(exc), folder))
         st.stop()
     k = CLASSES.index(cls)
-    is_positive, score = op.one_vs_rest(predictions.y_true, predictions.probs, k)
-    selection = Selection(split, cls, CLASS_TITLES[cls], ed.split_title(metrics, split), predictions,
-                          ed.split_report(metrics, split), is_positive, score,
-                          *ed.class_presence(predictions.y_true, k))
-    note = op.undefined_note(selection.positives, selection.negatives, selection.name, selection.title)
+    is_positive, score = operating_point.one_vs_rest(predictions.y_true, predictions.probs, k)
+    selection = Selection(split, cls, CLASS_TITLES[cls], saved.split_title(metrics, split), predictions,
+                          saved.split_report(metrics, split), is_positive, score,
+                          *saved.class_presence(predictions.y_true, k))
+    note = operating_point.undefined_note(selection.positives, selection.negatives, selection.name, selection.title)
     if note:
         st.warning(note)
     return selection
 
 
-def render_decision_rule(sel: Selection) -> tuple[op.OperatingPoint, float | None]:
+def render_decision_rule(sel: Selection) -> tuple[operating_point.OperatingPoint, float | None]:
     """The rule picker and slider; returns the operating point in use and its threshold (None: argmax)."""
-    presets = {p: op.preset_threshold(p, sel.is_positive, sel.score) for p in THRESHOLD_PRESETS}
+    presets = {p: operating_point.preset_threshold(p, sel.is_positive, sel.score) for p in THRESHOLD_PRESETS}
     modes = sync_decision_state(st.session_state, presets)
     st.subheader("Operating point")
     mode = st.radio("Decision rule", modes, key="mode", horizontal=True, format_func=mode_label)
@@ -174,26 +174,26 @@ def render_decision_rule(sel: Selection) -> tuple[op.OperatingPoint, float | Non
                        on_change=lambda: st.session_state.update(mode=CUSTOM))
     threshold = threshold_in_use(mode, presets, slider)
     if threshold is None:
-        st.caption(argmax_caption(sel.name, *op.argmax_threshold_range(sel.predictions.probs, sel.k)))
-        return op.argmax_rule(sel.predictions.y_true, sel.predictions.probs, sel.k), None
+        st.caption(argmax_caption(sel.name, *operating_point.argmax_threshold_range(sel.predictions.probs, sel.k)))
+        return operating_point.argmax_rule(sel.predictions.y_true, sel.predictions.probs, sel.k), None
     st.caption(threshold_caption(sel.name, threshold, mode))
-    return op.at_threshold(sel.is_positive, sel.score, threshold), threshold
+    return operating_point.at_threshold(sel.is_positive, sel.score, threshold), threshold
 
 
-def render_metrics(sel: Selection, point: op.OperatingPoint, threshold: float | None) -> None:
+def render_metrics(sel: Selection, point: operating_point.OperatingPoint, threshold: float | None) -> None:
     """Prevalence input, headline numbers, the 2 x 2 matrix and the table with its CSV download."""
     prevalence = st.number_input(
         f"Prevalence of {sel.name} in the population you will use it on (default: this split's)", 0.0, 1.0,
         value=float(point.prevalence) if np.isfinite(point.prevalence) else 0.0, step=0.01, format="%.4f",
         key=f"prevalence_{sel.split}_{sel.cls}", disabled=not (sel.positives and sel.negatives), help=PREVALENCE_HELP)
-    adjusted = op.adjusted_predictive_values(point.sensitivity, point.specificity, prevalence)
+    adjusted = operating_point.adjusted_predictive_values(point.sensitivity, point.specificity, prevalence)
     headline = headline_values(point, adjusted, prevalence, sel.shown)
     for column, (label, text) in zip(st.columns(len(headline)), headline.items()):
         column.metric(label, text)
     matrix_column, table_column = st.columns([2, 3])
-    matrix_column.plotly_chart(ef.binary_confusion_figure(point, sel.name), key="binary",
-                               config=ef.png_config(f"operating_point_{sel.split}_{sel.cls}"))
-    table = ef.metrics_table(sel.report, sel.cls, point, adjusted, prevalence, sel.shown)
+    matrix_column.plotly_chart(eval_figures.binary_confusion_figure(point, sel.name), key="binary",
+                               config=eval_figures.png_config(f"operating_point_{sel.split}_{sel.cls}"))
+    table = eval_figures.metrics_table(sel.report, sel.cls, point, adjusted, prevalence, sel.shown)
     table_column.dataframe(table, hide_index=True,
                            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[1:]})
     table_column.caption(TABLE_NOTE)
@@ -204,21 +204,21 @@ def render_metrics(sel: Selection, point: op.OperatingPoint, threshold: float | 
                                                       "prevalence": prevalence}).to_csv(index=False))
 
 
-def render_curves(sel: Selection, point: op.OperatingPoint, threshold: float | None) -> None:
+def render_curves(sel: Selection, point: operating_point.OperatingPoint, threshold: float | None) -> None:
     """ROC and precision-recall curves with the rules marked, where both positives and negatives exist."""
     if not (sel.positives and sel.negatives):
         st.info(NO_CURVES_NOTE)
         return
-    curve = op.curves(sel.is_positive, sel.score)
-    roc_marks, pr_marks = curve_marks(op.argmax_rule(sel.predictions.y_true, sel.predictions.probs, sel.k), point,
+    curve = operating_point.curves(sel.is_positive, sel.score)
+    roc_marks, pr_marks = curve_marks(operating_point.argmax_rule(sel.predictions.y_true, sel.predictions.probs, sel.k), point,
                                       threshold)
     roc_column, pr_column = st.columns(2)
-    auc = ed.metric_value(sel.report, sel.cls, "roc_auc")[0]
-    ap = ed.metric_value(sel.report, sel.cls, "average_precision")[0]
-    roc_column.plotly_chart(ef.roc_figure(curve, roc_marks, auc, sel.name), key="roc",
-                            config=ef.png_config(f"roc_{sel.split}_{sel.cls}"))
-    pr_column.plotly_chart(ef.pr_figure(curve, pr_marks, ap, point.prevalence, sel.name), key="pr",
-                           config=ef.png_config(f"pr_{sel.split}_{sel.cls}"))
+    auc = saved.metric_value(sel.report, sel.cls, "roc_auc")[0]
+    ap = saved.metric_value(sel.report, sel.cls, "average_precision")[0]
+    roc_column.plotly_chart(eval_figures.roc_figure(curve, roc_marks, auc, sel.name), key="roc",
+                            config=eval_figures.png_config(f"roc_{sel.split}_{sel.cls}"))
+    pr_column.plotly_chart(eval_figures.pr_figure(curve, pr_marks, ap, point.prevalence, sel.name), key="pr",
+                           config=eval_figures.png_config(f"pr_{sel.split}_{sel.cls}"))
 
 
 def render_calibration(metrics: dict[str, Any], sel: Selection) -> None:
@@ -227,6 +227,6 @@ def render_calibration(metrics: dict[str, Any], sel: Selection) -> None:
     if not calibration:
         st.info("metrics.json has no calibration results for this split.")
         return
-    st.plotly_chart(ef.reliability_figure(calibration, metrics.get("temperature"), sel.title), key="reliability",
-                    config=ef.png_config(f"reliability_{sel.split}"))
+    st.plotly_chart(eval_figures.reliability_figure(calibration, metrics.get("temperature"), sel.title), key="reliability",
+                    config=eval_figures.png_config(f"reliability_{sel.split}"))
     st.caption(CALIBRATION_NOTE)

@@ -6,10 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from covidviz.model.sidecar import read_sidecar
 from covidviz.paths import COMPARISON_DIR
-from covidviz.verified import WEIGHTS_FILE
-
+from covidviz.verified import WEIGHTS_FILE, read_sidecar
 
 
 @dataclass(frozen=True)

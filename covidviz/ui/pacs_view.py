@@ -17,7 +17,8 @@ from covidviz import CLASS_TITLES, CLASSES
 from covidviz.text import plain
 
 if TYPE_CHECKING:
-    from covidviz.interop.pacs import ImageRef, PacsSettings
+    from covidviz.interop.pacs import ImageRef
+    from covidviz.interop.pacs_session import PacsSettings
     from covidviz.interop.worklist import StudyScore
 
 OPENED = "pacs_opened"  # session key: what the worklist handed to Diagnose
@@ -53,7 +54,7 @@ def opened_from_pacs() -> list[FetchedImage]:
 
 
 def _settings() -> PacsSettings | None:
-    from covidviz.interop.pacs import ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings
+    from covidviz.interop.pacs_session import ENV_PASSWORD, ENV_URL, ENV_USER, PacsError, PacsSettings
     try:
         return PacsSettings.from_env()
     except PacsError as exc:
@@ -77,7 +78,8 @@ def render_worklist() -> None:
     settings = _settings()
     if settings is None:
         return
-    from covidviz.interop.pacs import PacsError, connect, search_studies, study_filters
+    from covidviz.interop.pacs import search_studies, study_filters
+    from covidviz.interop.pacs_session import PacsError, connect
     st.caption(f"Server: {settings.where}" + (" (signed in)" if settings.user or settings.token else ""))
     date_text, modality, accession, limit = _filters()
     client = connect(settings)
@@ -106,7 +108,7 @@ def render_worklist() -> None:
 def _scores(client, settings: PacsSettings, studies) -> list[StudyScore] | None:
     """Each study's scores, computed once per session and model (a progress bar while new ones are read)."""
     from covidviz.errors import WeightsError
-    from covidviz.interop.pacs import PacsError
+    from covidviz.interop.pacs_session import PacsError
     from covidviz.interop.worklist import StudyScore, score_study
     from covidviz.ui.compute_queue import queued
     from covidviz.ui.resources import get_predictor, weights_dir
@@ -164,7 +166,8 @@ def _actions(client, settings: PacsSettings, scored: list[StudyScore]) -> None:
 
 
 def _retrieve(client, settings: PacsSettings, ref: ImageRef) -> bytes | None:
-    from covidviz.interop.pacs import PacsError, retrieve
+    from covidviz.interop.pacs import retrieve
+    from covidviz.interop.pacs_session import PacsError
     try:
         with st.spinner("Retrieving the image…"):
             return retrieve(client, settings, ref)
@@ -176,7 +179,8 @@ def _retrieve(client, settings: PacsSettings, ref: ImageRef) -> bytes | None:
 def _store(client, settings: PacsSettings, ref: ImageRef) -> None:
     from covidviz.errors import XrayInputError
     from covidviz.interop.inputs import DicomResultError
-    from covidviz.interop.pacs import PacsError, store
+    from covidviz.interop.pacs import store
+    from covidviz.interop.pacs_session import PacsError
     from covidviz.interop.worklist import read_image, results_for
     from covidviz.ui.resources import get_predictor, weights_dir
     data = _retrieve(client, settings, ref)

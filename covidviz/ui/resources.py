@@ -6,13 +6,10 @@ pages, and the Diagnose page before the first upload) render without paying for 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
-
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR
 
 if TYPE_CHECKING:
     from covidviz.model.ood import OodGuard
@@ -40,9 +37,8 @@ def warm_up(folder: Path) -> bool:
     import covidviz.ui.diagnose_view  # noqa: F401  (the Diagnose page's rendering imports)
     from covidviz.explain.overlay import render
     from covidviz.explain.reading import heatmap, heatmap_on_original, read_xray
-    from covidviz.io.xray import Xray
-
     from covidviz.io.isolation import decode_pool
+    from covidviz.io.xray import Xray
 
     decode_pool()  # the first upload's decoder process is started now, not when the upload arrives
     pixels = np.random.default_rng(0).random((512, 512), dtype=np.float32)

@@ -7,7 +7,7 @@ import logging
 import streamlit as st
 
 from covidviz import DISCLAIMER
-from covidviz.model.sidecar import read_sidecar
+from covidviz.verified import read_sidecar
 
 INTENDED_USE = "Decision support for readers of frontal chest radiographs. Not a diagnosis, not a medical device."
 

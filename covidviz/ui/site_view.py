@@ -27,9 +27,9 @@ from covidviz.audit.site_report import (
     verdict_figures,
 )
 from covidviz.audit.verdict_store import current_verdicts, load_verdicts
-from covidviz.evaluation.report import format_interval
-from covidviz.evaluation.site_drift import PSI_ALARM, PSI_WARN
-from covidviz.evaluation.site_measures import shipped_figures
+from covidviz.evaluation.measures.report import format_interval
+from covidviz.evaluation.measures.site_drift import PSI_ALARM, PSI_WARN
+from covidviz.evaluation.measures.site_measures import shipped_figures
 from covidviz.ui.eval_figures import confusion_figure, png_config, reliability_figure
 
 N_BOOT = 500  # resamples for the page's intervals (the CLI defaults to 1000)
@@ -82,7 +82,7 @@ def _figures_column(column, figures: dict[str, Any], title: str, key: str, tempe
 
 @st.cache_data(show_spinner=False)
 def _shipped(weights_dir: str) -> dict[str, Any] | None:
-    from covidviz.evaluation.artifacts import load_metrics, load_predictions
+    from covidviz.evaluation.artifacts.saved import load_metrics, load_predictions
     try:
         metrics = load_metrics(weights_dir)
         test = load_predictions(weights_dir, "test")

@@ -1,13 +1,13 @@
 """How far each heatmap method can be trusted on this model: the artifact side of ``explain-check``.
 
-``python -m covidviz explain-check`` (see :mod:`covidviz.evaluation.explanation_run`) measures every CAM
+``python -m covidviz explain-check`` (see :mod:`covidviz.evaluation.explanation_check.explanation_run`) measures every CAM
 method on a seeded sample of the internal test split and writes ``weights/eval/explanations.json``; the
 Explanation quality page, the model card and the Diagnose method picker read that file through this
 module, which needs neither torch nor the model. Three checks:
 
 - **randomisation** (Adebayo et al. 2018): rank correlation and SSIM between the trained model's map and
-  the map after re-initialising the network from the head down (:mod:`~covidviz.evaluation.randomisation`);
-- **faithfulness**: ROAD scores (Rong et al. 2022, :mod:`~covidviz.evaluation.faithfulness`);
+  the map after re-initialising the network from the head down (:mod:`~covidviz.evaluation.explanation_check.randomisation`);
+- **faithfulness**: ROAD scores (Rong et al. 2022, :mod:`~covidviz.evaluation.explanation_check.faithfulness`);
 - **lung focus**: the share of map energy inside the lung mask, by true class.
 """
 
@@ -38,7 +38,7 @@ def explanations_path(weights_dir: str | Path) -> Path:
 
 def load_explanations(weights_dir: str | Path) -> dict[str, Any]:
     """``weights/eval/explanations.json``, checked to hold per-method results."""
-    from covidviz.evaluation.artifacts import read_artifact_json
+    from covidviz.evaluation.artifacts.saved import read_artifact_json
     path = explanations_path(weights_dir)
     return read_artifact_json(path, "methods", "per-method", ExplanationsError,
                               f"The explanation check has not been run for this model (no {path}): {HOW_TO_MAKE}.",
@@ -111,7 +111,7 @@ def _verdict(stages: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
 def summarise_method(records: list[dict[str, Any]], stage_names: Sequence[str], threshold: float = PASS_BELOW,
                      seed: int = 0) -> dict[str, Any]:
     """One method's section of explanations.json from its per-image records (see ``explanation_run``)."""
-    from covidviz.evaluation.measures import lung_energy_summary
+    from covidviz.evaluation.measures.lung_reading import lung_energy_summary
 
     stages = []
     for index, name in enumerate(stage_names):
@@ -230,14 +230,6 @@ def sample_text(report: dict[str, Any]) -> str:
     return text
 
 
-def stale_note(report: dict[str, Any], weights_sha256: str | None) -> str | None:
-    """A warning when the check was run on other weights than these."""
-    if weights_sha256 and report.get("weights_sha256") != weights_sha256:
-        return (f"These results belong to model `{str(report.get('weights_sha256'))[:12]}`, not the model in use "
-                f"(`{weights_sha256[:12]}`): {HOW_TO_MAKE.removesuffix(' to write it')} again.")
-    return None
-
-
 def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None = None) -> list[str]:
     """The model card's section: per method, the randomisation verdict, ROAD and lung focus, with the sample."""
     title = "## Can the heatmaps be trusted? Sanity, faithfulness and lung focus of every method"
@@ -246,7 +238,8 @@ def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None 
                 "writes `eval/explanations.json`, and `python -m covidviz facts` puts its results here.", ""]
     stage = verdict_stage(report)
     lines = [title, sample_text(report).replace("**", ""), ""]
-    stale = stale_note(report, weights_sha256)
+    from covidviz.evaluation.artifacts.saved import stale_warning
+    stale = stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
     if stale:
         lines += [f"**{stale}**", ""]
     lines += [f"| method | randomisation (from {stage} down) | highest rank correlation (95% CI), at | "

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
-from covidviz.evaluation.explanations import explanation_lines
-from covidviz.evaluation.facts import comparison_table, counts_line, fmt_ci, segmenter_line
+from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
+from covidviz.evaluation.explanation_check.explanations import explanation_lines
 
 LICENCES = {
     "NIH": "NIH ChestX-ray14 (Wang et al., CVPR 2017): released without restriction",
@@ -97,7 +97,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
         f"input {sidecar['input_size']} px, grayscale replicated to 3 channels.",
         f"- Initialisation: **{sidecar['initialisation']}**. No pretrained weights could be reached where it was "
         "trained, so every weight was learned from the pool below"
-        + ("." if random_init else f", in the stages listed (the first from random initialisation)."),
+        + ("." if random_init else ", in the stages listed (the first from random initialisation)."),
         "- Stages: " + "; ".join(f"{s['stage']} (best at epoch {s.get('best_epoch') or s.get('epochs_run')} of at most "
                                    f"{s.get('epochs')}, peak lr {s.get('lr')}, batch {s.get('batch_size')}, "
                                    f"bf16 autocast {'on' if s.get('fast') else 'off'})" for s in training["stages"]) + ".",

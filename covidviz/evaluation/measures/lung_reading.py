@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.evaluation.metrics import macro_f1, roc_auc
-from covidviz.evaluation.report import bootstrap
+from covidviz.evaluation.measures.metrics import macro_f1, roc_auc
+from covidviz.evaluation.measures.report import bootstrap
 
 COVID = CLASSES.index("covid")
 NORMAL = CLASSES.index("normal")

@@ -9,20 +9,20 @@ gallery sections belong to the shipped model's fuller evaluation and are not rep
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from covidviz.data.collection import Record
-from covidviz.evaluation.artifacts import SPLIT_TITLES
-from covidviz.evaluation.calibration import fit_temperature
-from covidviz.evaluation.evaluate import _clean, write_predictions
-from covidviz.evaluation.report import metrics_report
+from covidviz.evaluation.artifacts.evaluate import write_metrics, write_predictions
+from covidviz.evaluation.artifacts.saved import SPLIT_TITLES
+from covidviz.evaluation.measures.calibration import fit_temperature
+from covidviz.evaluation.measures.report import metrics_report
 from covidviz.model.inference import pooled_and_logits, softmax
 from covidviz.model.network import GapClassifier
-from covidviz.model.sidecar import read_sidecar, update_sidecar
+from covidviz.model.sidecar import update_sidecar
+from covidviz.verified import read_sidecar
 
 
 class _AsUnit:
@@ -74,5 +74,5 @@ def evaluate_run(model: GapClassifier, weights_dir: str | Path, sets: dict[str, 
         probs = softmax(logits[name], temperature)
         write_predictions(out / f"{name}_predictions.csv", records, probs)
         report["splits"][name] = split_report(records, probs, name, n_boot)
-    (out / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
+    write_metrics(out, report)
     return report

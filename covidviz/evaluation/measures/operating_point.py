@@ -2,7 +2,7 @@
 
 A reader deciding "COVID-19 or not" needs sensitivity, specificity and predictive values at the
 threshold they will actually use, and at the prevalence of the population they will use it on, not
-at the mix of the test set. Everything here builds on :mod:`covidviz.evaluation.metrics` (scikit-learn), so the
+at the mix of the test set. Everything here builds on :mod:`covidviz.evaluation.measures.metrics` (scikit-learn), so the
 dashboard, ``metrics.json`` and the tests count the same way.
 
 Convention (scikit-learn's): an image is called positive for class ``k`` when ``p_k >= threshold``.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from covidviz.evaluation.metrics import (
+from covidviz.evaluation.measures.metrics import (
     binary_counts,
     precision_recall_curve,
     rates_from_counts,

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,16 +22,16 @@ import numpy as np
 import torch
 
 from covidviz import CLASSES
-from covidviz.evaluation.explanations import (
+from covidviz.evaluation.explanation_check.explanations import (
     PASS_BELOW,
     VERDICT_STAGE_INDEX,
     nested_subset,
-    stratified_sample,
     summarise_method,
     verdict_rule,
 )
-from covidviz.evaluation.faithfulness import ROAD_PERCENTILES, road_scores
-from covidviz.evaluation.randomisation import Stage, cascade, cascade_stages, map_similarity
+from covidviz.evaluation.explanation_check.faithfulness import ROAD_PERCENTILES, road_scores
+from covidviz.evaluation.explanation_check.randomisation import Stage, cascade, cascade_stages, map_similarity
+from covidviz.evaluation.explanation_check.sample import machine, sample_files
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.explain.cam.library import library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SLOW_METHODS
@@ -212,18 +210,6 @@ def default_plan(model: torch.nn.Module, methods: Sequence[str], per_class: int,
                 percentiles=tuple(percentiles), seed=seed)
 
 
-def machine() -> dict[str, Any]:
-    """Where the seconds per map were measured."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__.split("+")[0], "python": platform.python_version()}
-
-
 def run_key(weights_sha: str, files: Sequence[str], plan: Plan) -> str:
     """Identifies a run's settings: progress lines of another model, sample or plan are not reused."""
     text = json.dumps([weights_sha, list(files), [s.name for s in plan.stages], plan.per_class, plan.n_stages,
@@ -234,41 +220,11 @@ def run_key(weights_sha: str, files: Sequence[str], plan: Plan) -> str:
 # --- the command ----------------------------------------------------------------------------------------------------
 
 
-def sample_files(weights_dir: Path, data_dir: Path, per_class: int, seed: int
-                 ) -> tuple[list[Path], list[int], dict[str, Any]]:
-    """The images to check: a seeded sample of the internal test split (``weights/eval/test_predictions.csv``,
-    the labels the model was evaluated with), stratified by true class; the repository's examples/xrays
-    when the collection or the evaluation is not here. Returns paths, true classes and how they were drawn."""
-    from covidviz.evaluation.artifacts import EvalArtifactsError, load_predictions
-    try:
-        predictions = load_predictions(weights_dir, "test") if (data_dir / "metadata.csv").is_file() else None
-    except EvalArtifactsError:
-        predictions = None
-    if predictions is not None:
-        rows = stratified_sample(predictions.y_true, per_class, seed)
-        files = [str(predictions.files[i]) for i in rows]
-        labels = [int(predictions.y_true[i]) for i in rows]
-        source = (f"internal test split ({predictions.n} images in {weights_dir.name}/eval/test_predictions.csv), "
-                  f"{per_class} per true class drawn at random without replacement, seed {seed}")
-        return [data_dir / f for f in files], labels, {"source": source, "split": "test", "split_size": predictions.n,
-                                                        "files": files}
-    import csv
-    from covidviz.paths import EXAMPLES_DIR
-    with (EXAMPLES_DIR / "manifest.csv").open(newline="") as handle:
-        manifest = list(csv.DictReader(handle))
-    rows = stratified_sample([CLASSES.index(r["class"]) for r in manifest], per_class, seed)
-    files = [manifest[i]["fixture"] for i in rows]
-    source = (f"the repository's examples/xrays ({len(manifest)} images; no evaluated internal test split beside "
-              f"these weights and data), {per_class} per class at most, seed {seed}")
-    return ([EXAMPLES_DIR / f for f in files], [CLASSES.index(manifest[i]["class"]) for i in rows],
-            {"source": source, "split": "examples", "split_size": len(manifest), "files": files})
-
-
 def assemble_report(records: dict[str, list[dict[str, Any]]], plan: Plan, cases: list[Case], sample: dict[str, Any],
                     model_info: dict[str, Any], seconds: float) -> dict[str, Any]:
     """explanations.json: the model, how the images were drawn, the machine, the reference lung area and
     every method's summary."""
-    from covidviz.evaluation.measures import lung_energy_summary
+    from covidviz.evaluation.measures.lung_reading import lung_energy_summary
 
     y = np.array([c.true_class for c in cases])
     area = np.array([lung_energy(np.ones((8, 8), np.float32), c.lungs) if c.lungs is not None else np.nan

@@ -3,7 +3,7 @@
 The reader's class plays the part of the truth: it is not the truth (readers err too), so the figures are
 agreement with this site's readers, and the page and CLI say so. "Not assessable" verdicts count in the
 number of verdicts but in no class figure. The per-class rates, their bootstrap intervals, the ECE and the
-reliability bins are the evaluation pages' own (covidviz.evaluation.report and .metrics); only Cohen's kappa
+reliability bins are the evaluation pages' own (covidviz.evaluation.measures.report and .metrics); only Cohen's kappa
 is added (scikit-learn).
 """
 
@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from covidviz import CLASSES
-from covidviz.evaluation.metrics import reliability_bins
-from covidviz.evaluation.report import metrics_report
+from covidviz.evaluation.measures.metrics import reliability_bins
+from covidviz.evaluation.measures.report import metrics_report
 
 MIN_MEANINGFUL = 30  # verdicts of a class below which its figures are "not yet meaningful"
 SHOWN_RATES = ("sensitivity", "specificity", "precision", "npv")  # precision is the PPV

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.evaluation.artifacts import SplitPredictions
-from covidviz.evaluation.metrics import confusion_matrix, per_class_rates, roc_curve
+from covidviz.evaluation.artifacts.saved import SplitPredictions
+from covidviz.evaluation.measures.metrics import confusion_matrix, per_class_rates, roc_curve
 
 COMPARED_SPLITS = ("test", "external")
 ROC_GRID = np.linspace(0.0, 1.0, 101)  # false-positive rates at which each curve is stored
@@ -22,7 +22,7 @@ ROC_GRID = np.linspace(0.0, 1.0, 101)  # false-positive rates at which each curv
 
 def macro_f1_present(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean one-vs-rest F1 over the classes present in ``y_true``: the definition of ``macro_f1`` in the
-    evaluation reports (:func:`covidviz.evaluation.report.statistics`), so differences match the table."""
+    evaluation reports (:func:`covidviz.evaluation.measures.report.statistics`), so differences match the table."""
     rates = per_class_rates(confusion_matrix(y_true, y_pred, len(CLASSES)))
     present = [rates[k]["f1"] for k in range(len(CLASSES)) if np.any(y_true == k)]
     return float(np.mean(present)) if present else float("nan")

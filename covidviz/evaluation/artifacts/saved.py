@@ -129,14 +129,13 @@ def sources_of(metrics: dict[str, Any], split: str) -> list[str]:
     return sorted(metrics["splits"][split].get("by_source", {}))
 
 
-def stale_warning(metrics: dict[str, Any], sidecar: dict[str, Any] | None) -> str | None:
-    """A warning when the results were computed for other weights than the ones shipped beside them."""
-    if not sidecar or not metrics.get("weights_sha256") or not sidecar.get("weights_sha256"):
+def stale_warning(built_for: str | None, in_use: str | None, remedy: str = HOW_TO_MAKE) -> str | None:
+    """The warning every artifact page shows when an artifact (metrics, explanation check, comparison) was made
+    for other weights than the model in use; None when they match or either is unknown."""
+    if not built_for or not in_use or built_for == in_use:
         return None
-    if metrics["weights_sha256"] != sidecar["weights_sha256"]:
-        return (f"These results were computed for weights {metrics['weights_sha256'][:12]}, but the model in this "
-                f"folder is {sidecar['weights_sha256'][:12]}: {HOW_TO_MAKE} again.")
-    return None
+    return (f"These results were computed for model {built_for[:12]}, but the model in use is {in_use[:12]}: "
+            f"{remedy} again.")
 
 
 def class_presence(y_true: np.ndarray, k: int) -> tuple[int, int]:
@@ -156,6 +155,14 @@ def metric_value(report: dict[str, Any], cls: str | None, name: str) -> tuple[fl
 COMPARISON_HOW_TO_MAKE = ("run `python -m covidviz compare-train --arch densenet121 small_cnn resnet50 densenet201 "
                           "vgg19_bn`, `python -m covidviz compare-train --fold 0 1 2 3 4`, then "
                           "`python -m covidviz compare-build`")
+
+
+COMPARISON_REBUILD = "run `python -m covidviz compare-build`"
+
+
+def comparison_built_for(report: dict[str, Any]) -> str | None:
+    """The sha256 of the shipped model a comparison was built against."""
+    return next((m.get("weights_sha256") for m in report["models"] if m.get("id") == "shipped"), None)
 
 
 def load_comparison(weights_dir: str | Path) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.evaluation.calibration import fit_temperature
-from covidviz.evaluation.metrics import brier_score, expected_calibration_error, negative_log_likelihood
+from covidviz.evaluation.measures.calibration import fit_temperature
+from covidviz.evaluation.measures.metrics import brier_score, expected_calibration_error, negative_log_likelihood
 from covidviz.model.inference import softmax
 
 MIN_PER_CLASS = 30  # verdicts of each class present, in the whole set (so about half that in each half)
@@ -69,14 +69,17 @@ def _per_row_nll(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))
 
 
-def paired_difference(y: np.ndarray, before: np.ndarray, after: np.ndarray, n_boot: int,
-                      seed: int) -> dict[str, float]:
-    """Mean per-verdict NLL difference (after minus before) and its paired bootstrap 95% interval."""
+def nll_difference(y: np.ndarray, before: np.ndarray, after: np.ndarray, n_boot: int,
+                   seed: int) -> dict[str, float]:
+    """Mean per-verdict NLL difference (after minus before) and its 95% interval from scipy's bootstrap. The
+    two calibrations are paired by construction: one difference per verdict, resampled as one."""
+    from scipy.stats import bootstrap
+
     diff = _per_row_nll(y, after) - _per_row_nll(y, before)
-    draws = np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))
-    means = diff[draws].mean(1)
-    return {"nll_difference": float(diff.mean()), "ci95": [float(np.quantile(means, 0.025)),
-                                                           float(np.quantile(means, 0.975))]}
+    result = bootstrap((diff,), np.mean, n_resamples=n_boot, confidence_level=0.95, method="percentile",
+                       rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return {"nll_difference": float(diff.mean()), "ci95": [float(low), float(high)]}
 
 
 def recalibrate(y: np.ndarray, logits: np.ndarray, current_temperature: float, *, min_per_class: int = MIN_PER_CLASS,
@@ -99,7 +102,7 @@ def recalibrate(y: np.ndarray, logits: np.ndarray, current_temperature: float, *
     before = softmax(logits[held], current_temperature)
     after = softmax(logits[held], temperature)
     yh = y[held]
-    difference = paired_difference(yh, before, after, n_boot, seed)
+    difference = nll_difference(yh, before, after, n_boot, seed)
     held_out = {"nll_before": negative_log_likelihood(yh, before), "nll_after": negative_log_likelihood(yh, after),
                 "brier_before": brier_score(yh, before), "brier_after": brier_score(yh, after),
                 "ece_before": expected_calibration_error(yh, before), "ece_after": expected_calibration_error(yh, after),

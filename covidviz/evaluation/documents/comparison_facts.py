@@ -3,12 +3,13 @@ and ``facts`` write it, and a test holds it equal to the artifact."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from covidviz.evaluation.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.documents.marked_block import MarkedBlock
 
 BEGIN, END = "<!-- comparison:begin (python -m covidviz compare-build) -->", "<!-- comparison:end -->"
+COMPARISON_BLOCK = MarkedBlock(BEGIN, END)
 
 
 def comparison_block(report: dict[str, Any]) -> str:
@@ -33,10 +34,3 @@ def comparison_block(report: dict[str, Any]) -> str:
     lines += ["", END]
     return "\n".join(lines)
 
-
-def replace_comparison_block(text: str, block: str) -> str:
-    """``text`` with its comparison block replaced; ValueError if the markers are missing."""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"no generated comparison block ({BEGIN} ... {END}) found")
-    return pattern.sub(lambda _: block, text, count=1)

@@ -7,13 +7,14 @@ hand can never drift from the model that ships.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from covidviz.evaluation.report import format_interval
+from covidviz.evaluation.documents.marked_block import MarkedBlock
+from covidviz.evaluation.measures.report import format_interval
 
 BEGIN, END = "<!-- facts:begin (python -m covidviz facts) -->", "<!-- facts:end -->"
+FACTS_BLOCK = MarkedBlock(BEGIN, END)
 
 # (label, where in reads_the_lungs, target under the argmax rule)
 HEADLINE = (
@@ -126,28 +127,14 @@ def previous_folder(previous: dict[str, Any]) -> str:
     return f"history/{previous.get('folder', '')}"
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` with its generated block replaced; ValueError if the markers are missing."""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"no generated block ({BEGIN} ... {END}) found")
-    return pattern.sub(lambda _: block, text, count=1)
-
-
-def current_block(text: str) -> str:
-    match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
-    if not match:
-        raise ValueError(f"no generated block ({BEGIN} ... {END}) found")
-    return match.group(0)
-
-
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" when explain-check has
     run) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
-    from covidviz.model.sidecar import read_sidecar
+
+    from covidviz.verified import read_sidecar
     metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
-    from covidviz.evaluation.explanations import explanations_path, load_explanations
+    from covidviz.evaluation.explanation_check.explanations import explanations_path, load_explanations
     if explanations_path(weights_dir).is_file():  # the card's explanation section (explain-check)
         metrics["explanations"] = load_explanations(weights_dir)
     lungs_json = weights_dir / "lungs" / "model.json"

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from covidviz import CLASSES
+from covidviz.data.collection import read_metadata
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.explain.cam.scaling import normalise_like_library
-from covidviz.data.collection import read_metadata
+from covidviz.explain.overlay import blend, to_uint8
 from covidviz.io.images import png_bytes
 from covidviz.io.loading import load_xray_file
-from covidviz.explain.overlay import blend, to_uint8
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
 

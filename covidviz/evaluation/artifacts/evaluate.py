@@ -18,26 +18,27 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.evaluation.artifacts import SPLIT_TITLES
-from covidviz.evaluation.calibration import fit_temperature
 from covidviz.data.collection import Record, load_prepared, radiologist_labels, read_metadata
-from covidviz.evaluation.facts import fmt_ci
-from covidviz.evaluation.measures import lung_energy_summary, reads_the_lungs
+from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
+from covidviz.data.split import read_split
+from covidviz.evaluation.artifacts.gallery import build_gallery
+from covidviz.evaluation.artifacts.saved import SPLIT_TITLES
+from covidviz.evaluation.documents.facts import fmt_ci, load_artifacts
+from covidviz.evaluation.documents.model_card import render_model_card
+from covidviz.evaluation.measures.calibration import fit_temperature
+from covidviz.evaluation.measures.lung_reading import lung_energy_summary, reads_the_lungs
+from covidviz.evaluation.measures.metrics import brier_score, expected_calibration_error, reliability_bins
+from covidviz.evaluation.measures.report import metrics_report
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.lungs.field import lung_energy
 from covidviz.lungs.segmenter import LungSegmenter
-from covidviz.evaluation.gallery import build_gallery
 from covidviz.model.inference import pooled_and_logits, softmax
-from covidviz.evaluation.metrics import brier_score, expected_calibration_error, reliability_bins
-from covidviz.evaluation.facts import load_artifacts
-from covidviz.evaluation.model_card import render_model_card
 from covidviz.model.ood import VAL_QUANTILE, fit_guard, hard_threshold, save_guard
-from covidviz.model.preprocessing import model_batch
-from covidviz.data.ood_sets import non_chest_dicoms, skimage_pictures
 from covidviz.model.predictor import Predictor
-from covidviz.evaluation.report import metrics_report
-from covidviz.model.sidecar import DEFAULT_WEIGHTS_DIR, read_sidecar, update_sidecar
-from covidviz.data.split import read_split
+from covidviz.model.preprocessing import model_batch
+from covidviz.model.sidecar import update_sidecar
+from covidviz.paths import WEIGHTS_DIR
+from covidviz.verified import read_sidecar
 
 
 def records_for_splits(data_dir: str | Path, weights_dir: Path) -> dict[str, list[Record]]:
@@ -64,15 +65,20 @@ def write_predictions(path: Path, records: list[Record], probs: np.ndarray) -> N
             writer.writerow([r.file, r.source, r.label, *(f"{v:.6f}" for v in p)])
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN: undefined metrics become null."""
+def nan_to_null(value: Any) -> Any:
+    """JSON has no NaN: undefined metrics become null (in nested dicts and lists too)."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: nan_to_null(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [nan_to_null(v) for v in value]
     return value
+
+
+def write_metrics(out_dir: Path, report: dict[str, Any]) -> None:
+    """``metrics.json`` as every evaluation writes it (undefined values as null)."""
+    (out_dir / "metrics.json").write_text(json.dumps(nan_to_null(report), indent=1) + "\n")
 
 
 def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], no_lungs: dict[str, np.ndarray],
@@ -149,7 +155,7 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
 def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int,
                  sets: dict[str, dict[str, np.ndarray]] | None = None, measure_with: LungSegmenter | None = None
                  ) -> dict[str, Any]:
-    """:func:`~covidviz.evaluation.measures.reads_the_lungs` for one model on the given test and external rows."""
+    """:func:`~covidviz.evaluation.measures.lung_reading.reads_the_lungs` for one model on the given test and external rows."""
     sets = sets or {name: read_split_set(predictor, data_dir, splits[name], with_cams=True, measure_with=measure_with)
                     for name in ("test", "external")}
     def triple(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -164,7 +170,7 @@ def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, l
     return measures
 
 
-def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR, n_boot: int = 1000,
+def evaluate(data_dir: str | Path, weights_dir: str | Path = WEIGHTS_DIR, n_boot: int = 1000,
              previous: str | Path | None = None) -> dict[str, Any]:
     weights_dir = Path(weights_dir)
     predictor = Predictor(weights_dir)
@@ -211,7 +217,7 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = DEFAULT_WEIGHTS_DIR
     if previous is not None:
         report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot, predictor.segmenter)
     report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)
-    (out_dir / "metrics.json").write_text(json.dumps(_clean(report), indent=1) + "\n")
+    write_metrics(out_dir, report)
     # the card from the artifacts as written, as `facts` renders it (explain-check's section included)
     (weights_dir / "MODEL_CARD.md").write_text(render_model_card(*load_artifacts(weights_dir)))
     return report

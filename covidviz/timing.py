@@ -1,4 +1,5 @@
-"""Wall-clock timing for the benchmarks: a warm-up call, then the median of repeated calls."""
+"""Wall-clock timing, the one way it is done here (the benchmarks, the engine choice, the bf16 probe): a warm-up
+call, then the median of repeated calls."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+def median_seconds(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """Median wall time of ``fn`` over ``repeats`` calls, after one warm-up call."""
     fn()  # warm-up: the first call pays for allocation and kernel selection
     times = []
     for _ in range(repeats):

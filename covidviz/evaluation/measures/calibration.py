@@ -2,7 +2,7 @@
 
 It divides the logits before the softmax, so the predicted class never changes; only how
 confident the probabilities are. The reliability bins that feed the dashboard's diagram live in
-:mod:`covidviz.evaluation.metrics`, beside the ECE that shares them.
+:mod:`covidviz.evaluation.measures.metrics`, beside the ECE that shares them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from covidviz.evaluation.metrics import negative_log_likelihood, reliability_bins  # noqa: F401  (evaluate imports the bins from here)
+from covidviz.evaluation.measures.metrics import negative_log_likelihood
 from covidviz.model.inference import softmax
 
 

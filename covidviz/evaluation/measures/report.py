@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from covidviz import CLASSES
-from covidviz.evaluation.metrics import (
+from covidviz.evaluation.measures.metrics import (
     average_precision,
     brier_score,
     confusion_matrix,
