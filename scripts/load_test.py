@@ -123,48 +123,16 @@ class Outcome:
     error: str | None = None
 
 
-async def session(browser, url: str, path: Path, timeout_s: float) -> Outcome:
-    outcome = Outcome(file=path.name)
+async def in_a_session(browser, url: str, name: str, timeout_s: float, steps) -> Outcome:
+    """A fresh browser context on the dashboard, ``steps(page, outcome, timeout_ms)`` once the uploader shows;
+    every failure is counted in the outcome, none stops the other sessions."""
+    outcome = Outcome(file=name)
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
     page = await context.new_page()
     try:
         await page.goto(url)
         await page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
-        started = time.perf_counter()
-        await page.locator("input[type=file]").set_input_files(str(path))
-        verdict = page.locator("p", has_text="Model output:").first
-        await verdict.wait_for(timeout=timeout_s * 1000)
-        await page.locator("[data-testid=stImage] img").nth(1).wait_for(timeout=timeout_s * 1000)
-        outcome.upload_to_heatmap_s = time.perf_counter() - started
-        outcome.shown = (await verdict.inner_text()).split("Model output:")[-1].strip()
-        started = time.perf_counter()
-        await page.get_by_role("combobox", name="CAM method").click()
-        await page.get_by_role("option", name=SECOND_METHOD, exact=True).click()
-        await page.locator("[data-testid=stImage]", has_text=SECOND_METHOD).first.wait_for(timeout=timeout_s * 1000)
-        outcome.method_switch_s = time.perf_counter() - started
-        if await page.locator("[data-testid=stException]").count():
-            outcome.error = "an exception is shown on the page"
-    except Exception as exc:  # noqa: BLE001  (every failure is counted, none stops the others)
-        outcome.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
-    finally:
-        await context.close()
-    return outcome
-
-
-async def hostile_session(browser, url: str, paths: list[Path], timeout_s: float) -> Outcome:
-    """Uploads the hostile files together; must see the former hang refused and the huge PNG read."""
-    outcome = Outcome(file="+".join(p.name for p in paths))
-    context = await browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = await context.new_page()
-    try:
-        await page.goto(url)
-        await page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
-        started = time.perf_counter()
-        await page.locator("input[type=file]").set_input_files([str(p) for p in paths])
-        await page.get_by_text(REFUSAL).first.wait_for(timeout=timeout_s * 1000)
-        await page.locator("p", has_text="Model output:").first.wait_for(timeout=timeout_s * 1000)
-        outcome.upload_to_heatmap_s = time.perf_counter() - started
-        outcome.shown = "refused and read"
+        await steps(page, outcome, timeout_s * 1000)
         if await page.locator("[data-testid=stException]").count():
             outcome.error = "an exception is shown on the page"
     except Exception as exc:  # noqa: BLE001
@@ -172,6 +140,38 @@ async def hostile_session(browser, url: str, paths: list[Path], timeout_s: float
     finally:
         await context.close()
     return outcome
+
+
+async def session(browser, url: str, path: Path, timeout_s: float) -> Outcome:
+    """Uploads one film, waits for its verdict and first heatmap, then switches to a queued method."""
+    async def steps(page, outcome: Outcome, timeout_ms: float) -> None:
+        started = time.perf_counter()
+        await page.locator("input[type=file]").set_input_files(str(path))
+        verdict = page.locator("p", has_text="Model output:").first
+        await verdict.wait_for(timeout=timeout_ms)
+        await page.locator("[data-testid=stImage] img").nth(1).wait_for(timeout=timeout_ms)
+        outcome.upload_to_heatmap_s = time.perf_counter() - started
+        outcome.shown = (await verdict.inner_text()).split("Model output:")[-1].strip()
+        started = time.perf_counter()
+        await page.get_by_role("combobox", name="CAM method").click()
+        await page.get_by_role("option", name=SECOND_METHOD, exact=True).click()
+        await page.locator("[data-testid=stImage]", has_text=SECOND_METHOD).first.wait_for(timeout=timeout_ms)
+        outcome.method_switch_s = time.perf_counter() - started
+
+    return await in_a_session(browser, url, path.name, timeout_s, steps)
+
+
+async def hostile_session(browser, url: str, paths: list[Path], timeout_s: float) -> Outcome:
+    """Uploads the hostile files together; must see the former hang refused and the huge PNG read."""
+    async def steps(page, outcome: Outcome, timeout_ms: float) -> None:
+        started = time.perf_counter()
+        await page.locator("input[type=file]").set_input_files([str(p) for p in paths])
+        await page.get_by_text(REFUSAL).first.wait_for(timeout=timeout_ms)
+        await page.locator("p", has_text="Model output:").first.wait_for(timeout=timeout_ms)
+        outcome.upload_to_heatmap_s = time.perf_counter() - started
+        outcome.shown = "refused and read"
+
+    return await in_a_session(browser, url, "+".join(p.name for p in paths), timeout_s, steps)
 
 
 async def all_sessions(url: str, files: list[Path], timeout_s: float, pid: int,

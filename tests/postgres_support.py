@@ -96,3 +96,22 @@ def fresh_database(server_url: str) -> str:
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A PostgreSQL server for one test module (see :func:`running_postgres`)."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """An empty database of each kind, forgotten by the process's engine cache afterwards."""
+    from covidviz.audit.db import dispose
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    else:
+        url = fresh_database(request.getfixturevalue("postgres_server"))
+    yield url
+    dispose(url)

@@ -44,27 +44,12 @@ from covidviz.audit.recorder import (
     write_events,
 )
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
-from tests.postgres_support import fresh_database, running_postgres
+
+pytest_plugins = ["tests.postgres_support"]  # its fixtures
+
 
 SIDECAR = {"name": "test model", "weights_sha256": "ab" * 32}
 OTHER_SIDECAR = {"name": "next model", "weights_sha256": "cd" * 32}
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    with running_postgres() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """An empty database of each kind, forgotten by the process's engine cache afterwards."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_server"))
-    yield url
-    dispose(url)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, requires_chromium
+from tests.browser_support import requires_chromium
 from tests.conftest import ROOT
 from tests.oidc_support import (
     free_port,
@@ -24,18 +24,11 @@ from tests.oidc_support import (
     wait_for,
 )
 
+pytest_plugins = ["tests.browser_support"]  # its fixtures
+
 pytestmark = [pytest.mark.slow, requires_chromium]
 PACS_PASSWORD = "pacs-password-never-shown-4f1c"
 DB_PASSWORD = "db-password-never-shown-9b2e"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def _listening_addresses(port: int) -> set[str]:

@@ -9,9 +9,11 @@ import time
 import pytest
 
 from covidviz.ui.navigation import PAGES
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, requires_chromium
+from tests.browser_support import requires_chromium
 from tests.conftest import FIXTURES, fixture_rows
 from tests.oidc_support import audit_rows, running_dashboard, running_provider, sign_in
+
+pytest_plugins = ["tests.browser_support"]  # its fixtures
 
 pytestmark = [pytest.mark.slow, requires_chromium]
 IDLE_MINUTES = 0.5  # short enough to watch a session time out, long enough for every other step
@@ -28,15 +30,6 @@ def provider(tmp_path_factory):
 def server(tmp_path_factory, provider):
     with running_dashboard(tmp_path_factory.mktemp("dashboard"), provider, idle_minutes=IDLE_MINUTES) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture()

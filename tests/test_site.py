@@ -20,23 +20,8 @@ from covidviz.evaluation.measures.site_drift import PSI_ALARM, drift_figures, ps
 from covidviz.model.inference import softmax
 from covidviz.model.site_profile import calibration_for, read_profile, revert_profile, write_profile
 from tests.conftest import FIXTURES, ROOT, WEIGHTS
-from tests.postgres_support import fresh_database, running_postgres
 
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    with running_postgres() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
-    else:
-        url = fresh_database(request.getfixturevalue("postgres_server"))
-    yield url
-    dispose(url)
+pytest_plugins = ["tests.postgres_support"]  # its fixtures
 
 
 def _sha(path: Path) -> str:

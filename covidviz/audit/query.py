@@ -104,13 +104,19 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def in_date_range(frame: pd.DataFrame, since: datetime | None, until: datetime | None) -> pd.Series:
+    """Rows whose ``created_at`` lies in [since, until] (an open end where None)."""
+    keep = pd.Series(True, index=frame.index)
+    if since is not None:
+        keep &= frame["created_at"] >= pd.Timestamp(as_utc(since))
+    if until is not None:
+        keep &= frame["created_at"] <= pd.Timestamp(as_utc(until))
+    return keep
+
+
 def filter_records(frame: pd.DataFrame, flt: AuditFilter) -> pd.DataFrame:
     """The same filter as :func:`load_records`, on a table already loaded."""
-    keep = pd.Series(True, index=frame.index)
-    if flt.since is not None:
-        keep &= frame["created_at"] >= pd.Timestamp(as_utc(flt.since))
-    if flt.until is not None:
-        keep &= frame["created_at"] <= pd.Timestamp(as_utc(flt.until))
+    keep = in_date_range(frame, flt.since, flt.until)
     if flt.interfaces:
         keep &= frame["interface"].isin(flt.interfaces)
     if flt.classes:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from covidviz import CLASSES
-from covidviz.audit.query import AuditFilter, as_utc, load_records
+from covidviz.audit.query import AuditFilter, in_date_range, load_records
 from covidviz.audit.verdict_store import current_verdicts, load_verdicts
 from covidviz.evaluation.measures.site_calibration import logits_from_probabilities
 from covidviz.evaluation.measures.site_drift import MIN_WINDOW, drift_figures, drift_over_time
@@ -35,11 +35,7 @@ class VerdictFilter:
 
 
 def filter_verdicts(current: pd.DataFrame, flt: VerdictFilter) -> pd.DataFrame:
-    keep = pd.Series(True, index=current.index)
-    if flt.since is not None:
-        keep &= current["created_at"] >= pd.Timestamp(as_utc(flt.since))
-    if flt.until is not None:
-        keep &= current["created_at"] <= pd.Timestamp(as_utc(flt.until))
+    keep = in_date_range(current, flt.since, flt.until)
     if flt.readers:
         keep &= current["reader"].isin(flt.readers)
     return current[keep]
