@@ -130,7 +130,7 @@ async def in_a_session(browser, url: str, name: str, timeout_s: float, steps) ->
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
     page = await context.new_page()
     try:
-        await page.goto(url)
+        await page.goto(url, timeout=timeout_s * 1000)  # not Playwright's default 30 s: the budget is the caller's
         await page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
         await steps(page, outcome, timeout_s * 1000)
         if await page.locator("[data-testid=stException]").count():

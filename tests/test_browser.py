@@ -10,14 +10,16 @@ import pytest
 
 from covidviz import CLASS_TITLES
 from covidviz.model.predictor import Predictor
-from tests.browser_support import browser, page, requires_chromium, server_url  # noqa: F401  (fixtures)
+from tests.browser_support import requires_chromium
 from tests.conftest import FIXTURES, WEIGHTS, dicom_path, fixture_rows
+
+pytest_plugins = ["tests.browser_support"]  # its fixtures (one browser for the session)
 
 SCREENSHOTS = os.environ.get("COVIDVIZ_SCREENSHOTS")  # a folder to keep screenshots in, for a human look
 pytestmark = [pytest.mark.slow, requires_chromium]
 
 
-def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):  # noqa: F811
+def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):
     started = time.perf_counter()
     page.goto(server_url)
     page.locator("input[type=file]").wait_for(state="attached", timeout=60_000)
@@ -44,7 +46,7 @@ def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):  # 
           f"upload to heatmap {to_heatmap:.2f} s; screenshot {tmp_path}")
 
 
-def test_large_dicom_upload_to_heatmap_in_a_fresh_browser(page, server_url, tmp_path):  # noqa: F811
+def test_large_dicom_upload_to_heatmap_in_a_fresh_browser(page, server_url, tmp_path):
     """A fresh browser profile (the fixture's new context: empty cache) sees the first heatmap of a 7 MB DICOM
     without waiting for a chart library; zoom loads plotly only when asked for."""
     page.goto(server_url)
@@ -75,7 +77,7 @@ def test_large_dicom_upload_to_heatmap_in_a_fresh_browser(page, server_url, tmp_
           f"interactive zoom ready {zoom:.2f} s after asking; screenshot {tmp_path}")
 
 
-def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):  # noqa: F811
+def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):
     """Deep links work even as a fresh server's first request, with the app's sidebar and layout."""
     page.goto(f"{server_url}/confusion-matrices")
     page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=60_000)
@@ -101,7 +103,7 @@ def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):  # noq
         page.screenshot(path=f"{SCREENSHOTS}/gallery.png", full_page=True)
 
 
-def test_model_comparison_page_renders_from_its_artifacts(page, server_url, tmp_path):  # noqa: F811
+def test_model_comparison_page_renders_from_its_artifacts(page, server_url, tmp_path):
     """The table, one confusion matrix per model and the ROC overlay, drawn in the browser; prints how long."""
     import json
     models = json.loads((WEIGHTS / "comparison" / "comparison.json").read_text())["models"]

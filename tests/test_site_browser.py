@@ -8,13 +8,15 @@ import os
 import pytest
 
 from covidviz.audit.verdict_store import current_verdicts, load_verdicts
-from tests.browser_support import browser, page, requires_chromium, server_url  # noqa: F401  (fixtures)
+from tests.browser_support import requires_chromium
 from tests.conftest import FIXTURES, fixture_rows
+
+pytest_plugins = ["tests.browser_support"]  # its fixtures (one browser for the session)
 
 pytestmark = [pytest.mark.slow, requires_chromium]
 
 
-def test_a_verdict_recorded_on_diagnose_is_counted_on_site_performance(page, server_url):  # noqa: F811
+def test_a_verdict_recorded_on_diagnose_is_counted_on_site_performance(page, server_url):
     fixture = FIXTURES / fixture_rows()[1]["fixture"]
     sha = hashlib.sha256(fixture.read_bytes()).hexdigest()
     page.goto(server_url)
