@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from covidviz.ui.navigation import PAGES
 from tests.browser_support import requires_chromium
@@ -117,7 +118,14 @@ def test_sign_out_is_recorded_and_ends_the_session(context, server):
     end_session = page.get_by_role("button", name="End session")  # the provider's own sign-out page, if shown
     if end_session.count():
         end_session.click()
-    page.goto(server.url)
+    for attempt in range(5):  # the sign-out's redirects may still be navigating: that aborts a goto, so wait it out
+        try:
+            page.goto(server.url)
+            break
+        except PlaywrightError as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == 4:
+                raise
+            page.wait_for_timeout(1000)
     page.get_by_text(SIGN_IN_TEXT).wait_for(timeout=60_000)
     assert "reader-1" in set(audit_rows(server, "sign_out")["user_sub"])
 
