@@ -128,9 +128,12 @@ async def in_a_session(browser, url: str, name: str, timeout_s: float, steps) ->
     every failure is counted in the outcome, none stops the other sessions."""
     outcome = Outcome(file=name)
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
+    # every action (goto, set_input_files, click) gets the caller's budget, not Playwright's default 30 s:
+    # under eight sessions on two cores even handing a file to the uploader can wait that long
+    context.set_default_timeout(timeout_s * 1000)
     page = await context.new_page()
     try:
-        await page.goto(url, timeout=timeout_s * 1000)  # not Playwright's default 30 s: the budget is the caller's
+        await page.goto(url)
         await page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
         await steps(page, outcome, timeout_s * 1000)
         if await page.locator("[data-testid=stException]").count():
@@ -183,6 +186,7 @@ async def all_sessions(url: str, files: list[Path], timeout_s: float, pid: int,
         try:
             # one visit first: the server loads the model and warms up once, as it would before a ward's day
             warm = await browser.new_page()
+            warm.set_default_timeout(timeout_s * 1000)
             await warm.goto(url)
             await warm.get_by_text("Upload one or more chest X-rays").wait_for(timeout=timeout_s * 1000)
             await asyncio.sleep(3)
