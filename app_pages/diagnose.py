@@ -47,7 +47,10 @@ except WeightsError as exc:  # its text names server paths: the log gets it, the
     st.error("The model could not be loaded: its files are missing or fail verification. The server's log "
              "says which; an administrator can restore weights/ from the repository.")
     st.stop()
-st.caption(f"Inference engine: {predictor.engine_note}.")
+if "approximate" in predictor.engine_note:  # INT8: allowed by the deployment, said on every reading
+    st.info(f"Inference engine: {predictor.engine_note}. Probabilities may differ slightly from the exact model's.")
+else:
+    st.caption(f"Inference engine: {predictor.engine_note}.")
 if not uploads:
     st.info("Upload one or more chest X-rays to see the model's probabilities and heatmaps.")
     warm_up(folder)

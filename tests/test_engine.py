@@ -113,12 +113,13 @@ def test_export_has_a_dynamic_batch_and_both_outputs(torch_predictor):
 
 def test_auto_choice_is_measured_and_said(torch_predictor):
     engine, note = build_engine("auto", torch_predictor.model, torch_predictor.sidecar, threads=1)
-    assert engine.name in ("onnxruntime", "torch")
-    assert "measured faster here" in note and "ONNX Runtime" in note and " ms" in note
+    assert engine.name in ("onnxruntime", "openvino", "torch")
+    assert "the fastest exact engine measured here" in note
+    assert all(f"{name} " in note and " ms" in note for name in ("ONNX Runtime", "OpenVINO", "PyTorch"))
 
 
 def test_unknown_engine_is_a_clear_error(torch_predictor):
-    with pytest.raises(ValueError, match="choose one of auto, torch, onnxruntime"):
+    with pytest.raises(ValueError, match="choose one of auto, torch, onnxruntime, openvino, openvino-int8"):
         build_engine("tensorrt", torch_predictor.model, torch_predictor.sidecar)
 
 

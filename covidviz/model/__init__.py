@@ -1,5 +1,5 @@
 """The classifier: network, verified weights and sidecar, the one preprocessing path, inference and
-its engines (PyTorch, ONNX Runtime), the calibrated predictor and the out-of-distribution guard.
+its engines (PyTorch, ONNX Runtime, OpenVINO fp32 and INT8), the calibrated predictor and the out-of-distribution guard.
 """
 
 from covidviz._lazy import lazy_exports
@@ -14,7 +14,9 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "lung_field_image"
     ),
     inference=("predict_canonical", "pooled_and_logits"),
-    engine=("ENGINES", "ForwardPass", "TorchEngine", "OnnxRuntimeEngine", "build_engine", "export_onnx"),
+    forward_pass=("ENGINES", "EXACT_ENGINES", "ForwardPass", "Engine"),
+    engine=("TorchEngine", "OnnxRuntimeEngine", "build_engine", "export_onnx"),
+    openvino_engine=("OpenVinoEngine", "Int8Engine", "int8_record", "allow_int8"),
     predictor=("Predictor", "Prediction"),
     ood=("OodGuard", "load_guard"),
 )

@@ -15,43 +15,22 @@ import io
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from covidviz.model.forward_pass import ENGINES, Engine, ForwardPass
 from covidviz.model.network import GapClassifier
 from covidviz.model.precision import native_bf16
 from covidviz.paths import cache_dir
-from covidviz.timing import median_seconds
+from covidviz.timing import interleaved_medians
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "torch", "onnxruntime")
 OPSET = 17
 AGREEMENT_ATOL = 1e-3  # largest logit difference an export may show against PyTorch on the probe batch
-
-
-@dataclass(frozen=True)
-class ForwardPass:
-    """Logits (N x K) and the last feature map (N x C x h x w, before the head's ReLU)."""
-
-    logits: np.ndarray
-    feature_map: np.ndarray
-
-    @property
-    def pooled(self) -> np.ndarray:
-        """What the classifier reads (N x C): ReLU, then global average pooling; the OOD guard reads it too."""
-        return np.maximum(self.feature_map, 0).mean(axis=(2, 3))
-
-
-class Engine(Protocol):
-    name: str
-
-    def run(self, batch: np.ndarray) -> ForwardPass:
-        """One forward pass over an N x 3 x S x S standardised batch (``preprocessing.model_batch``)."""
 
 
 class TorchEngine:
@@ -178,46 +157,91 @@ _built: dict[tuple[str, str, int | None], tuple[Engine, str]] = {}
 
 
 def build_engine(choice: str | None, model: GapClassifier, sidecar: dict[str, Any], bf16: bool = False,
-                 threads: int | None = None) -> tuple[Engine, str]:
+                 threads: int | None = None, weights_dir: Path | None = None) -> tuple[Engine, str]:
     """The engine for ``choice`` (one of :data:`ENGINES`) and a line saying what was chosen and why.
 
-    ``auto``: ONNX Runtime when it agrees with PyTorch on the probe batch and is measured faster at batch 1
-    here, else PyTorch. ``bf16`` (approximate) always means PyTorch with bf16 autocast. Engines are built
-    once per process and weights."""
+    ``auto``: the fastest at batch 1 here of the exact engines that agree with PyTorch on the probe batch;
+    INT8 only where the deployment allows it (``COVIDVIZ_ALLOW_INT8=1``) and the INT8 graph's recorded
+    agreement meets the floor. ``bf16`` (approximate) always means PyTorch with bf16 autocast. Engines are
+    built once per process and weights."""
     choice = configured_engine(choice)
     if choice not in ENGINES:
         raise ValueError(f"unknown engine {choice!r}: choose one of {', '.join(ENGINES)}")
     key = (choice if not bf16 else "bf16", sidecar["weights_sha256"], threads)
     with _lock:
         if key not in _built:
-            _built[key] = _build(choice, model, sidecar, bf16, threads)
+            _built[key] = _build(choice, model, sidecar, bf16, threads, weights_dir)
         return _built[key]
 
 
-def _build(choice: str, model: GapClassifier, sidecar: dict[str, Any], bf16: bool,
-           threads: int | None) -> tuple[Engine, str]:
+def _exact(name: str, model: GapClassifier, sidecar: dict[str, Any], threads: int | None) -> Engine:
+    if name == "onnxruntime":
+        return OnnxRuntimeEngine(cached_onnx(model, sidecar), threads)
+    from covidviz.model.openvino_engine import OpenVinoEngine
+    return OpenVinoEngine.from_onnx(cached_onnx(model, sidecar), threads)
+
+
+LABELS = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def _build(choice: str, model: GapClassifier, sidecar: dict[str, Any], bf16: bool, threads: int | None,
+           weights_dir: Path | None) -> tuple[Engine, str]:
     reference = TorchEngine(model)
     if bf16:
         return TorchEngine(model, bf16=True), "PyTorch with bf16 autocast (this CPU runs bf16 natively)"
     if choice == "torch":
         return reference, "PyTorch fp32 (chosen explicitly)"
-    try:
-        onnx = OnnxRuntimeEngine(cached_onnx(model, sidecar), threads)
-    except ImportError:
-        if choice == "onnxruntime":
-            raise ValueError("ONNX Runtime is not installed: pip install -r requirements.txt") from None
-        return reference, "PyTorch fp32 (ONNX Runtime is not installed)"
+    if choice == "openvino-int8" or (choice == "auto" and weights_dir is not None):
+        int8 = _int8(choice, model, sidecar, threads, weights_dir)
+        if int8 is not None:
+            return int8
     size = int(sidecar["input_size"])
-    difference = max_logit_difference(reference, onnx, probe_batch(size))
-    if difference > AGREEMENT_ATOL:
-        log.error("ONNX export disagrees with PyTorch (max logit difference %.2e): serving PyTorch", difference)
-        return reference, f"PyTorch fp32 (the ONNX export disagreed with it by {difference:.1e})"
-    if choice == "onnxruntime":
-        return onnx, f"ONNX Runtime fp32 (chosen explicitly; max logit difference to PyTorch {difference:.1e})"
+    candidates: dict[str, Engine] = {}
+    notes: list[str] = []
+    for name in (("onnxruntime", "openvino") if choice == "auto" else (choice,)):
+        try:
+            engine = _exact(name, model, sidecar, threads)
+        except ImportError:
+            if choice == name:
+                raise ValueError(f"{LABELS[name]} is not installed: pip install -r requirements.txt") from None
+            notes.append(f"{LABELS[name]} is not installed")
+            continue
+        difference = max_logit_difference(reference, engine, probe_batch(size))
+        if difference > AGREEMENT_ATOL:
+            log.error("%s disagrees with PyTorch (max logit difference %.2e): not serving it", LABELS[name], difference)
+            notes.append(f"{LABELS[name]} disagreed with PyTorch by {difference:.1e}")
+            continue
+        if choice == name:
+            return engine, f"{LABELS[name]} fp32 (chosen explicitly; max logit difference to PyTorch {difference:.1e})"
+        candidates[name] = engine
+    if not candidates:
+        return reference, f"PyTorch fp32 ({'; '.join(notes) or 'no other engine'})"
     one = probe_batch(size, 1)
-    t_torch = median_seconds(lambda: reference.run(one), repeats=3)
-    t_onnx = median_seconds(lambda: onnx.run(one), repeats=3)
-    winner = onnx if t_onnx < t_torch else reference
-    return winner, (f"{'ONNX Runtime' if winner is onnx else 'PyTorch'} fp32, measured faster here at batch 1 "
-                    f"(ONNX Runtime {t_onnx * 1000:.0f} ms, PyTorch {t_torch * 1000:.0f} ms; max logit "
-                    f"difference {difference:.1e})")
+    candidates["torch"] = reference
+    times = interleaved_medians({name: (lambda e=e: e.run(one)) for name, e in candidates.items()}, repeats=5)
+    winner = min(times, key=times.get)
+    measured = ", ".join(f"{LABELS[n]} {t * 1000:.0f} ms" for n, t in times.items())
+    return candidates[winner], (f"{LABELS[winner]} fp32, the fastest exact engine measured here at batch 1 "
+                                f"({measured})" + (f"; {'; '.join(notes)}" if notes else ""))
+
+
+def _int8(choice: str, model: GapClassifier, sidecar: dict[str, Any], threads: int | None,
+          weights_dir: Path | None) -> tuple[Engine, str] | None:
+    """The INT8 engine when asked for by name (else a ValueError why not), or for ``auto`` where the
+    deployment allows it and its recorded agreement meets the floor (else None: ``auto`` stays exact)."""
+    from covidviz.model.openvino_engine import INT8_AGREEMENT_FLOOR, allow_int8, int8_engine, int8_record
+    if choice == "auto":
+        if not allow_int8():
+            return None
+        record = int8_record(weights_dir, sidecar)
+        agreement = record and record["agreement"]["internal_test"]["label_agreement"]
+        if not agreement or agreement < INT8_AGREEMENT_FLOOR:
+            log.warning("INT8 is allowed, but its recorded agreement (%s) is below %.3f: serving fp32",
+                        agreement, INT8_AGREEMENT_FLOOR)
+            return None
+    if weights_dir is None:
+        raise ValueError("the INT8 engine needs the weights folder its graph lies in")
+    try:
+        return int8_engine(weights_dir, sidecar, cached_onnx(model, sidecar), threads)
+    except ImportError:
+        raise ValueError("OpenVINO is not installed: pip install -r requirements.txt") from None

@@ -16,7 +16,8 @@ from covidviz import CLASSES
 from covidviz.errors import WeightsError, XrayInputError
 from covidviz.io.isolation import read_untrusted
 from covidviz.io.xray import Xray
-from covidviz.model.engine import ForwardPass, build_engine
+from covidviz.model.engine import build_engine
+from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.inference import softmax
 from covidviz.model.ood import load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
@@ -74,7 +75,8 @@ class Predictor:
         self.temperature = self.calibration.temperature
         self.sidecar = calibrated_sidecar(self.sidecar, self.calibration)
         self.fast = fast
-        self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast)
+        self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast,
+                                                   weights_dir=Path(weights_dir))
 
     @property
     def version(self) -> str:

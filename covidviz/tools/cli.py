@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from covidviz.model.forward_pass import ENGINES
 from covidviz.model.sidecar import ARCHITECTURE_NAMES
 from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 from covidviz.tools.cli_audit import add_parsers as add_audit_parsers
@@ -89,6 +90,17 @@ def _predict(args: argparse.Namespace) -> int:
 def _bench_decode(args: argparse.Namespace) -> int:
     from covidviz.tools.bench_decode import run_bench_decode
     return run_bench_decode(args.repeats, sys.stdout)
+
+
+def _quantise(args: argparse.Namespace) -> int:
+    from covidviz.evaluation.documents.int8_facts import INT8_BLOCK, int8_block
+    from covidviz.tools.quantise import quantise
+    record = quantise(Path(args.weights), Path(args.data), args.calibration, tuple(args.ignore),
+                      not args.fast_bias_correction, args.preset)
+    readme = Path(args.readme)
+    readme.write_text(INT8_BLOCK.replace(readme.read_text(), int8_block(record)))
+    print(f"wrote {Path(args.weights) / 'int8'} and the INT8 block of {readme}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -180,9 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=str(WEIGHTS_DIR))
     p.add_argument("--fast", action="store_true",
                    help="bf16 autocast where the CPU runs bf16 natively (ignored, with a note, where it does not)")
-    p.add_argument("--engine", choices=("auto", "torch", "onnxruntime"),
-                   help="where the forward pass runs (default: COVIDVIZ_ENGINE, else auto: measure both here and "
-                        "keep the faster; both give the same probabilities to 1e-5)")
+    p.add_argument("--engine", choices=ENGINES,
+                   help="where the forward pass runs (default: COVIDVIZ_ENGINE, else auto: measure the exact engines "
+                        "here and keep the fastest; they give the same probabilities to 1e-5). openvino-int8 is "
+                        "approximate: its measured agreement with fp32 is in weights/int8/quantisation.json")
     p.add_argument("--dicom-out", metavar="DIR",
                    help="for each DICOM input, write a Secondary Capture of its heatmap and a Structured Report "
                         "of its result into DIR (same study as the input, new series)")
@@ -193,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
     b.add_argument("--repeats", type=int, default=20)
     b.set_defaults(func=_bench)
+    q = sub.add_parser("quantise", help="the INT8 OpenVINO graph (NNCF, calibrated on validation films) and its "
+                                        "measured agreement with fp32, into WEIGHTS/int8")
+    q.add_argument("--weights", default=str(WEIGHTS_DIR))
+    q.add_argument("--data", default=str(DEFAULT_DATA_DIR))
+    q.add_argument("--calibration", type=int, default=300, help="validation films to calibrate on")
+    q.add_argument("--ignore", action="append", default=[], metavar="REGEX",
+                   help="keep layers whose names match in fp32 (NNCF ignored scope; repeatable)")
+    q.add_argument("--fast-bias-correction", action="store_true", help="NNCF's fast bias correction instead of "
+                   "the full one (quicker, usually less accurate)")
+    q.add_argument("--preset", choices=("mixed", "performance"), default="mixed")
+    q.add_argument("--readme", default="README.md", help="whose INT8 agreement block to rewrite")
+    q.set_defaults(func=_quantise)
     d = sub.add_parser("bench-decode", help="what decoding uploads in an isolated worker process costs here")
     d.add_argument("--repeats", type=int, default=10)
     d.set_defaults(func=_bench_decode)

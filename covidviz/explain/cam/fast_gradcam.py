@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from covidviz.model.engine import ForwardPass
+from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.network import GapClassifier
 
 

@@ -1,0 +1,129 @@
+"""OpenVINO's CPU engine: fp32 on the same ONNX export ONNX Runtime serves, and INT8 on a graph NNCF
+quantised offline (``python -m covidviz quantise``).
+
+fp32 is exact (checked against PyTorch on the probe batch like every exact engine). INT8 is not: it is
+offered only by name, or by ``auto`` where a deployment allows it (``COVIDVIZ_ALLOW_INT8=1``) *and* the
+quantised graph's record holds a measured agreement with fp32 that meets :data:`INT8_AGREEMENT_FLOOR`.
+The quantisation record (``weights/int8/quantisation.json``) names the fp32 weights it was quantised from, so a record for
+other weights is refused, never served.
+
+The one-pass Grad-CAM reads the engine's feature map. An INT8 feature map is an approximation of fp32's, so
+:class:`Int8Engine` serves its logits from the INT8 graph and keeps the fp32 graph beside it for the maps
+(:meth:`Int8Engine.run` gives both from one call), unless the record shows the INT8 maps within
+:data:`MAP_TOLERANCE` of fp32's: maps stay exact either way, and the engine's note says which it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from covidviz.errors import WeightsError
+from covidviz.model.forward_pass import ForwardPass
+from covidviz.verified import sha256_of
+
+INT8_SUBDIR = "int8"
+INT8_MODEL = "classifier.xml"
+INT8_RECORD = "quantisation.json"  # what it was quantised from, the sha256 of its files, its measured agreement
+INT8_AGREEMENT_FLOOR = 0.995  # label agreement with fp32 on internal test, under the shipped decision rule
+MAP_TOLERANCE = 0.02  # largest |difference| of normalised one-pass Grad-CAM maps that still counts as exact
+
+
+def allow_int8() -> bool:
+    """Whether this deployment lets ``auto`` serve INT8 (``COVIDVIZ_ALLOW_INT8=1``); off by default."""
+    return os.environ.get("COVIDVIZ_ALLOW_INT8", "") == "1"
+
+
+def compiled(model: Any, threads: int | None) -> Any:
+    """An OpenVINO model compiled for the CPU on ``threads`` threads (latency hint: one request at a time
+    per caller, which is how the predictor calls it)."""
+    import openvino as ov
+    import torch
+    config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_PRECISION_HINT": "f32"}  # never a silent bf16/fp16 downcast on CPUs that offer one
+    return ov.Core().compile_model(model, "CPU", config)
+
+
+class OpenVinoEngine:
+    """OpenVINO on an fp32 ONNX export (exact) or on an NNCF INT8 graph."""
+
+    def __init__(self, model: Any, threads: int | None = None, name: str = "openvino") -> None:
+        self.name = name
+        self.model = compiled(model, threads)
+        self.request_outputs = [self.model.output("logits"), self.model.output("feature_map")]
+
+    @classmethod
+    def from_onnx(cls, onnx_model: bytes, threads: int | None = None) -> OpenVinoEngine:
+        import openvino as ov
+        return cls(ov.Core().read_model(onnx_model), threads)
+
+    def run(self, batch: np.ndarray) -> ForwardPass:
+        # a fresh infer request per call: compiled_model(...) shares one request, which is not thread-safe
+        request = self.model.create_infer_request()
+        result = request.infer({"image": np.ascontiguousarray(batch, dtype=np.float32)})
+        return ForwardPass(logits=np.array(result[self.request_outputs[0]]),
+                           feature_map=np.array(result[self.request_outputs[1]]))
+
+
+class Int8Engine:
+    """Logits from the INT8 graph; feature maps from fp32 unless the record shows INT8's maps within
+    :data:`MAP_TOLERANCE` (then one INT8 pass gives both)."""
+
+    def __init__(self, int8: OpenVinoEngine, fp32: OpenVinoEngine | None, record: dict[str, Any]) -> None:
+        self.int8, self.fp32, self.record = int8, fp32, record
+        self.name = "openvino-int8"
+
+    def run(self, batch: np.ndarray) -> ForwardPass:
+        quantised = self.int8.run(batch)
+        if self.fp32 is None:
+            return quantised
+        return ForwardPass(logits=quantised.logits, feature_map=self.fp32.run(batch).feature_map)
+
+
+def int8_record(weights_dir: Path, sidecar: dict[str, Any]) -> dict[str, Any] | None:
+    """The INT8 graph's record (what it was quantised from, how well it agrees), or None when there is no
+    INT8 graph beside these weights. A graph altered since it was written, or quantised from other
+    weights, is refused."""
+    path = weights_dir / INT8_SUBDIR / INT8_MODEL
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.with_name(INT8_RECORD).read_text())
+        files = record["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise WeightsError(f"{path.with_name(INT8_RECORD)} cannot be read ({exc.__class__.__name__}): run "
+                           "`python -m covidviz quantise`") from None
+    # the graph and its weights share a stem, so their hashes live in the record, not in <stem>.json files
+    for name in (INT8_MODEL, Path(INT8_MODEL).with_suffix(".bin").name):
+        if sha256_of(path.with_name(name)) != files.get(name):
+            raise WeightsError(f"{path.with_name(name)} does not match the sha256 in its quantisation record: "
+                               "it was altered or replaced; run `python -m covidviz quantise`")
+    if record.get("weights_sha256") != sidecar["weights_sha256"]:
+        raise WeightsError(f"{path} was quantised from weights {record.get('weights_sha256', '?')[:12]}, "
+                           f"not the shipped {sidecar['weights_sha256'][:12]}: run `python -m covidviz quantise`")
+    return record
+
+
+def int8_engine(weights_dir: Path, sidecar: dict[str, Any], onnx_model: bytes,
+                threads: int | None = None) -> tuple[Int8Engine, str]:
+    """The INT8 engine and a note that gives its measured agreement, or a :class:`ValueError` saying why
+    there is none."""
+    import openvino as ov
+    record = int8_record(weights_dir, sidecar)
+    if record is None:
+        raise ValueError(f"no INT8 graph under {weights_dir / INT8_SUBDIR}: run `python -m covidviz quantise`")
+    int8 = OpenVinoEngine(ov.Core().read_model(str(weights_dir / INT8_SUBDIR / INT8_MODEL)), threads,
+                          name="openvino-int8")
+    agreement = record["agreement"]["internal_test"]
+    exact_maps = record["agreement"]["max_map_difference"] <= MAP_TOLERANCE
+    fp32 = None if exact_maps else OpenVinoEngine.from_onnx(onnx_model, threads)
+    maps = ("INT8 heatmaps, within {:.3f} of fp32's".format(record["agreement"]["max_map_difference"])
+            if exact_maps else "heatmaps from the fp32 graph")
+    return Int8Engine(int8, fp32, record), (
+        f"OpenVINO INT8 (approximate: labels agree with fp32 on {agreement['label_agreement']:.1%} of "
+        f"{agreement['images']} internal-test films, largest probability difference "
+        f"{agreement['max_probability_difference']:.3f}; {maps})")
