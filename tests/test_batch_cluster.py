@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from covidviz import CLASSES
-from covidviz.tools.ray_cluster import auth_plan, job_address, token_source
+from covidviz.tools.ray_cluster import auth_plan, job_address, token_source, wants_token
 from tests.conftest import FIXTURES, ROOT, fixture_rows
 from tests.ray_cluster_support import local_cluster
 
@@ -39,16 +39,23 @@ def test_token_source_follows_rays_order_and_never_returns_the_token(tmp_path):
         assert not any(t in token_source(env, tmp_path) for t in ("home-token", "file-token", "env-token"))
 
 
-def test_auth_plan_switches_to_token_mode_only_when_unset_and_a_token_exists(tmp_path):
+def test_auth_plan_switches_to_token_mode_only_when_unset_a_token_exists_and_the_cluster_may_want_it(tmp_path):
     file = tmp_path / "token"
     file.write_text("secret-value-123")
-    assert auth_plan({"RAY_AUTH_TOKEN_PATH": str(file)}, tmp_path)[0] is True
-    assert auth_plan({}, tmp_path)[0] is False and "no Ray authentication token" in auth_plan({}, tmp_path)[1]
+    with_file = {"RAY_AUTH_TOKEN_PATH": str(file)}
+    assert auth_plan(with_file, tmp_path, True)[0] is True and auth_plan(with_file, tmp_path, None)[0] is True
+    assert auth_plan(with_file, tmp_path, False) == (False, "the cluster answers without a token")
+    assert auth_plan({}, tmp_path, True)[0] is False and "no Ray authentication token" in auth_plan({}, tmp_path, True)[1]
     for mode in ("token", "disabled"):
-        switch, how = auth_plan({"RAY_AUTH_MODE": mode, "RAY_AUTH_TOKEN_PATH": str(file)}, tmp_path)
+        switch, how = auth_plan({"RAY_AUTH_MODE": mode, **with_file}, tmp_path, True)
         assert switch is False and f"RAY_AUTH_MODE={mode}" in how
-    assert all("secret-value-123" not in auth_plan(env, tmp_path)[1]
-               for env in ({"RAY_AUTH_TOKEN": "secret-value-123"}, {"RAY_AUTH_TOKEN_PATH": str(file)}))
+    assert all("secret-value-123" not in auth_plan(env, tmp_path, True)[1]
+               for env in ({"RAY_AUTH_TOKEN": "secret-value-123"}, with_file))
+
+
+def test_wants_token_cannot_tell_without_a_server():
+    assert wants_token("127.0.0.1:1") is None and wants_token("ray://127.0.0.1:1") is None
+    assert wants_token("auto") is None
 
 
 def test_job_address_prefers_the_flag_then_ray_address():
@@ -125,6 +132,7 @@ def test_batch_on_a_token_cluster_equals_predict(cluster, archive, expected, tmp
         address, env = cluster.client_address, {"RAY_AUTH_TOKEN_PATH": str(cluster.token_file)}
     else:
         address, env = cluster.gcs_address, {"RAY_AUTH_TOKEN": cluster.token_file.read_text()}
+    assert wants_token(address) is True  # the cluster refuses a call without the token
     out = tmp_path / "results.parquet"
     result = _batch(cluster, archive, out, address, env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -142,5 +150,5 @@ def test_a_connection_without_the_token_or_with_a_wrong_one_is_refused(cluster, 
         result = _batch(cluster, archive, out, cluster.gcs_address, env)
         assert result.returncode == 1, (name, result.stdout, result.stderr[-2000:])
         assert f"cannot connect to the Ray cluster at {cluster.gcs_address}" in result.stderr
-        assert ("no Ray authentication token found" in result.stderr) == (name == "none")
+        assert ("requires token authentication and no Ray authentication token found" in result.stderr) == (name == "none")
         assert not out.exists() or pd.read_parquet(out).empty

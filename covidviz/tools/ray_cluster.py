@@ -4,8 +4,9 @@ Ray 2.60 turns token authentication on for a cluster whenever a token exists whe
 (and ``ray.init()`` writes one on its first local start), but a driver given an explicit address
 (``ray://head:10001`` or ``head:6379``) sends no token unless ``RAY_AUTH_MODE=token`` is set: the cluster then
 refuses it ("Authentication required but no authorization header provided"), which Ray Client reports only as
-a connection timeout. So before connecting, this module switches the driver to token mode whenever a token is
-available from one of Ray's own places, in Ray's order: ``RAY_AUTH_TOKEN`` (the token itself),
+a connection timeout. So before connecting, this module asks the cluster whether it answers without a token, and
+where it does not (or cannot tell) switches the driver to token mode when a token is available from one of Ray's
+own places, in Ray's order: ``RAY_AUTH_TOKEN`` (the token itself),
 ``RAY_AUTH_TOKEN_PATH`` (a file holding it), ``~/.ray/auth_token``. An explicit ``RAY_AUTH_MODE`` (``token`` or
 ``disabled``) is always respected. Ray reads and sends the token itself; covidviz never reads, prints or logs it,
 and messages name only where it came from.
@@ -52,24 +53,57 @@ def job_address(address: str | None, environ: Mapping[str, str]) -> str | None:
     return address or environ.get(ADDRESS_VARIABLE) or None
 
 
-def auth_plan(environ: Mapping[str, str], home: Path) -> tuple[bool, str]:
+def auth_plan(environ: Mapping[str, str], home: Path, cluster_wants_token: bool | None) -> tuple[bool, str]:
     """(switch this driver to token mode?, a description of the authentication for messages).
-    Switches only where ``RAY_AUTH_MODE`` is unset and a token is available."""
+    Switches only where ``RAY_AUTH_MODE`` is unset, a token is available and the cluster does not answer
+    without one (``cluster_wants_token``: :func:`wants_token`; None where it could not tell)."""
     mode = environ.get(AUTH_MODE_VARIABLE)
     source = token_source(environ, home)
     if mode is not None:
         where = f", token from {source}" if source and mode.lower() == "token" else ""
         return False, f"{AUTH_MODE_VARIABLE}={mode}{where}"
+    if cluster_wants_token is False:
+        return False, "the cluster answers without a token"
     if source:
         return True, f"token authentication, token from {source}"
     return False, (f"no Ray authentication token found (${TOKEN_VARIABLE}, ${TOKEN_PATH_VARIABLE} or "
                    f"~/{DEFAULT_TOKEN_FILE}); a cluster with token authentication refuses this connection")
 
 
+# One real method of each server Ray drivers call first; Ray's servers authenticate every real method and
+# answer UNAUTHENTICATED before looking at the request, so an empty request tells whether a token is needed.
+PROBES = {"ray://": "/ray.rpc.RayletDriver/ClusterInfo", "": "/ray.rpc.NodeInfoGcsService/GetClusterId"}
+
+
+def wants_token(address: str, timeout: float = 5.0) -> bool | None:
+    """Whether the cluster at ``address`` (``ray://host:port`` or ``host:port``) refuses a call without a token:
+    True or False, or None where it cannot tell (unreachable, TLS, ``auto``). One call, no token sent. A token
+    switched on for a cluster without authentication breaks the job later (its nodes then cannot call back the
+    driver), so the driver asks first instead of assuming."""
+    import grpc
+    scheme = "ray://" if address.startswith("ray://") else ""
+    target = address.removeprefix(scheme)
+    if "://" in target or ":" not in target:
+        return None
+    with grpc.insecure_channel(target) as channel:
+        try:
+            channel.unary_unary(PROBES[scheme])(b"", timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                return True
+            return None if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else False
+    return False
+
+
 def connect(address: str, runtime_env: dict[str, Any] | None) -> None:
     """``ray.init`` on an existing cluster with the token from Ray's usual places; a failure is a
     :class:`ConnectionError` naming the address and how authentication was set up (never the token)."""
-    switch, how = auth_plan(os.environ, Path.home())
+    wants = wants_token(address)
+    switch, how = auth_plan(os.environ, Path.home(), wants)
+    if wants and not switch and AUTH_MODE_VARIABLE not in os.environ:  # refused for sure: say so at once
+        raise ConnectionError(f"cannot connect to the Ray cluster at {address}: it requires token authentication "
+                              f"and {how}")
     if switch:
         # Ray's own switch (what it does for address="auto"): sets RAY_AUTH_MODE=token for this process and
         # its children and refreshes Ray's cached configuration, which was read when ray was imported
