@@ -57,7 +57,13 @@ class LocalCluster:
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         return {**env, "HOME": str(self.home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
-                "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0"}
+                "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0",
+                "COVIDVIZ_DB_URL": self.audit_url}
+
+    @property
+    def audit_url(self) -> str:
+        """The nodes' audit database (a job through Ray Client records its results on the cluster)."""
+        return f"sqlite:///{self.root / 'cluster-audit.sqlite'}"
 
     @property
     def client_address(self) -> str:

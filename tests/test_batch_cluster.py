@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 
 from covidviz import CLASSES
+from covidviz.audit.db import dispose
+from covidviz.audit.query import load_records
 from covidviz.tools.ray_cluster import auth_plan, job_address, token_source, wants_token
 from tests.conftest import FIXTURES, ROOT, fixture_rows
 from tests.ray_cluster_support import local_cluster
@@ -138,6 +140,12 @@ def test_batch_on_a_token_cluster_equals_predict(cluster, archive, expected, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"{len(expected)} inputs: {len(expected)} scored, 0 rejected" in result.stdout
     _assert_equal_to_predict(out, expected)
+    # the driver records the results: through Ray Client it is a task on the cluster, natively this process
+    audit_url = cluster.audit_url if via == "client" else f"sqlite:///{out.parent / 'audit.sqlite'}"
+    records = load_records(audit_url)
+    dispose(audit_url)
+    mine = records[(records["interface"] == "batch") & records["input_sha256"].isin(pd.read_parquet(out)["sha256"])]
+    assert len(mine) >= len(expected)
 
 
 @pytest.mark.slow

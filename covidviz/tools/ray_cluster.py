@@ -112,7 +112,19 @@ def connect(address: str, runtime_env: dict[str, Any] | None) -> None:
         )
         maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     import ray
-    try:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-    except Exception as exc:  # noqa: BLE001  (Ray raises many kinds; the user needs the address and why)
-        raise ConnectionError(f"cannot connect to the Ray cluster at {address} ({how}): {exc}") from None
+    for attempt in range(1 + CLIENT_SERVER_RETRIES):
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            return
+        except Exception as exc:  # noqa: BLE001  (Ray raises many kinds; the user needs the address and why)
+            ray.shutdown()
+            if CLIENT_SERVER_FAILED in str(exc) and attempt < CLIENT_SERVER_RETRIES:
+                continue
+            raise ConnectionError(f"cannot connect to the Ray cluster at {address} ({how}): {exc}") from None
+
+
+# Ray Client's proxy starts one server process per client; on a busy node that process sometimes dies at
+# start (seen here in 2 of 6 connections: "SpecificServer startup failed", gRPC's epoll after the proxy's
+# fork), and the client gets this. A new connection gets a new server process.
+CLIENT_SERVER_FAILED = "Initialization failure from server"
+CLIENT_SERVER_RETRIES = 2
