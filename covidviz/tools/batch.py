@@ -8,8 +8,9 @@ actors, each holding the model once, scores them in batches through the same
 the rows in small Parquet part files as they arrive (a killed job loses at most the part being filled, and
 the next run skips everything already written) and records them in the audit log.
 
-Without ``--address`` a local Ray is started for the job, sized to this machine; with one, the job runs on
-that cluster, whose nodes must see the input paths and hold the project (or get it with ``--ship-code``).
+Without ``--address`` (or ``RAY_ADDRESS``, which ``ray job submit`` sets for the job) a local Ray is started for
+the job, sized to this machine; with one, the job runs on that cluster (:mod:`covidviz.tools.ray_cluster`: its
+token authentication), whose nodes must see the input paths and hold the project (or get it with ``--ship-code``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pyarrow as pa
 from covidviz.paths import ROOT
 from covidviz.tools.batch_parts import RESULT_SCHEMA, PartWriter, result_row, result_table, scored_keys
 from covidviz.tools.batch_sources import DECODED_SCHEMA, ArchiveSource, BatchSourceError, decode_batch, open_source
+from covidviz.tools.ray_cluster import connect, job_address
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # decoded X-rays are a few MB each; Ray spills to disk beyond this
 DECODE_BATCH = 4
@@ -121,9 +123,9 @@ def start_ray(address: str | None, workers: int, threads: int, ship_code: bool) 
     if address:
         runtime_env = {"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES} if ship_code else None
         try:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        except Exception as exc:  # noqa: BLE001  (Ray raises many kinds; the user needs the address and why)
-            raise BatchSourceError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+            connect(address, runtime_env)
+        except ConnectionError as exc:
+            raise BatchSourceError(str(exc)) from None
         return True
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     cores = os.cpu_count() or 1
@@ -163,10 +165,14 @@ def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str 
         return summary
     if workers < 1 or batch_size < 1:
         raise ValueError("--workers and --batch-size must be at least 1")
+    address = job_address(address, os.environ)
     threads = threads or (1 if address else max(1, (os.cpu_count() or 1) // workers))
+    import ray
+    if address and address.startswith("ray://") and not ray.is_initialized():
+        return run_through_client(src, out, address, ship_code, weights_dir=str(weights_dir), workers=workers,
+                                  threads=threads, batch_size=batch_size, audit=audit)
     sidecar = calibrated_sidecar(read_sidecar(weights_dir))  # audit records name the calibration in use
     guard_present = (Path(weights_dir) / "ood.safetensors").is_file()
-    import ray
     started_at = time.perf_counter()
     started = start_ray(address, workers, threads, ship_code)
     summary.ray_start_seconds = time.perf_counter() - started_at
@@ -207,6 +213,24 @@ def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str 
             flush_all()
         if started:
             ray.shutdown()
+    return summary
+
+
+def run_through_client(source: ArchiveSource, out: Path, address: str, ship_code: bool, **job: Any) -> BatchSummary:
+    """The job through Ray Client (``ray://``): Ray Data 2.60 cannot run its executor in a Ray Client driver (it
+    needs the driver's own core worker: "'Worker' object has no attribute 'core_worker'"), so the whole of
+    :func:`run_batch` runs as one task on the cluster, with the source listed here. ``out`` and the audit
+    database are then the cluster node's: give a path every node sees."""
+    import ray
+    started_at = time.perf_counter()
+    start_ray(address, job["workers"], job["threads"], ship_code)
+    connected = time.perf_counter() - started_at
+    try:
+        task = ray.remote(num_cpus=0)(run_batch)  # its model workers and decoding tasks ask for the CPUs
+        summary = ray.get(task.remote(source, str(out), progress=None, **job))
+    finally:
+        ray.shutdown()
+    summary.ray_start_seconds += connected
     return summary
 
 

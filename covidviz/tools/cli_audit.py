@@ -100,7 +100,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                   "$COVIDVIZ_DICOMWEB_URL matching QUERY, e.g. pacs:modality=CR&date=20240101-20240131 "
                                   "(keys: modality, date, accession, study, limit; quote it in a shell)")
     b.add_argument("--out", required=True, help="Parquet dataset folder, e.g. results.parquet (appended to on resume)")
-    b.add_argument("--address", help="existing Ray cluster, e.g. ray://head:10001 (default: a local Ray for the job)")
+    b.add_argument("--address", help="existing Ray cluster: head:6379 or auto on a cluster node, ray://head:10001 through Ray "
+                                        "Client; token from $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token "
+                                        "(default: $RAY_ADDRESS, as under ray job submit, else a local Ray for the job)")
     b.add_argument("--workers", type=int, default=1, help="model actors (each loads the model once)")
     b.add_argument("--batch-size", type=int, default=16, help="images per model call")
     b.add_argument("--weights", default=str(WEIGHTS_DIR))
