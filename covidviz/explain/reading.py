@@ -83,7 +83,7 @@ class Reading:
 def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | None) -> Reading:
     """Preprocess once (lung segmenter included), run the model once."""
     prepared = predictor.prepare([xray.pixels])[0]
-    result = cam_pass(predictor.forward([prepared.image]), predictor.classifier_weight)
+    result = cam_pass(predictor.forward_for_maps([prepared.image]), predictor.classifier_weight)
     distance = float(guard.distance(result.pooled)[0]) if guard is not None else None
     return Reading(name=name, xray=xray, prepared=prepared,
                    probabilities=softmax(result.logits, predictor.temperature)[0], raw_maps=result.maps[0],

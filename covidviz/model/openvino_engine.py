@@ -8,9 +8,9 @@ The quantisation record (``weights/int8/quantisation.json``) names the fp32 weig
 other weights is refused, never served.
 
 The one-pass Grad-CAM reads the engine's feature map. An INT8 feature map is an approximation of fp32's, so
-:class:`Int8Engine` serves its logits from the INT8 graph and keeps the fp32 graph beside it for the maps
-(:meth:`Int8Engine.run` gives both from one call), unless the record shows the INT8 maps within
-:data:`MAP_TOLERANCE` of fp32's: maps stay exact either way, and the engine's note says which it is.
+:class:`Int8Engine` keeps the fp32 graph beside the INT8 one for the heatmaps, unless the record shows the
+INT8 maps within :data:`MAP_TOLERANCE` of fp32's: maps stay exact either way, and the engine's note says
+which it is. Scoring without maps (``predict``, ``batch``) runs the INT8 graph alone.
 """
 
 from __future__ import annotations
@@ -70,18 +70,16 @@ class OpenVinoEngine:
 
 
 class Int8Engine:
-    """Logits from the INT8 graph; feature maps from fp32 unless the record shows INT8's maps within
-    :data:`MAP_TOLERANCE` (then one INT8 pass gives both)."""
+    """One INT8 pass gives the logits and the feature map the probabilities and the OOD guard read. ``exact``
+    is the fp32 graph that draws the heatmaps instead (see :meth:`Predictor.forward_for_maps`), unless the
+    record shows INT8's maps within :data:`MAP_TOLERANCE` of fp32's; then it is None."""
 
-    def __init__(self, int8: OpenVinoEngine, fp32: OpenVinoEngine | None, record: dict[str, Any]) -> None:
-        self.int8, self.fp32, self.record = int8, fp32, record
+    def __init__(self, int8: OpenVinoEngine, exact: OpenVinoEngine | None, record: dict[str, Any]) -> None:
+        self.int8, self.exact, self.record = int8, exact, record
         self.name = "openvino-int8"
 
     def run(self, batch: np.ndarray) -> ForwardPass:
-        quantised = self.int8.run(batch)
-        if self.fp32 is None:
-            return quantised
-        return ForwardPass(logits=quantised.logits, feature_map=self.fp32.run(batch).feature_map)
+        return self.int8.run(batch)
 
 
 def int8_record(weights_dir: Path, sidecar: dict[str, Any]) -> dict[str, Any] | None:

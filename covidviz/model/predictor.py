@@ -98,6 +98,17 @@ class Predictor:
         return ForwardPass(logits=np.concatenate([p.logits for p in passes]),
                            feature_map=np.concatenate([p.feature_map for p in passes]))
 
+    def forward_for_maps(self, canonical: list[np.ndarray] | np.ndarray) -> ForwardPass:
+        """:meth:`forward` for a heatmap: an approximate engine (INT8) gives the logits, and its exact twin the
+        feature map that Grad-CAM and the page's OOD check read, so a map is never drawn from approximate
+        features. On an exact engine this is :meth:`forward`."""
+        served = self.forward(canonical)
+        exact = getattr(self.engine, "exact", None)
+        if exact is None:
+            return served
+        batch = model_batch(canonical, self.input_size).numpy()
+        return ForwardPass(logits=served.logits, feature_map=exact.run(batch).feature_map)
+
     def probabilities(self, canonical: list[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
         """N x 3 calibrated probabilities for canonical images."""
         return softmax(self.forward(canonical, batch_size).logits, self.temperature)

@@ -117,7 +117,7 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         "throughput": interleaved_medians({n: (lambda p=p: p.forward(batch, batch_size=BATCH))
                                            for n, p in predictors.items()}, max(3, repeats // 4)),
         "single": interleaved_medians({n: (lambda p=p: p.engine.run(one)) for n, p in predictors.items()}, repeats),
-        "heatmap": interleaved_medians({n: (lambda p=p: cam_pass(p.forward(canonical[:1]), p.classifier_weight))
+        "heatmap": interleaved_medians({n: (lambda p=p: cam_pass(p.forward_for_maps(canonical[:1]), p.classifier_weight))
                                         for n, p in predictors.items()}, repeats),
         "end_to_end": interleaved_medians({n: (lambda p=p: p.predict_bytes(blobs[0], "x.png"))
                                            for n, p in predictors.items()}, max(3, repeats // 2)),

@@ -117,6 +117,9 @@ def quantise(weights_dir: Path, data_dir: Path, calibration: int = 300, ignore: 
         truth = np.array([CLASSES.index(r.label) for r in records])
         measured[name] = agreement(softmax(reference.logits, temperature), softmax(approximate.logits, temperature),
                                    truth)
+        if predictor.guard is not None:  # predict and batch read the OOD guard from INT8's own features
+            flags = [predictor.guard.is_outlier(f.pooled) for f in (reference, approximate)]
+            measured[name]["ood_flag_agreement"] = float(np.mean(flags[0] == flags[1]))
         if name == "internal_test":
             few = slice(0, MAP_FILMS)
             map_difference = float(np.abs(

@@ -29,7 +29,7 @@ def int8_block(record: dict[str, Any]) -> str:
              f"Grad-CAM maps of INT8 differ from fp32's by up to {record['agreement']['max_map_difference']:.3f} "
              "(normalised, 64 internal-test films).", "",
              "| set | films | labels agree with fp32 | max \\|Δp\\| | p99 \\|Δp\\| | COVID-19 sensitivity fp32 → INT8 | "
-             "COVID-19 specificity fp32 → INT8 |", "|---|---|---|---|---|---|---|"]
+             "COVID-19 specificity fp32 → INT8 | OOD flags agree |", "|---|---|---|---|---|---|---|---|"]
     for name, a in record["agreement"].items():
         if not isinstance(a, dict):
             continue
@@ -37,5 +37,6 @@ def int8_block(record: dict[str, Any]) -> str:
                      f"({a['disagreements']} differ) | {a['max_probability_difference']:.3f} | "
                      f"{a['p99_probability_difference']:.3f} | {_rate(a.get('fp32_covid_sensitivity'))} → "
                      f"{_rate(a.get('int8_covid_sensitivity'))} | {_rate(a.get('fp32_covid_specificity'))} → "
-                     f"{_rate(a.get('int8_covid_specificity'))} |")
+                     f"{_rate(a.get('int8_covid_specificity'))} | "
+                     f"{'n/a' if a.get('ood_flag_agreement') is None else format(a['ood_flag_agreement'], '.2%')} |")
     return "\n".join([*lines, "", END])
