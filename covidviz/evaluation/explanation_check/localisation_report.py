@@ -74,7 +74,7 @@ def localisation_lines(report: dict[str, Any] | None, weights_sha256: str | None
     lines += ["| method | films | peak inside a box | energy inside boxes (median) | even lung map (median) | "
               "difference (median) |", "|---|---|---|---|---|---|"]
     for method, groups in report["methods"].items():
-        for group in ("trained", "unseen"):
+        for group in ("trained", "unseen", "all"):
             g = groups[group]
             lines.append(f"| {method} | {GROUP_WORDS[group]}: {g['n_films']} | {fmt_value(g['pointing'])} | "
                          f"{fmt_value(g['box_energy_median'])} | {fmt_value(g['even_lung_median'])} | "
