@@ -238,3 +238,19 @@ def test_page_without_localisation_says_it_has_not_been_run(tmp_path, monkeypatc
     assert any("localisation check has not been run" in c.value for c in at.caption)
     assert "peak inside a box" not in at.dataframe[-1].value.columns  # the lung table is the last one
     assert json.loads((tmp_path / "eval" / "explanations.json").read_text())["methods"]
+
+
+@requires_data
+def test_explain_check_localisation_part_writes_beside_out(shipped, tmp_path):
+    """The command, on one film and the page's default method: the artifact lands beside ``--out`` (never over the
+    shipped one) and its row is the shipped row for that film."""
+    from covidviz.tools.cli import main
+    assert main(["explain-check", "--part", "localisation", "--weights", str(WEIGHTS), "--data", str(SHARED),
+                 "--films", "1", "--methods", "Grad-CAM", "--out", str(tmp_path / "explanations.json")]) == 0
+    report = json.loads((tmp_path / "localisation.json").read_text())
+    (film,) = report["films"]
+    assert film["split"] in ("val", "test")  # never-seen films come first
+    stored = next(f for f in shipped["films"] if f["file"] == film["file"])
+    assert film["maps"]["Grad-CAM"]["peak_in_box"] == stored["maps"]["Grad-CAM"]["peak_in_box"]
+    assert film["maps"]["Grad-CAM"]["box_energy"] == pytest.approx(stored["maps"]["Grad-CAM"]["box_energy"], abs=1e-4)
+    assert report["weights_sha256"] == shipped["weights_sha256"] and not (tmp_path / "explanations.json").exists()

@@ -24,7 +24,17 @@ def _explain_check(args: argparse.Namespace) -> int:
         print(f"unknown method(s): {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
         return 2
     if args.part in ("all", "localisation"):
-        _localisation(args)
+        from pathlib import Path
+
+        from covidviz.evaluation.explanation_check.localisation import BOXES_FILE
+        if (Path(args.data) / BOXES_FILE).is_file():
+            _localisation(args)
+        elif args.part == "localisation":
+            print(f"no {BOXES_FILE} in {args.data}: the localisation check needs the collection's boxes",
+                  file=sys.stderr)
+            return 2
+        else:
+            print(f"no {BOXES_FILE} in {args.data}: localisation skipped")
     if args.part == "localisation":
         return 0
     report = explain_check(args.weights, args.data, args.out, images=args.images, slow_images=args.slow_images,
@@ -43,8 +53,12 @@ def _explain_check(args: argparse.Namespace) -> int:
 
 
 def _localisation(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from covidviz.evaluation.explanation_check.localisation_report import FILE_NAME
     from covidviz.evaluation.explanation_check.localisation_run import localisation_check
-    report = localisation_check(args.weights, args.data, args.localisation_out, methods=args.methods,
+    out = args.localisation_out or (Path(args.out).with_name(FILE_NAME) if args.out else None)  # beside --out
+    report = localisation_check(args.weights, args.data, out, methods=args.methods,
                                 slow_films=args.slow_films, seed=args.seed, limit=args.films, log=sys.stdout)
     for name, groups in report["methods"].items():
         print(f"{name:>16}: " + "; ".join(
@@ -73,6 +87,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "maps against the radiologists' boxes in <data>/boxes.csv (localisation.json); all: both")
     x.add_argument("--slow-films", type=int, default=20, help="boxed films for Score-CAM in the localisation part")
     x.add_argument("--films", type=int, help="localisation: only the first N boxed films (to estimate the cost)")
-    x.add_argument("--localisation-out", help="output file (default <weights>/eval/localisation.json)")
+    x.add_argument("--localisation-out", help="output file (default: localisation.json beside --out, else "
+                                              "<weights>/eval/localisation.json)")
     x.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     x.set_defaults(func=_explain_check)
