@@ -11,6 +11,8 @@ from covidviz.evaluation.explanation_check.explanations import (
     load_explanations,
     sample_text,
 )
+from covidviz.evaluation.explanation_check.localisation_report import HOW_TO_MAKE as LOCALISATION_HOW_TO_MAKE
+from covidviz.evaluation.explanation_check.localisation_report import LocalisationError, load_localisation
 from covidviz.text import without_folder
 from covidviz.ui import explanation_view
 from covidviz.ui.eval_figures import png_config
@@ -65,3 +67,25 @@ st.dataframe(lungs, hide_index=True, key="lungs",
              column_config={c: number for c in lungs.columns if c not in ("method", "images with lungs found")})
 st.caption("Median share of each map's energy inside the lung segmenter's outline on the image the model reads, "
            "by true class; images without a plausible pair of lungs are left out.")
+
+st.subheader("Does the map point at the radiologists' opacities?")
+st.markdown(explanation_view.LOCALISATION_HOW)
+try:
+    localisation = load_localisation(folder)
+except LocalisationError as exc:
+    st.caption(without_folder(str(exc), folder))
+else:
+    try:
+        stale = stale_warning(localisation.get("weights_sha256"), read_sidecar(folder)["weights_sha256"],
+                              LOCALISATION_HOW_TO_MAKE)
+    except (WeightsError, KeyError):
+        stale = None
+    if stale:
+        st.warning(stale)
+    st.markdown(explanation_view.localisation_words(localisation))
+    boxes = explanation_view.localisation_table(localisation)
+    st.dataframe(boxes, hide_index=True, key="localisation",
+                 column_config={c: number for c in boxes.columns if boxes[c].dtype.kind == "f"})
+    st.caption("Pointing game: share of films whose map peak lies inside a box. Energy: median share of the map "
+               "inside the boxes; the even lung map spreads it evenly over the segmented lungs. Difference: median "
+               "per-film energy minus even-lung share. The boxes also cover normal lung, so no map reaches 100%.")

@@ -9,7 +9,7 @@ from covidviz._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
-    field=("LungCheck", "check_lungs", "field_box", "lung_energy"),
+    field=("LungCheck", "check_lungs", "field_box", "lung_energy", "map_on_grid"),
     network=("build_segmenter", "segmenter_input", "segmenter_square"),
     segmenter=("LungSegmenter", "load_segmenter"),
 )

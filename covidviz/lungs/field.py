@@ -65,13 +65,19 @@ def field_box(mask: np.ndarray, shape: tuple[int, int], margin: float = FIELD_MA
     return top, left, bottom - top, right - left
 
 
+def map_on_grid(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A non-negative heatmap resized (bilinear) to a mask's grid of ``shape``, as the page draws it: every
+    measure of where a map points reads it on the same grid as the mask it is compared with."""
+    return cv2.resize(np.clip(np.asarray(cam, dtype=np.float32), 0, None), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_LINEAR)
+
+
 def lung_energy(cam: np.ndarray, mask: np.ndarray) -> float:
     """Share of a non-negative heatmap's total inside the mask; NaN for an all-zero map, which has no
     energy to place. The map is resized (bilinear) to the mask's grid, as the page draws it: at 128 px
     input a DenseNet map is 4 x 4, too coarse to hold a lung outline."""
     mask = np.asarray(mask) > 0.5
-    cam = cv2.resize(np.clip(np.asarray(cam, dtype=np.float32), 0, None), (mask.shape[1], mask.shape[0]),
-                     interpolation=cv2.INTER_LINEAR)
+    cam = map_on_grid(cam, mask.shape)
     total = float(cam.sum(dtype=np.float64))
     if total <= 0:
         return float("nan")

@@ -23,6 +23,20 @@ def _explain_check(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown method(s): {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
         return 2
+    if args.part in ("all", "localisation"):
+        from pathlib import Path
+
+        from covidviz.evaluation.explanation_check.localisation import BOXES_FILE
+        if (Path(args.data) / BOXES_FILE).is_file():
+            _localisation(args)
+        elif args.part == "localisation":
+            print(f"no {BOXES_FILE} in {args.data}: the localisation check needs the collection's boxes",
+                  file=sys.stderr)
+            return 2
+        else:
+            print(f"no {BOXES_FILE} in {args.data}: localisation skipped")
+    if args.part == "localisation":
+        return 0
     report = explain_check(args.weights, args.data, args.out, images=args.images, slow_images=args.slow_images,
                            slow_stages=args.slow_stages, seed=args.seed, methods=args.methods,
                            percentiles=args.percentiles, log=sys.stdout)
@@ -36,6 +50,21 @@ def _explain_check(args: argparse.Namespace) -> int:
               f"{'n/a' if energy is None else format(energy, '.2f')}, "
               f"{section['seconds_per_map']['median']:.2f} s per map ({section['n_images']} images)")
     return 0
+
+
+def _localisation(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from covidviz.evaluation.explanation_check.localisation_report import FILE_NAME
+    from covidviz.evaluation.explanation_check.localisation_run import localisation_check
+    out = args.localisation_out or (Path(args.out).with_name(FILE_NAME) if args.out else None)  # beside --out
+    report = localisation_check(args.weights, args.data, out, methods=args.methods,
+                                slow_films=args.slow_films, seed=args.seed, limit=args.films, log=sys.stdout)
+    for name, groups in report["methods"].items():
+        print(f"{name:>16}: " + "; ".join(
+            f"{group} n={g['n_films']} peak in box {g['pointing']['value'] or 0:.0%}, box energy "
+            f"{g['box_energy_median']['value'] or 0:.2f} vs even lung {g['even_lung_median']['value'] or 0:.2f}"
+            for group, g in groups.items()))
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -53,5 +82,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--methods", nargs="+", help="CAM methods by display name (default: all)")
     x.add_argument("--percentiles", type=int, nargs="+", default=[10, 30, 50, 70, 90],
                    help="ROAD levels: percent of pixels kept (the rest removed)")
+    x.add_argument("--part", choices=("all", "checks", "localisation"), default="all",
+                   help="checks: randomisation, ROAD, lung energy (explanations.json); localisation: the pneumonia "
+                        "maps against the radiologists' boxes in <data>/boxes.csv (localisation.json); all: both")
+    x.add_argument("--slow-films", type=int, default=20, help="boxed films for Score-CAM in the localisation part")
+    x.add_argument("--films", type=int, help="localisation: only the first N boxed films (to estimate the cost)")
+    x.add_argument("--localisation-out", help="output file (default: localisation.json beside --out, else "
+                                              "<weights>/eval/localisation.json)")
     x.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     x.set_defaults(func=_explain_check)

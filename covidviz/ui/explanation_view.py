@@ -177,3 +177,46 @@ def cascade_figure(report: dict[str, Any]) -> go.Figure:
                          xaxis_title="randomised from the head down to", yaxis_title="mean Spearman correlation",
                          yaxis_range=[-0.3, 1.05], height=420, margin={"t": 60, "b": 40})
     return figure
+
+
+LOCALISATION_HOW = (
+    "**Against the radiologists.** The RSNA Pneumonia Detection Challenge radiologists boxed the lung opacities on "
+    "some NIH films. Each method's map of the pneumonia class (the class the boxes are about) is scored on them: "
+    "is the map's peak inside a box (pointing game), and what share of its energy lies inside the boxes. The even "
+    "lung map spreads the same energy evenly over the segmented lungs: a map that knows nothing about the opacity "
+    "but stays on the lungs scores that. Films the model trained on are shown apart from films it never saw.")
+
+
+def localisation_table(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per method and group of films: the pointing rate, the median box energy, the median even-lung
+    share and the median paired difference, each with its 95% interval, as stored in ``localisation.json``."""
+    from covidviz.evaluation.explanation_check.localisation_report import GROUP_WORDS
+    rows = []
+    for method, groups in report["methods"].items():
+        for group, words in GROUP_WORDS.items():
+            g = groups[group]
+            row: dict[str, Any] = {"method": method, "films": words, "n": g["n_films"]}
+            for key, label in (("pointing", "peak inside a box"), ("box_energy_median", "energy inside boxes"),
+                               ("even_lung_median", "even lung map"), ("difference_median", "difference")):
+                row[label] = g[key]["value"]
+                row[f"{label} 95% CI"] = fmt_interval({"ci95": g[key]["ci95"]}, signed=key == "difference_median")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def localisation_words(report: dict[str, Any], method: str = "Grad-CAM") -> str:
+    """The page's default map on films the model never saw, against the even lung map, in one paragraph."""
+    from covidviz.evaluation.explanation_check.localisation_report import fmt_value, slow_note
+    groups = report["methods"].get(method)
+    if groups is None:
+        return f"{method} was not scored against the radiologists' boxes."
+    seen, unseen = groups["trained"], groups["unseen"]
+    boxes = report["boxes"]
+    text = (f"**{method}, pneumonia map, on {unseen['n_films']} boxed films the model never saw:** the peak lies "
+            f"inside a radiologist's box on {fmt_value(unseen['pointing'])} of films; a median "
+            f"{fmt_value(unseen['box_energy_median'])} of the map's energy lies inside the boxes, where the even "
+            f"lung map puts {fmt_value(unseen['even_lung_median'])}. On the {seen['n_films']} films it trained on: "
+            f"{fmt_value(seen['pointing'])} and {fmt_value(seen['box_energy_median'])} against "
+            f"{fmt_value(seen['even_lung_median'])}. ({boxes['n_boxes']} boxes on {boxes['n_films']} films; "
+            "95% bootstrap intervals over films.)")
+    return text + (f" {slow_note(report)}" if slow_note(report) else "")

@@ -7,6 +7,7 @@ from typing import Any
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
 from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
 from covidviz.evaluation.explanation_check.explanations import explanation_lines
+from covidviz.evaluation.explanation_check.localisation_report import localisation_lines
 
 LICENCES = {
     "NIH": "NIH ChestX-ray14 (Wang et al., CVPR 2017): released without restriction",
@@ -153,6 +154,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
                       f"- Real chest X-rays with a caution: {caution}. The Hannover hospital is new to the model, "
                       "and the guard says so.", ""]
     lines += explanation_lines((metrics or {}).get("explanations"), sidecar["weights_sha256"])
+    lines += localisation_lines((metrics or {}).get("localisation"), sidecar["weights_sha256"])
     lines += [
         "## Known limitations",
         *_within_source_lines(metrics),

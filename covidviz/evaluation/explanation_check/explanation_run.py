@@ -118,7 +118,7 @@ def run_check(model: torch.nn.Module, cases: list[Case], plan: Plan, temperature
     """Every (image, method) record of the plan, reusing those already in ``progress_file`` for the same
     ``run_key`` and appending each new one to it as soon as it is made."""
     model = model.float().eval()
-    done = _read_progress(progress_file, run_key)
+    done = read_progress(progress_file, run_key)
     models = cascade(model, plan.stages, plan.seed)
     labels = [c.true_class for c in cases]
     chosen = {m: set(nested_subset(labels, plan.per_class[m])) for m in plan.methods}
@@ -133,20 +133,20 @@ def run_check(model: torch.nn.Module, cases: list[Case], plan: Plan, temperature
                 start = time.perf_counter()
                 record = check_case(model, models[:plan.n_stages[method]], case, map_fn, class_index,
                                     plan.percentiles, temperature, plan.seed)
-                _append_progress(progress_file, run_key, method, record)
-                _say(log, f"[{position + 1}/{len(cases)}] {case.name} ({CLASSES[case.true_class]}) {method}: "
+                append_progress(progress_file, run_key, method, record)
+                say(log, f"[{position + 1}/{len(cases)}] {case.name} ({CLASSES[case.true_class]}) {method}: "
                           f"{record['seconds_per_map']:.2f} s per map, {time.perf_counter() - start:.1f} s in all, "
                           f"ROAD {record['road']['combined']:+.3f}")
             records[method].append(record)
     return records
 
 
-def _say(log: TextIO | None, line: str) -> None:
+def say(log: TextIO | None, line: str) -> None:
     if log is not None:
         print(line, file=log, flush=True)
 
 
-def _read_progress(path: Path | None, run_key: str) -> dict[tuple[str, str], dict[str, Any]]:
+def read_progress(path: Path | None, run_key: str) -> dict[tuple[str, str], dict[str, Any]]:
     if path is None or not path.is_file():
         return {}
     done = {}
@@ -160,7 +160,7 @@ def _read_progress(path: Path | None, run_key: str) -> dict[tuple[str, str], dic
     return done
 
 
-def _append_progress(path: Path | None, run_key: str, method: str, record: dict[str, Any]) -> None:
+def append_progress(path: Path | None, run_key: str, method: str, record: dict[str, Any]) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,7 @@ def explain_check(weights_dir: str | Path, data_dir: str | Path, out: str | Path
     plan = default_plan(predictor.model, methods, per_class, slow_per_class, slow_stages, seed, percentiles)
     key = run_key(predictor.sidecar["weights_sha256"], sample["files"], plan)
     progress = out.with_name(out.stem + ".progress.jsonl")
-    _say(log, f"explain-check: {len(cases)} images ({sample['source']}); methods {', '.join(plan.methods)}; "
+    say(log, f"explain-check: {len(cases)} images ({sample['source']}); methods {', '.join(plan.methods)}; "
               f"{torch.get_num_threads()} torch thread(s); progress in {progress} (run {key})")
     start = time.perf_counter()
     records = run_check(predictor.model, cases, plan, predictor.temperature, progress, key, log)
@@ -279,5 +279,5 @@ def explain_check(weights_dir: str | Path, data_dir: str | Path, out: str | Path
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     progress.unlink(missing_ok=True)
-    _say(log, f"wrote {out}")
+    say(log, f"wrote {out}")
     return report
