@@ -129,7 +129,7 @@ def previous_folder(previous: dict[str, Any]) -> str:
 
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" when explain-check has
-    run) and the lung segmenter's sidecar (None when none is shipped)."""
+    run, and ``decision.json`` under "decision" when fit-decision has) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
 
     from covidviz.verified import read_sidecar
@@ -137,5 +137,8 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.explanation_check.explanations import explanations_path, load_explanations
     if explanations_path(weights_dir).is_file():  # the card's explanation section (explain-check)
         metrics["explanations"] = load_explanations(weights_dir)
+    from covidviz.evaluation.artifacts.decision_artifact import load_decision_report
+    if (decision := load_decision_report(weights_dir)) is not None:  # the card's decision section (fit-decision)
+        metrics["decision"] = decision
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None
