@@ -97,7 +97,8 @@ def _audit(predictor: Predictor, data: bytes, reading: Reading) -> None:
     record_prediction(INTERFACE, data, reading.probabilities, sidecar=predictor.sidecar,
                       warnings=tuple(n for n in (reading.ood_note,) if n) + reading.xray.warnings, ood=ood,
                       ood_distance=reading.ood_distance,
-                      lung_field_plausible=None if check is None else bool(check.plausible))
+                      lung_field_plausible=None if check is None else bool(check.plausible),
+                      verdict=predictor.verdict(reading.probabilities, reading.ood_distance, check))
 
 
 def score_study(client: DICOMwebClient, settings: PacsSettings, predictor: Predictor, study: StudySummary,
