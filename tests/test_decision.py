@@ -112,3 +112,42 @@ def test_predict_plain_line_says_no_class(noise_jpeg):
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     fields = result.stdout.strip().split("\t")
     assert fields[1] == "NO CLASS" and fields[3].startswith("ABSTAINED: unlike the films")
+
+
+def test_the_model_card_carries_the_decision_table_from_its_artifact():
+    from covidviz.evaluation.documents.decision_facts import decision_lines
+    from covidviz.evaluation.documents.facts import fmt_ci
+    report = load_decision_report(WEIGHTS)
+    card = (WEIGHTS / "MODEL_CARD.md").read_text()
+    assert "\n".join(decision_lines(report)) in card
+    hannover = report["splits"]["Hannover"]["covid_threshold"]["sensitivity"]
+    shenzhen = report["splits"]["Shenzhen"]["covid_threshold"]["specificity"]
+    assert fmt_ci(hannover) in card and fmt_ci(shenzhen) in card
+
+
+def test_abstention_counts_and_what_the_rule_had_right():
+    from covidviz.evaluation.measures.abstention import abstention_summary
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1], [0.3, 0.1, 0.6]])
+    y = np.array([0, 2, 0, 2])
+    got = abstention_summary(y, probs, np.array([10.0, 80.0, 20.0, 30.0]), np.array([True, True, False, True]),
+                             50.0, DecisionRule(0.25))
+    # film 1 is far (abstained; the rule says normal: right), film 2 has no lungs (covid at 0.2 < 0.25:
+    # pneumonia, wrong); films 0 and 3 are answered: covid right, and 0.3 >= 0.25 calls film 3 covid: wrong
+    assert got == {"n": 4, "abstained": 2, "rate": 0.5, "out_of_distribution": 1, "no_plausible_lungs": 1,
+                   "abstained_right": 1, "answered_accuracy": 0.5}
+
+
+def test_the_abstention_summary_is_what_the_per_film_file_gives():
+    """abstention.json is recomputed, without the model, from the per-film OOD distances and lung checks (which
+    measure-abstention took from the real model) and the committed predictions."""
+    from covidviz.evaluation.artifacts.abstention_artifact import PER_FILM_FILE, load_abstention, summarise
+    if not (WEIGHTS / "eval" / PER_FILM_FILE).is_file():
+        pytest.skip("measure-abstention has not run for these weights")
+    stored = load_abstention(WEIGHTS)
+    assert stored == json.loads(json.dumps(summarise(WEIGHTS)))
+    sizes = {split: load_predictions(WEIGHTS, split).n for split in ("val", "test")}
+    assert {s: stored["sets"][s]["n"] for s in sizes} == sizes
+    external = load_predictions(WEIGHTS, "external")
+    assert stored["sets"]["Hannover"]["n"] + stored["sets"]["Shenzhen"]["n"] == external.n
+    from covidviz.evaluation.documents.decision_facts import abstention_lines
+    assert "\n".join(abstention_lines(stored)) in (WEIGHTS / "MODEL_CARD.md").read_text()

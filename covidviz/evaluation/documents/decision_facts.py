@@ -19,6 +19,25 @@ def _mean_sd(v: dict[str, Any]) -> str:
     return f"{v['mean']:.3f} ± {v['sd']:.3f}" if v.get("sd") is not None else f"{v['mean']:.3f}"
 
 
+def abstention_lines(summary: dict[str, Any] | None) -> list[str]:
+    """Markdown: how often no class is given on each set, by which check, and how many of those films the
+    decision rule would have called right; nothing before measure-abstention has run."""
+    if not summary:
+        return []
+    lines = ["## No class where there is none to give",
+             f"An image gets no class when its feature distance is above the OOD guard's threshold "
+             f"({summary['ood_threshold']:.1f}) or no plausible pair of lungs is found. On the evaluation films "
+             "(all real chest radiographs, so every abstention here costs an answer):", "",
+             "| set | n | no class given | out of distribution | no plausible lungs | of those, the rule had right | "
+             "accuracy on the rest |", "|---|---|---|---|---|---|---|"]
+    for name, s in summary["sets"].items():
+        rest = "n/a" if s["answered_accuracy"] is None else f"{s['answered_accuracy']:.3f}"
+        lines.append(f"| {SET_TITLES.get(name, name).removesuffix(' (fitted here)')} | {s['n']} | {s['abstained']} "
+                     f"({s['rate']:.1%}) | {s['out_of_distribution']} | {s['no_plausible_lungs']} | "
+                     f"{s['abstained_right']} of {s['abstained']} | {rest} |")
+    return [*lines, ""]
+
+
 def decision_lines(report: dict[str, Any] | None) -> list[str]:
     """Markdown: the rule, then COVID-19 sensitivity and specificity with 95% bootstrap intervals for the rule and
     for argmax on each set, then mean ± SD over the cross-validation folds; nothing before fit-decision has run."""

@@ -140,5 +140,8 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.artifacts.decision_artifact import load_decision_report
     if (decision := load_decision_report(weights_dir)) is not None:  # the card's decision section (fit-decision)
         metrics["decision"] = decision
+    from covidviz.evaluation.artifacts.abstention_artifact import load_abstention
+    if (abstention := load_abstention(weights_dir)) is not None:  # the card's abstention section
+        metrics["abstention"] = abstention
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None
