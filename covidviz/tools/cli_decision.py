@@ -17,7 +17,8 @@ def _fit_decision(args: argparse.Namespace) -> int:
 
 
 def _measure_abstention(args: argparse.Namespace) -> int:
-    from covidviz.evaluation.artifacts.abstention_artifact import measure_per_film, summarise, write_summary
+    from covidviz.evaluation.artifacts.abstention_artifact import summarise, write_summary
+    from covidviz.evaluation.artifacts.abstention_run import measure_per_film
     if not args.summary_only:
         print(f"wrote {measure_per_film(args.data, args.weights)}")
     print(f"wrote {write_summary(args.weights)}")
