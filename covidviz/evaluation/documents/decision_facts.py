@@ -27,7 +27,7 @@ def abstention_lines(summary: dict[str, Any] | None) -> list[str]:
     lines = ["## No class where there is none to give",
              f"An image gets no class when its feature distance is above the OOD guard's threshold "
              f"({summary['ood_threshold']:.1f}) or no plausible pair of lungs is found. On the evaluation films "
-             "(all real chest radiographs, so every abstention here costs an answer):", "",
+             "(all real chest radiographs, so every abstention here costs an answer; a film may fail both checks):", "",
              "| set | n | no class given | out of distribution | no plausible lungs | of those, the rule had right | "
              "accuracy on the rest |", "|---|---|---|---|---|---|---|"]
     for name, s in summary["sets"].items():
