@@ -5,8 +5,11 @@ import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.artifacts import saved
+from covidviz.model.decision import rule_from_sidecar
 from covidviz.ui import confusion_view, eval_figures
 from covidviz.ui.eval_page import start_eval_page
+from covidviz.ui.resources import weights_dir
+from covidviz.verified import read_sidecar
 
 metrics = start_eval_page("Confusion matrices")
 
@@ -19,8 +22,15 @@ source = right.selectbox("Source", ["all", *sources], format_func=lambda s: "All
                          key=f"source_{split}")
 title = saved.split_title(metrics, split)
 report = saved.split_report(metrics, split, None if source == "all" else source)
+model_rule = rule_from_sidecar(read_sidecar(weights_dir()))
+rule = st.radio("Decision rule", confusion_view.rule_options(model_rule), format_func=confusion_view.RULES.get,
+                key="confusion_rule", horizontal=True)
+st.caption(confusion_view.RULE_CAPTIONS[rule].format(rule=model_rule.description))
+matrix = (np.array(report["confusion_matrix"]) if rule == "argmax" else
+          confusion_view.rule_confusion(saved.load_predictions(weights_dir(), split), model_rule,
+                                        None if source == "all" else source))
 
-figure = eval_figures.confusion_figure(np.array(report["confusion_matrix"]), view,
+figure = eval_figures.confusion_figure(matrix, view,
                              f"{saved.split_label(metrics, split)} · {'all sources' if source == 'all' else source}")
 st.plotly_chart(figure, config=eval_figures.png_config(f"confusion_{split}_{source}_{view}"), key="confusion")
 st.caption(confusion_view.VIEW_CAPTIONS[view] + " The camera icon above the chart saves it as a PNG.")

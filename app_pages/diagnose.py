@@ -60,7 +60,7 @@ from covidviz.ui.diagnose_view import read_uploads, render_reading, summary_tabl
 
 outcomes = read_uploads(predictor, guard, uploads)
 if len(outcomes) > 1:
-    table = summary_table(outcomes)
+    table = summary_table(outcomes, predictor)
     st.dataframe(table, hide_index=True, key="summary")
     st.download_button("All predictions (CSV)", safe_csv_bytes(table), "covidviz_predictions.csv",
                        "text/csv", key="diagnose_csv")  # names and messages cannot run as spreadsheet formulas

@@ -183,6 +183,29 @@ def test_dicom_outcome_stores_no_identifier(sqlite_url):
         assert secret and secret not in stored, secret
 
 
+def test_an_abstention_is_recorded_with_its_reason_and_no_class(sqlite_url, tmp_path):
+    """A real JPEG of colour noise, under a file name carrying a made-up patient, scored by the real model: the
+    record holds no class, the reason, and not the name."""
+    import numpy as np
+    from PIL import Image
+
+    from covidviz.audit.query import load_records
+    from covidviz.model.predictor import Predictor
+    path = tmp_path / "Doe^Jane_CVZ-77.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (400, 400, 3), dtype=np.uint8)).save(path)
+    predictor = Predictor(WEIGHTS)
+    prediction = predictor.predict_bytes(path.read_bytes(), path.name)
+    assert prediction.label is None and prediction.abstained
+    record_outcome("cli", path, prediction, predictor, url=sqlite_url)
+    assert get_recorder(sqlite_url).flush(60)
+    (row,) = load_records(sqlite_url).itertuples()
+    assert row.kind == "prediction" and pd.isna(row.predicted_class) and row.abstained == prediction.abstained
+    engine = migrate(sqlite_url)
+    with engine.connect() as connection:
+        stored = json.dumps([list(map(str, row)) for row in connection.execute(text("SELECT * FROM audit_records"))])
+    assert "Doe" not in stored and "CVZ-77" not in stored
+
+
 def test_flags_are_read_back_from_the_model_notes():
     import numpy as np
 

@@ -75,6 +75,7 @@ def test_results_equal_predict_json(first_run, archive, ray_session):
             assert row.error == reference["error"] and pd.isna(row.label)
             continue
         assert pd.isna(row.error) and row.label == reference["label"]
+        assert row.abstained == reference["abstained"] or (pd.isna(row.abstained) and reference["abstained"] is None)
         assert list(row.warnings) == reference["warnings"]
         for c in CLASSES:
             assert abs(row.probabilities[c] - reference["probabilities"][c]) <= 1e-6 + 1e-12, (row.file, c)

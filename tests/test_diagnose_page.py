@@ -54,7 +54,7 @@ def test_numbers_on_the_page_equal_covidviz(app, uploads):
     assert len(shown) == 2
     for (title, p), prediction in zip(shown, expected):
         assert title == CLASS_TITLES[prediction.label]
-        assert p == pytest.approx(max(prediction.probabilities.values()), abs=0.0005)
+        assert p == pytest.approx(prediction.probabilities[prediction.label], abs=0.0005)  # the decided class's
     table = app.dataframe[0].value  # the per-upload summary
     for row, prediction in zip(table.itertuples(), expected):
         for c in CLASSES:
@@ -147,7 +147,11 @@ def test_a_photograph_is_flagged_before_its_prediction_is_read_as_meaningful():
     assert not at.exception
     assert any("unlike the chest X-rays the model was trained on" in e.value for e in at.error)
     assert any("colour image" in w.value for w in at.warning)
-    assert any("not meaningful" in m.value for m in at.markdown)
+    # no class at all: the reason takes the verdict's place, the probabilities are greyed and said to mean nothing
+    assert any(m.value.startswith("**Model output:** no class given: unlike the films the model was trained on")
+               for m in at.markdown)
+    assert not any(re.match(r"\*\*Model output:\*\* .+ \([\d.]+%\)", m.value) for m in at.markdown)
+    assert any("not meaningful for this image" in c.value for c in at.caption)
 
 
 def test_each_heatmap_states_its_energy_inside_the_lungs(app, uploads):

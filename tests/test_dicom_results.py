@@ -24,6 +24,7 @@ from covidviz.interop.dicom_results import (
     CLASS_CODES,
     HEATMAP_CLASS,
     LUNG_ENERGY,
+    NO_CLASS_REASON,
     OOD_DISTANCE,
     OUT_OF_DISTRIBUTION,
     OUTSIDE_LUNGS,
@@ -50,7 +51,7 @@ requires_dciodvfy = pytest.mark.skipif(not DCIODVFY.exists() and not os.environ.
 
 def _results(predictor: Predictor, data: bytes, name: str, choice: HeatmapChoice = HeatmapChoice()):
     reading = read_xray(predictor, load_xray(data, name), name, predictor.guard)
-    cam = heatmap(reading, predictor, choice.method, choice.class_for(reading), choice.scale)
+    cam = heatmap(reading, predictor, choice.method, choice.class_for(reading, predictor.decision), choice.scale)
     results = dicom_results(source_header(data, name), reading, predictor, choice, cam=cam)
     return reading, cam, results
 
@@ -143,9 +144,10 @@ def test_the_report_states_what_the_reading_found(chest, predictor):
         assert probability.unit.value == "1"
     (summary,) = [g for g in groups if not g.finding_type]
     evaluations = {q.name.value: q.value for q in summary.get_qualitative_evaluations()}
-    assert evaluations[PREDICTED_CLASS.value].value == CLASS_CODES[reading.label].value
+    assert expected.abstained is None  # a real chest film: a class is given, by the model's decision rule
+    assert evaluations[PREDICTED_CLASS.value].value == CLASS_CODES[expected.label].value
     assert evaluations[OUT_OF_DISTRIBUTION.value].meaning == ("Yes" if reading.is_outlier else "No")
-    assert evaluations[HEATMAP_CLASS.value].value == CLASS_CODES[reading.label].value  # the default map
+    assert evaluations[HEATMAP_CLASS.value].value == CLASS_CODES[expected.label].value  # the default map
     share = reading.lung_share(cam)
     measured = {m.name.value: m.value for m in summary.get_measurements()}
     assert measured[LUNG_ENERGY.value] == pytest.approx(share, abs=1e-12)
@@ -171,8 +173,8 @@ def test_algorithm_identification_and_unverified_status(chest, predictor):
 def test_the_sc_is_the_overlay_with_the_warning_burnt_in(chest, predictor):
     source, reading, cam, sc, _ = chest
     choice = HeatmapChoice()
-    k = choice.class_for(reading)
-    drawn = result_overlay(reading, cam, choice, reading.probability(k))
+    k = choice.class_for(reading, predictor.decision)
+    drawn = result_overlay(reading, cam, choice, reading.probability(k), k)
     assert np.array_equal(sc.pixel_array, drawn)
     assert (sc.Rows, sc.Columns) == reading.xray.pixels.shape  # 1955 x 1841: under the size cap, full resolution
     assert "NOT FOR DIAGNOSTIC USE" in sc.SeriesDescription and "Not for diagnostic use" in sc.ImageComments
@@ -216,6 +218,37 @@ def test_dciodvfy_finds_no_errors(predictor, tmp_path, source_name):
         errors, found_warnings = _dciodvfy_errors(dataset, tmp_path, kind)
         print(f"\ndciodvfy {source_name} {kind}: {len(found_warnings)} warnings", *sorted(set(found_warnings)),
               sep="\n  ")
+        assert errors == [], errors
+
+
+def _noise_dicom() -> bytes:
+    """A DICOM radiograph whose pixels are random noise: no chest, no lungs (the header is a real one's)."""
+    import cv2
+    noise = np.random.default_rng(3).integers(0, 256, (600, 500), dtype=np.uint8)
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    return part10(radiograph_from_png(png, Invented("Doe^John", "CVZ-9", "19600101", "M", "20240303", "ACC9")))
+
+
+@requires_dciodvfy
+def test_an_abstention_sr_carries_no_finding_only_the_reason(predictor, tmp_path):
+    """Where the model gives no class (out of distribution, no plausible lungs), the SR holds no class, no
+    probability finding and no heatmap class: only the flags and the reason, and dciodvfy still finds no error."""
+    data = _noise_dicom()
+    expected = predictor.predict_bytes(data, "noise.dcm")
+    assert expected.label is None and expected.abstained
+    reading, _, results = _results(predictor, data, "noise.dcm")
+    report = hd.sr.ComprehensiveSR.from_dataset(results.sr)
+    groups = report.content.get_image_measurement_groups()
+    assert [g for g in groups if g.finding_type] == []
+    (summary,) = groups
+    evaluations = {q.name.value: q.value for q in summary.get_qualitative_evaluations()}
+    assert PREDICTED_CLASS.value not in evaluations and HEATMAP_CLASS.value not in evaluations
+    assert evaluations[OUT_OF_DISTRIBUTION.value].meaning == "Yes"
+    reasons = [item.TextValue for item in hd.sr.utils.find_content_items(results.sr, name=NO_CLASS_REASON,
+                                                                          recursive=True)]
+    assert reasons == [expected.abstained]
+    for kind, dataset in (("sc", results.sc), ("sr", results.sr)):
+        errors, _ = _dciodvfy_errors(dataset, tmp_path, kind)
         assert errors == [], errors
 
 

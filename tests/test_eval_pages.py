@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts import saved
 from covidviz.evaluation.measures import operating_point
+from covidviz.model.decision import rule_from_sidecar
 from covidviz.ui import eval_figures
 from covidviz.verified import read_sidecar
 from tests.conftest import ROOT
@@ -103,9 +104,18 @@ def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weigh
         np.testing.assert_array_equal(
             skm.confusion_matrix(predictions.y_true, predictions.probs.argmax(1), labels=[0, 1, 2]),
             overall["confusion_matrix"])
-        for source in ["all", *saved.sources_of(metrics, split)]:
+        rule = rule_from_sidecar(read_sidecar(weights))
+        assert at.radio(key="confusion_rule").value == ("argmax" if rule.covid_threshold is None else "decision")
+        for source, rule_name in [(s, "argmax") for s in ["all", *saved.sources_of(metrics, split)]] + \
+                [(s, "decision") for s in ["all", *saved.sources_of(metrics, split)] if rule.covid_threshold]:
             rerun(at, "selectbox", f"source_{split}", source)
-            matrix = np.array(saved.split_report(metrics, split, None if source == "all" else source)["confusion_matrix"])
+            rerun(at, "radio", "confusion_rule", rule_name)
+            if rule_name == "argmax":  # metrics.json's matrix
+                matrix = np.array(saved.split_report(metrics, split, None if source == "all" else source)
+                                  ["confusion_matrix"])
+            else:  # the model's rule, counted from the saved predictions
+                rows = predictions.subset(None if source == "all" else source)
+                matrix = skm.confusion_matrix(rows.y_true, rule.indices(rows.probs), labels=[0, 1, 2])
             for view in eval_figures.VIEWS:
                 rerun(at, "radio", "confusion_view", view)
                 spec = figure(at, "confusion")
@@ -220,6 +230,26 @@ def test_metric_explorer_follows_threshold_presets_and_prevalence(weights, csv_d
         assert f"ECE {after['ece']:.3f}, Brier {after['brier']:.3f}" in reliability["data"][2]["name"]
 
 
+def test_metric_explorer_starts_on_the_models_rule_for_covid(weights):
+    """The model's own COVID-19 threshold is the first rule offered and the one a fresh page shows; argmax stays
+    on offer for comparison; other classes (for which the rule is no threshold) start on argmax."""
+    rule = rule_from_sidecar(read_sidecar(weights))
+    if rule.covid_threshold is None:
+        pytest.skip("these weights carry no fitted decision rule")
+    at = run_page("metric_explorer.py")
+    at.selectbox(key="split").set_value("test")
+    rerun(at, "selectbox", "cls", "covid")
+    assert at.radio(key="mode").options[:2] == [operating_point.PRESETS["decision"], operating_point.PRESETS["argmax"]]
+    assert at.radio(key="mode").value == "decision"
+    predictions, is_positive, score, positives, negatives = _setup(weights, "test", 0)
+    point = operating_point.at_threshold(is_positive, score, rule.covid_threshold)
+    assert shown_metrics(at) == expected_metrics(point, point.prevalence, positives, negatives)
+    assert any("the model's decision rule" in c.value for c in at.caption)
+    rerun(at, "selectbox", "cls", "normal")
+    assert at.radio(key="mode").value == "argmax"
+    assert operating_point.PRESETS["decision"] not in at.radio(key="mode").options
+
+
 def test_external_sets_give_hannover_sensitivity_and_shenzhen_specificity(weights):
     """Hannover holds only COVID-19 films and Shenzhen only normals: together they define sensitivity and
     specificity for COVID-19, and the page shows the argmax rule's values for them."""
@@ -233,6 +263,7 @@ def test_external_sets_give_hannover_sensitivity_and_shenzhen_specificity(weight
     is_covid = predictions.y_true == 0
     assert set(predictions.sources[is_covid]) == {"Hannover"} and set(predictions.sources[~is_covid]) == {"Shenzhen"}
     point = operating_point.argmax_rule(predictions.y_true, predictions.probs, 0)
+    rerun(at, "radio", "mode", "argmax")  # the argmax preset, kept for comparison with the model's own rule
     values = shown_metrics(at)
     assert values[:2] == [shown(point.sensitivity), shown(point.specificity)]
     assert not any("Only sensitivity is meaningful" in w.value for w in at.warning)

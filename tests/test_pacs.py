@@ -255,7 +255,7 @@ def test_worklist_page_lists_scores_opens_in_diagnose_and_stores(pacs, monkeypat
     assert any("Opened from the PACS" in i.value for i in at.info)
     outputs = [m.value for m in at.markdown if m.value.startswith("**Model output:**")]
     assert outputs == [f"**Model output:** {CLASS_TITLES[expected.label]} "
-                       f"({max(expected.probabilities.values()):.1%})"]
+                       f"({expected.probabilities[expected.label]:.1%})"]
     assert {"dicom_sc0", "dicom_sr0"} <= _download_keys(at)  # a PACS image is DICOM: its results can be saved
 
 

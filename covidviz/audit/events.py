@@ -33,7 +33,8 @@ class AuditEvent:
     model_name: str | None = None
     model_sha256: str | None = None
     probabilities: dict[str, float] | None = None
-    predicted_class: str | None = None
+    predicted_class: str | None = None  # by the model's decision rule; None with ``abstained``
+    abstained: str | None = None  # why no class was given (out of distribution, no plausible lungs)
     ood: str | None = None
     ood_distance: float | None = None
     lung_field_plausible: bool | None = None
@@ -134,9 +135,11 @@ def event_from_result(interface: str, input_sha256: str | None, result: Mapping[
         lungs = bool(result["lungs_plausible"])
     distance = result.get("ood_distance")
     probabilities = {c: float(p) for c, p in result["probabilities"].items()}
+    # a result without "label" (an older line) is read by argmax; one with "label": null gave no class
+    label = result["label"] if "label" in result else max(probabilities, key=probabilities.get)
     return AuditEvent(kind="prediction", interface=interface, input_sha256=input_sha256, model_name=name,
-                      model_sha256=sha, probabilities=probabilities,
-                      predicted_class=result.get("label") or max(probabilities, key=probabilities.get),
+                      model_sha256=sha, probabilities=probabilities, predicted_class=label,
+                      abstained=result.get("abstained"),
                       ood=ood, ood_distance=None if distance is None else float(distance),
                       lung_field_plausible=lungs, warnings=warnings, **calibration_fields(sidecar))
 

@@ -33,7 +33,9 @@ class AuditRecord(Base):
     model_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     app_version: Mapped[str] = mapped_column(String(32))
     probabilities: Mapped[dict[str, float] | None] = mapped_column(JSON)
-    predicted_class: Mapped[str | None] = mapped_column(String(32), index=True)
+    predicted_class: Mapped[str | None] = mapped_column(String(32), index=True)  # by the model's decision rule
+    # revision 0004: why the model gave no class (predicted_class is then None); None when it gave one
+    abstained: Mapped[str | None] = mapped_column(Text)
     ood: Mapped[str | None] = mapped_column(String(16))
     ood_distance: Mapped[float | None] = mapped_column(Float)
     lung_field_plausible: Mapped[bool | None] = mapped_column(Boolean)

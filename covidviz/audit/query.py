@@ -17,7 +17,7 @@ from covidviz.audit.identity import user_label
 from covidviz.text import FORMULA_START, neutralise_formula, safe_csv_bytes  # noqa: F401  (re-exported)
 
 COLUMNS = ("id", "created_at", "kind", "interface", "input_sha256", "model_name", "model_sha256", "app_version",
-           "probabilities", "predicted_class", "ood", "ood_distance", "lung_field_plausible", "warnings",
+           "probabilities", "predicted_class", "abstained", "ood", "ood_distance", "lung_field_plausible", "warnings",
            "heatmap_method", "heatmap_class", "lung_energy", "error", "calibration", "temperature", "user_sub",
            "user_issuer", "os_user", "host", "resource")
 VERSION_CHARS = 12  # a model version is shown as its weights sha256's first 12 hex digits, as everywhere else
@@ -135,7 +135,7 @@ def filter_records(frame: pd.DataFrame, flt: AuditFilter) -> pd.DataFrame:
 def display_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a person reads, flat (no dicts or lists), in reading order."""
     probs = [c for c in frame.columns if c.startswith("p_")]
-    out = frame[["created_at", "kind", "interface", "user", "model_version", "predicted_class", *probs, "ood",
+    out = frame[["created_at", "kind", "interface", "user", "model_version", "predicted_class", "abstained", *probs, "ood",
                  "lung_field_plausible", "heatmap_method", "lung_energy", "warnings", "error", "resource",
                  "calibration", "input_sha256", "model_name", "app_version", "user_issuer", "id"]].copy()
     out["warnings"] = out["warnings"].map(" | ".join)

@@ -144,15 +144,17 @@ def _safely(what: str, build, url: str | None, wait: bool = False) -> None:
 def record_prediction(interface: str, content: bytes | Path, probabilities: Sequence[float] | Mapping[str, float],
                       *, sidecar: Mapping[str, Any] | None, warnings: Sequence[str] = (), ood: str | None = None,
                       ood_distance: float | None = None, lung_field_plausible: bool | None = None,
-                      url: str | None = None) -> None:
+                      verdict: tuple[str | None, str | None] | None = None, url: str | None = None) -> None:
     """Record a scored input. ``content`` is the input's bytes (or its file), hashed here and never kept;
-    ``sidecar`` is the model's (``Predictor.sidecar``), for its name and weights sha256. Never raises."""
+    ``sidecar`` is the model's (``Predictor.sidecar``), for its name and weights sha256; ``verdict`` the
+    (class, reason for none) of ``Predictor.verdict`` (default: the most probable class). Never raises."""
     def build() -> AuditEvent:
         probs = probabilities_dict(probabilities)
         name, sha = model_identity(sidecar)
+        label, abstained = verdict if verdict is not None else (max(probs, key=probs.get), None)
         return AuditEvent(kind="prediction", interface=interface, input_sha256=content_sha256(content),
                           model_name=name, model_sha256=sha, probabilities=probs,
-                          predicted_class=max(probs, key=probs.get), ood=ood,
+                          predicted_class=label, abstained=abstained, ood=ood,
                           ood_distance=None if ood_distance is None else float(ood_distance),
                           lung_field_plausible=lung_field_plausible, warnings=tuple(warnings),
                           **calibration_fields(sidecar))

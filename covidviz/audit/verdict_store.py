@@ -56,18 +56,20 @@ class ShownResult:
     probabilities: dict[str, float]
     calibration: str | None = None
     temperature: float | None = None
+    label: str | None = None  # the class shown, by the model's decision rule; None: read as the most probable
 
     @property
     def output(self) -> str:
-        return max(self.probabilities, key=self.probabilities.get)
+        return self.label if self.label is not None else max(self.probabilities, key=self.probabilities.get)
 
 
 def result_from_sidecar(probabilities: Mapping[str, float], sidecar: Mapping[str, Any]) -> ShownResult:
     """The shown result from a predictor's sidecar copy (as the dashboard holds it)."""
     from covidviz.audit.events import calibration_fields, model_identity
+    from covidviz.model.decision import rule_from_sidecar
     name, sha = model_identity(sidecar)
     return ShownResult(model_name=name, model_sha256=sha, probabilities={c: float(p) for c, p in probabilities.items()},
-                       **calibration_fields(sidecar))
+                       **calibration_fields(sidecar), label=rule_from_sidecar(sidecar).label(probabilities))
 
 
 def record_verdict(sha256: str, reader: str, verdict: str, shown: ShownResult, *, confidence: float | None = None,

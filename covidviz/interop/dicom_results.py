@@ -3,7 +3,8 @@
 - A Secondary Capture image: the chosen heatmap over the radiograph, "NOT FOR DIAGNOSTIC USE" burnt into the
   pixels (a viewer shows pixels, not attributes), in the source's study, in a new series, referencing the
   source image it was derived from.
-- A Comprehensive SR holding a TID 1500 Measurement Report: the three calibrated probabilities, the predicted
+- A Comprehensive SR holding a TID 1500 Measurement Report: the three calibrated probabilities, the class by the
+  model's decision rule (or, where it gives none, no finding and no probabilities: only the reason), the predicted
   class, the out-of-distribution and lung-energy flags, the algorithm (name, version = weights sha256,
   parameters), the source image, verification flag UNVERIFIED (no person has checked it).
 
@@ -65,6 +66,7 @@ LUNG_FIELD_READ = hd.sr.CodedConcept("CVZ005", SCHEME, "Lung field read")
 LUNG_ENERGY = hd.sr.CodedConcept("CVZ006", SCHEME, "Heatmap energy inside lungs")
 OUTSIDE_LUNGS = hd.sr.CodedConcept("CVZ007", SCHEME, "Heatmap mostly outside lungs")
 HEATMAP_CLASS = hd.sr.CodedConcept("CVZ008", SCHEME, "Class of the heatmap")
+NO_CLASS_REASON = hd.sr.CodedConcept("CVZ009", SCHEME, "No class given: reason")
 NO_UNITS = codes.UCUM.NoUnits
 SOURCE_FOR_PROCESSING = hd.sr.CodedConcept("121322", "DCM", "Source image for image processing operation")
 
@@ -104,7 +106,8 @@ class ResultFacts:
     """What the SR states, taken from one reading and the heatmap put into the Secondary Capture."""
 
     probabilities: dict[str, float]
-    label: str
+    label: str | None  # by the model's decision rule; None: no class given (``abstained`` says why)
+    abstained: str | None
     is_outlier: bool
     is_unusual: bool
     ood_distance: float | None
@@ -113,12 +116,15 @@ class ResultFacts:
     lung_share: float | None  # that map's energy inside the lungs; None without a lung mask or for an empty map
 
     @classmethod
-    def of(cls, reading: Reading, cam: np.ndarray, choice: HeatmapChoice, lung_fields: bool) -> ResultFacts:
+    def of(cls, reading: Reading, cam: np.ndarray, choice: HeatmapChoice, predictor: Predictor) -> ResultFacts:
         share = reading.lung_share(cam)
-        return cls(probabilities={c: float(p) for c, p in zip(CLASSES, reading.probabilities)}, label=reading.label,
+        lung_fields = predictor.segmenter is not None
+        label, abstained = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check)
+        return cls(probabilities={c: float(p) for c, p in zip(CLASSES, reading.probabilities)}, label=label,
+                   abstained=abstained,
                    is_outlier=reading.is_outlier, is_unusual=reading.is_unusual, ood_distance=reading.ood_distance,
                    lung_field_read=reading.read_lung_field if lung_fields else None,
-                   heatmap_class=CLASSES[choice.class_for(reading)],
+                   heatmap_class=CLASSES[choice.class_for(reading, predictor.decision)],
                    lung_share=None if share is None or share != share else float(share))
 
     @property
@@ -154,9 +160,10 @@ def _complete_type2(header: Dataset) -> Dataset:
 # --- the Secondary Capture -------------------------------------------------------------------------------------------
 
 
-def result_overlay(reading: Reading, cam: np.ndarray, choice: HeatmapChoice, probability: float) -> np.ndarray:
+def result_overlay(reading: Reading, cam: np.ndarray, choice: HeatmapChoice, probability: float,
+                   heatmap_class: int) -> np.ndarray:
     """The overlay as the Diagnose page draws it (map, read region, lung outline) at up to SC_MAX_SIDE px,
-    with the warning and the map's identity burnt in."""
+    with the warning and the map's identity (``heatmap_class``, its ``probability``) burnt in."""
     gray = downscale(reading.xray.pixels, SC_MAX_SIDE)
     placed = downscale(heatmap_on_original(reading, cam), SC_MAX_SIDE)
     rgb = render(gray, placed, choice.style, choice.colormap, choice.opacity, choice.threshold)
@@ -166,7 +173,7 @@ def result_overlay(reading: Reading, cam: np.ndarray, choice: HeatmapChoice, pro
     if lungs is not None:
         rgb = outline(rgb, lungs, LUNG_COLOUR)
     lines = [NOT_FOR_DIAGNOSIS, "covidviz AI heatmap, unverified",
-             f"{choice.method}: {CLASS_TITLES[CLASSES[choice.class_for(reading)]]}, p = {probability:.1%}"]
+             f"{choice.method}: {CLASS_TITLES[CLASSES[heatmap_class]]}, p = {probability:.1%}"]
     if reading.is_outlier:
         lines.append("OUT OF DISTRIBUTION: prediction not meaningful")
     return burn_in(rgb, lines)
@@ -243,31 +250,39 @@ def _measurement_groups(facts: ResultFacts, algorithm: Algorithm, source: Datase
                                                  parameters=list(algorithm.parameters), manufacturer=MANUFACTURER)
     image = [hd.sr.SourceImageForMeasurementGroup.from_source_image(source)]
     groups = []
-    for name in CLASSES:  # one group per class: "the probability of this finding is p"
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"covidviz {CLASS_TITLES[name]}"),
-            finding_type=CLASS_CODES[name], algorithm_id=algorithm_id, source_images=image,
-            measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=facts.probabilities[name],
-                                            unit=NO_UNITS, algorithm_id=algorithm_id)]))
-    evaluations = [hd.sr.QualitativeEvaluation(PREDICTED_CLASS, CLASS_CODES[facts.label]),
-                   hd.sr.QualitativeEvaluation(OUT_OF_DISTRIBUTION, _yes_no(facts.is_outlier)),
-                   hd.sr.QualitativeEvaluation(UNLIKE_TRAINING, _yes_no(facts.is_unusual or facts.is_outlier))]
+    if facts.abstained is None:  # no finding where no class is given: only the reason, below
+        for name in CLASSES:  # one group per class: "the probability of this finding is p"
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
+                                                             identifier=f"covidviz {CLASS_TITLES[name]}"),
+                finding_type=CLASS_CODES[name], algorithm_id=algorithm_id, source_images=image,
+                measurements=[hd.sr.Measurement(name=codes.DCM.Probability, value=facts.probabilities[name],
+                                                unit=NO_UNITS, algorithm_id=algorithm_id)]))
+    evaluations = ([hd.sr.QualitativeEvaluation(PREDICTED_CLASS, CLASS_CODES[facts.label])] if facts.label else [])
+    evaluations += [hd.sr.QualitativeEvaluation(OUT_OF_DISTRIBUTION, _yes_no(facts.is_outlier)),
+                    hd.sr.QualitativeEvaluation(UNLIKE_TRAINING, _yes_no(facts.is_unusual or facts.is_outlier))]
     if facts.lung_field_read is not None:
         evaluations.append(hd.sr.QualitativeEvaluation(LUNG_FIELD_READ, _yes_no(facts.lung_field_read)))
-    evaluations.append(hd.sr.QualitativeEvaluation(HEATMAP_CLASS, CLASS_CODES[facts.heatmap_class]))
-    if facts.mostly_outside_lungs is not None:
-        evaluations.append(hd.sr.QualitativeEvaluation(OUTSIDE_LUNGS, _yes_no(facts.mostly_outside_lungs)))
+    if facts.abstained is None:
+        evaluations.append(hd.sr.QualitativeEvaluation(HEATMAP_CLASS, CLASS_CODES[facts.heatmap_class]))
+        if facts.mostly_outside_lungs is not None:
+            evaluations.append(hd.sr.QualitativeEvaluation(OUTSIDE_LUNGS, _yes_no(facts.mostly_outside_lungs)))
     measurements = []
     if facts.ood_distance is not None:
         measurements.append(hd.sr.Measurement(name=OOD_DISTANCE, value=float(facts.ood_distance), unit=NO_UNITS,
                                               algorithm_id=algorithm_id))
-    if facts.lung_share is not None:
+    if facts.lung_share is not None and facts.abstained is None:
         measurements.append(hd.sr.Measurement(name=LUNG_ENERGY, value=facts.lung_share, unit=NO_UNITS,
                                               algorithm_id=algorithm_id))
-    groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="covidviz classification"),
         algorithm_id=algorithm_id, source_images=image,  # no finding type: the class is in "Predicted class"
-        measurements=measurements or None, qualitative_evaluations=evaluations))
+        measurements=measurements or None, qualitative_evaluations=evaluations)
+    if facts.abstained is not None:
+        group[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=NO_CLASS_REASON, value=facts.abstained[:1024],
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    groups.append(group)
     return groups
 
 
@@ -304,12 +319,12 @@ def dicom_results(source: Dataset, reading: Reading, predictor: Predictor, choic
     """SC and SR for one reading of ``source``. ``cam``: the map already computed for ``choice`` (the page's
     cache); computed here otherwise."""
     created = created or dt.datetime.now().astimezone()
-    k = choice.class_for(reading)
+    k = choice.class_for(reading, predictor.decision)
     if cam is None:
         cam = heatmap(reading, predictor, choice.method, k, choice.scale)
     algorithm = Algorithm.of(predictor, choice)
-    facts = ResultFacts.of(reading, cam, choice, lung_fields=predictor.segmenter is not None)
-    overlay = result_overlay(reading, cam, choice, reading.probability(k))
+    facts = ResultFacts.of(reading, cam, choice, predictor)
+    overlay = result_overlay(reading, cam, choice, reading.probability(k), k)
     with warnings.catch_warnings():
         # highdicom and pydicom quote the offending value when they warn about an odd name or date: that value
         # is the patient's, and warnings end up in logs

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import pydicom
 from pydicom.dataset import Dataset
 
-from covidviz import CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, SCALES
 from covidviz.io.loading import sniff_format
+from covidviz.model.decision import DecisionRule
 
 if TYPE_CHECKING:
     from covidviz.explain.reading import Reading
@@ -33,7 +33,7 @@ class HeatmapChoice:
     """Which map goes into the Secondary Capture and how it is drawn; the defaults are the Diagnose page's."""
 
     method: str = FAST_METHOD
-    class_index: int | None = None  # None: the predicted class
+    class_index: int | None = None  # None: the class the model's decision rule picks
     scale: str = SCALES[0]
     style: str = "heatmap"
     colormap: str = "inferno"
@@ -41,8 +41,10 @@ class HeatmapChoice:
     threshold: float = 0.0
     lung_outline: bool = True
 
-    def class_for(self, reading: Reading) -> int:
-        return CLASSES.index(reading.label) if self.class_index is None else self.class_index
+    def class_for(self, reading: Reading, rule: DecisionRule) -> int:
+        """The chosen class, else the one ``rule`` (the predictor's ``decision``) picks from the probabilities:
+        the map matches the class the page and the SR state."""
+        return int(rule.indices(reading.probabilities)[0]) if self.class_index is None else self.class_index
 
 
 def source_header(data: bytes, name: str = "") -> Dataset:

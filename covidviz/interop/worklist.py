@@ -41,10 +41,8 @@ class ImageScore:
     notes: tuple[str, ...] = ()
     error: str | None = None
     stored: int = 0  # result objects stored in the PACS for this image
-
-    @property
-    def label(self) -> str | None:
-        return max(self.probabilities, key=self.probabilities.get) if self.probabilities else None
+    label: str | None = None  # by the model's decision rule; None when unread or no class given
+    abstained: str | None = None  # why no class was given (out of distribution, no plausible lungs)
 
     @property
     def flags(self) -> str:
@@ -53,10 +51,12 @@ class ImageScore:
         return " | ".join(found)
 
     @classmethod
-    def of(cls, ref: ImageRef, reading: Reading, stored: int = 0) -> ImageScore:
+    def of(cls, ref: ImageRef, reading: Reading, predictor: Predictor, stored: int = 0) -> ImageScore:
         notes = tuple(n for n in (reading.ood_note,) if n) + reading.xray.warnings
+        label, abstained = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check)
         return cls(ref=ref, probabilities={c: float(p) for c, p in zip(CLASSES, reading.probabilities)},
-                   is_outlier=reading.is_outlier, is_unusual=reading.is_unusual, notes=notes, stored=stored)
+                   is_outlier=reading.is_outlier, is_unusual=reading.is_unusual, notes=notes, stored=stored,
+                   label=label, abstained=abstained)
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,9 @@ class StudyScore:
         base = {"date": self.study.shown_date, "accession": self.study.accession,
                 "modalities": ", ".join(self.study.modalities), "description": self.study.description}
         if not self.images:
-            return [{**base, "image": "", "label": None, **{f"p_{c}": None for c in CLASSES}, "flags": "",
+            return [{**base, "image": "", "label": None, "abstained": None, **{f"p_{c}": None for c in CLASSES}, "flags": "",
                      "note": self.note or "", "stored": 0, "study_uid": self.study.study_uid}]
-        return [{**base, "image": image.ref.description, "label": image.label,
+        return [{**base, "image": image.ref.description, "label": image.label, "abstained": image.abstained,
                  **{f"p_{c}": image.probabilities.get(c) for c in CLASSES}, "flags": image.flags,
                  "note": image.error or "", "stored": image.stored, "study_uid": self.study.study_uid}
                 for image in self.images]
@@ -97,7 +97,8 @@ def _audit(predictor: Predictor, data: bytes, reading: Reading) -> None:
     record_prediction(INTERFACE, data, reading.probabilities, sidecar=predictor.sidecar,
                       warnings=tuple(n for n in (reading.ood_note,) if n) + reading.xray.warnings, ood=ood,
                       ood_distance=reading.ood_distance,
-                      lung_field_plausible=None if check is None else bool(check.plausible))
+                      lung_field_plausible=None if check is None else bool(check.plausible),
+                      verdict=predictor.verdict(reading.probabilities, reading.ood_distance, check))
 
 
 def score_study(client: DICOMwebClient, settings: PacsSettings, predictor: Predictor, study: StudySummary,
@@ -134,5 +135,5 @@ def score_image(client: DICOMwebClient, settings: PacsSettings, predictor: Predi
             results = results_for(predictor, data, ref, reading)
             stored = store(client, settings, [results.sc, results.sr])
         except (DicomResultError, PacsError) as exc:
-            return replace(ImageScore.of(ref, reading), error=f"results not stored: {exc}")
-    return ImageScore.of(ref, reading, stored)
+            return replace(ImageScore.of(ref, reading, predictor), error=f"results not stored: {exc}")
+    return ImageScore.of(ref, reading, predictor, stored)

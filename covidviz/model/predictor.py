@@ -16,6 +16,7 @@ from covidviz import CLASSES
 from covidviz.errors import WeightsError, XrayInputError
 from covidviz.io.isolation import read_untrusted
 from covidviz.io.xray import Xray
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule, abstention_reason, rule_from_sidecar
 from covidviz.model.engine import build_engine
 from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.inference import softmax
@@ -26,12 +27,14 @@ from covidviz.model.weights import load_weights
 from covidviz.paths import WEIGHTS_DIR
 
 if TYPE_CHECKING:
+    from covidviz.lungs.field import LungCheck
     from covidviz.lungs.segmenter import LungSegmenter
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's outcome: probabilities (calibrated) or the reason it was rejected."""
+    """One image's outcome: probabilities (calibrated) or the reason it was rejected; its class by the model's
+    decision rule, or none with the reason (``abstained``) where the input is not one the model can read."""
 
     name: str
     probabilities: dict[str, float] = field(default_factory=dict)
@@ -40,15 +43,19 @@ class Prediction:
     error: str | None = None
     ood_distance: float | None = None  # None: the model has no out-of-distribution guard
     lungs_plausible: bool | None = None  # None: the model does not read lung fields
+    abstained: str | None = None  # why no class is given (OOD, no plausible lungs); None: a class is given
+    rule: DecisionRule = ARGMAX_RULE  # the model's decision rule (covidviz.model.decision)
 
     @property
     def label(self) -> str | None:
-        return max(self.probabilities, key=self.probabilities.get) if self.probabilities else None
+        if not self.probabilities or self.abstained is not None:
+            return None
+        return self.rule.label(self.probabilities)
 
     def as_json(self) -> dict[str, Any]:
         if self.error is not None:
             return {"file": self.name, "error": self.error}
-        return {"file": self.name, "label": self.label,
+        return {"file": self.name, "label": self.label, "abstained": self.abstained,
                 "probabilities": {c: round(p, 6) for c, p in self.probabilities.items()},
                 "warnings": list(self.warnings),
                 **({} if self.ood_distance is None else {"ood_distance": round(self.ood_distance, 3)}),
@@ -77,6 +84,7 @@ class Predictor:
         self.fast = fast
         self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast,
                                                    weights_dir=Path(weights_dir))
+        self.decision = rule_from_sidecar(self.sidecar)
 
     @property
     def version(self) -> str:
@@ -86,6 +94,14 @@ class Predictor:
     def classifier_weight(self) -> np.ndarray:
         """K x C: what the one-pass Grad-CAM weighs the feature map with."""
         return self.model.classifier.weight.detach().numpy()
+
+    def verdict(self, probabilities: np.ndarray, ood_distance: float | None, lung_check: LungCheck | None
+                ) -> tuple[str | None, str | None]:
+        """(class, None) by this model's decision rule, or (None, reason) where it gives no class: one answer
+        for every interface that holds the pieces of a reading rather than a :class:`Prediction`."""
+        reason = abstention_reason(ood_distance, None if self.guard is None else self.guard.threshold,
+                                   None if lung_check is None else bool(lung_check.plausible))
+        return (None, reason) if reason else (self.decision.label(np.asarray(probabilities, float)), None)
 
     def prepare(self, grays: list[np.ndarray]) -> list[Prepared]:
         """What this model reads: lung fields when it was trained on them, else whole images."""
@@ -124,10 +140,11 @@ class Predictor:
         out = []
         for name, xray, row, distance, one in zip(names, xrays, probs, distances, prepared):
             notes = tuple(n for n in (lung_message(one.check), ood_message(distance, self.guard)) if n)
+            distance = None if distance is None else float(distance)
             out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
-                                  warnings=notes + xray.warnings, info=xray.info,
-                                  ood_distance=None if distance is None else float(distance),
-                                  lungs_plausible=None if one.check is None else bool(one.check.plausible)))
+                                  warnings=notes + xray.warnings, info=xray.info, ood_distance=distance,
+                                  lungs_plausible=None if one.check is None else bool(one.check.plausible),
+                                  abstained=self.verdict(row, distance, one.check)[1], rule=self.decision))
         return out
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:

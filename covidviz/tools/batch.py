@@ -40,6 +40,7 @@ DECODE_BATCH = 4
 # resources match, and decoding would then run inside the model workers instead of beside them.
 DECODE_CPUS = 0.5
 SHIP_EXCLUDES = [".venv/", ".git/", "runs/", "tests/", "weights/history", "weights/eval", "**/__pycache__"]
+NO_CLASS = "no class (abstained)"  # the summary's count of images the model gave no class
 
 
 class Scorer:
@@ -193,11 +194,11 @@ def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str 
                     summary.rejected.append((row["file"], row["error"]))
                 else:
                     summary.scored += 1
-                    summary.labels[row["label"]] += 1
+                    summary.labels[row["label"] or NO_CLASS] += 1
             if audit:
                 from covidviz.audit.recorder import record_results
-                record_results("batch", [(r["sha256"], {k: r[k] for k in ("file", "label", "probabilities",
-                                                                           "warnings", "error")}) for r in rows],
+                record_results("batch", [(r["sha256"], {k: r[k] for k in ("file", "label", "abstained",
+                                                                           "probabilities", "warnings", "error")}) for r in rows],
                                sidecar, guard_present)
             if on_rows is not None:
                 on_rows(table)

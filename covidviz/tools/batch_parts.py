@@ -20,7 +20,8 @@ PART_ROWS = 256  # rows per Parquet part file: what a killed job can lose
 PART_SECONDS = 30.0
 RESULT_SCHEMA = pa.schema([
     ("file", pa.string()),
-    ("label", pa.string()),
+    ("label", pa.string()),  # by the model's decision rule; null where it gave none (see abstained)
+    ("abstained", pa.string()),  # why no class was given (out of distribution, no plausible lungs)
     ("probabilities", pa.struct([(c, pa.float64()) for c in CLASSES])),
     ("warnings", pa.list_(pa.string())),
     ("error", pa.string()),
@@ -38,6 +39,7 @@ def result_table(rows: list[dict[str, Any]]) -> pa.Table:
 def result_row(prediction_json: dict[str, Any], sha256: str | None, model_sha256: str | None) -> dict[str, Any]:
     """A ``predict --json`` object as a Parquet row, plus the input's and the model's hashes."""
     return {"file": prediction_json["file"], "label": prediction_json.get("label"),
+            "abstained": prediction_json.get("abstained"),
             "probabilities": prediction_json.get("probabilities"), "warnings": prediction_json.get("warnings", []),
             "error": prediction_json.get("error"), "sha256": sha256, "model_sha256": model_sha256,
             "scored_at": datetime.now(UTC)}

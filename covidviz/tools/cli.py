@@ -10,6 +10,7 @@ from covidviz.model.forward_pass import ENGINES
 from covidviz.model.sidecar import ARCHITECTURE_NAMES
 from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 from covidviz.tools.cli_audit import add_parsers as add_audit_parsers
+from covidviz.tools.cli_decision import add_parsers as add_decision_parsers
 from covidviz.tools.cli_explain import add_parsers as add_explain_parsers
 from covidviz.tools.cli_pacs import add_parsers as add_pacs_parsers
 from covidviz.tools.cli_site import add_parsers as add_site_parsers
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--repeats", type=int, default=10)
     d.set_defaults(func=_bench_decode)
     add_audit_parsers(sub)
+    add_decision_parsers(sub)
     add_explain_parsers(sub)
     add_pacs_parsers(sub)
     add_site_parsers(sub)

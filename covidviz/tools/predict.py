@@ -51,6 +51,8 @@ def format_line(prediction: Prediction, as_json: bool) -> str:
         return f"{prediction.name}\tERROR\t{prediction.error}"
     probs = " ".join(f"{c}={p:.3f}" for c, p in prediction.probabilities.items())
     warn = f"\tWARNING: {' | '.join(prediction.warnings)}" if prediction.warnings else ""
+    if prediction.abstained:  # no class where there is none to give; the probabilities stay for the record
+        return f"{prediction.name}\tNO CLASS\t{probs}\tABSTAINED: {prediction.abstained}{warn}"
     return f"{prediction.name}\t{prediction.label}\t{probs}{warn}"
 
 

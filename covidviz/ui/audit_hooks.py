@@ -69,7 +69,8 @@ def audit_reading(predictor: Predictor, data: bytes, outcome: Reading | str) -> 
     notes = tuple(n for n in (lung_message(check), ood_message(outcome.ood_distance, outcome.guard)) if n)
     record_prediction(INTERFACE, data, outcome.probabilities, sidecar=predictor.sidecar,
                       warnings=notes + outcome.xray.warnings, ood=ood, ood_distance=outcome.ood_distance,
-                      lung_field_plausible=None if check is None else bool(check.plausible))
+                      lung_field_plausible=None if check is None else bool(check.plausible),
+                      verdict=predictor.verdict(outcome.probabilities, outcome.ood_distance, check))
 
 
 @_never_raises

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from covidviz import CLASSES
+from covidviz.evaluation.artifacts.saved import SplitPredictions
+from covidviz.evaluation.measures.metrics import confusion_matrix
+from covidviz.model.decision import DecisionRule
+
 VIEW_CAPTIONS = {
-    "counts": "Rows are the true class, columns the model's prediction (the class with the highest probability). "
+    "counts": "Rows are the true class, columns the model's prediction (by the decision rule picked above). "
               "The diagonal holds the correct calls.",
     "recall": "Each row divided by its total: the diagonal is each class's sensitivity (recall), the other cells "
               "say what the missed images were called instead. A row without images shows –.",
@@ -26,6 +33,25 @@ EXTERNAL_NOTE = (
     "measures sensitivity, the share of its row called COVID-19; **Shenzhen** (normals only) measures specificity, "
     "the share of its row not called COVID-19. Pick a source above to see each alone; their pooled precision "
     "depends only on how many films each set happens to hold.")
+
+
+RULES = {"decision": "The model's decision rule", "argmax": "Argmax (the most probable class)"}
+RULE_CAPTIONS = {
+    "decision": "The model's decision rule, as Diagnose, predict, batch and the DICOM SR apply it: {rule}. Counted "
+                "here from the saved predictions; the table below stays on the argmax rule with its intervals.",
+    "argmax": "The argmax rule (the class with the highest probability), as in metrics.json and the table below.",
+}
+
+
+def rule_options(rule: DecisionRule) -> list[str]:
+    """The model's own rule first when it is not argmax, then argmax for comparison."""
+    return ["argmax"] if rule.covid_threshold is None else ["decision", "argmax"]
+
+
+def rule_confusion(predictions: SplitPredictions, rule: DecisionRule, source: str | None) -> np.ndarray:
+    """The confusion matrix of ``rule`` on a split's saved predictions (one source, or all): no model runs."""
+    rows = predictions.subset(source)
+    return confusion_matrix(rows.y_true, rule.indices(rows.probs) if rows.n else np.zeros(0, int), len(CLASSES))
 
 
 def comparison_markdown(metrics: dict) -> str:

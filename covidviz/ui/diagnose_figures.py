@@ -14,10 +14,11 @@ from covidviz.io.images import data_uri
 PREDICTED_COLOUR, OTHER_COLOUR = "#b91c1c", "#9ca3af"
 
 
-def probability_bars(probabilities: np.ndarray, muted: bool = False) -> str:
-    """Horizontal bars as HTML (no script), predicted class highlighted; all gray when the prediction is not
-    meaningful. Only class titles from the code and numbers go in: nothing a user typed."""
-    top = int(np.argmax(probabilities))
+def probability_bars(probabilities: np.ndarray, muted: bool = False, chosen: int | None = None) -> str:
+    """Horizontal bars as HTML (no script), the class the decision rule chose (``chosen``; default the most
+    probable) highlighted; all gray when no class is given. Only class titles from the code and numbers go in:
+    nothing a user typed."""
+    top = int(np.argmax(probabilities)) if chosen is None else chosen
     rows = []
     for k, c in enumerate(CLASSES):
         p = float(probabilities[k])

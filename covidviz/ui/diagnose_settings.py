@@ -15,6 +15,7 @@ from covidviz.paths import weights_dir
 
 if TYPE_CHECKING:
     from covidviz.explain.reading import Reading
+    from covidviz.model.decision import DecisionRule
 
 VIEWS = ("Predicted class", *(CLASS_TITLES[c] for c in CLASSES), "All three side by side")
 
@@ -32,10 +33,11 @@ class Settings:
     zoom: bool = False
 
 
-def classes_to_show(reading: Reading, view: str) -> list[int]:
-    """The class indices whose maps the chosen view shows: the predicted one, one chosen class, or all."""
+def classes_to_show(reading: Reading, view: str, rule: DecisionRule) -> list[int]:
+    """The class indices whose maps the chosen view shows: the one the decision rule picks (``rule``, the
+    predictor's ``decision``), one chosen class, or all."""
     if view == VIEWS[0]:
-        return [CLASSES.index(reading.label)]
+        return [int(rule.indices(reading.probabilities)[0])]
     if view == VIEWS[-1]:
         return list(range(len(CLASSES)))
     return [VIEWS.index(view) - 1]

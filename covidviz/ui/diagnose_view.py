@@ -102,10 +102,16 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.warning(plain(warning))
     left, right = st.columns([2, 3])
     with left:
-        verdict = CLASS_TITLES[reading.label]
-        st.markdown(f"**Model output:** {verdict} ({reading.probabilities.max():.1%})"
-                    + (" — *not meaningful: out of distribution*" if reading.is_outlier else ""))
-        st.markdown(probability_bars(reading.probabilities, muted=reading.is_outlier), unsafe_allow_html=True)
+        label, abstained = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check)
+        if abstained:  # no class where there is none to give: the reason takes the verdict's place
+            st.markdown(f"**Model output:** no class given: {abstained}.")
+            st.markdown(probability_bars(reading.probabilities, muted=True), unsafe_allow_html=True)
+            st.caption("Probabilities greyed: not meaningful for this image.")
+        else:
+            k = CLASSES.index(label)
+            st.markdown(f"**Model output:** {CLASS_TITLES[label]} ({reading.probability(k):.1%})")
+            st.markdown(probability_bars(reading.probabilities, chosen=k), unsafe_allow_html=True)
+            st.caption(f"Decision rule: {predictor.decision.description}.")
         st.caption(calibration_caption(predictor))
         st.markdown("  \n".join(f"**{plain(key)}:** {plain(value)}" for key, value in reading.xray.info.items()))
         verdict_panel(reading, predictor, index)
@@ -116,7 +122,7 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
 
 def _render_images(reading: Reading, predictor: Predictor, settings: Settings, index: int) -> None:
     gray = downscale(reading.xray.pixels)
-    shown = classes_to_show(reading, settings.view)
+    shown = classes_to_show(reading, settings.view, predictor.decision)
     columns = st.columns(1 + len(shown))
     width = RESULT_PANEL_PX // len(columns)
     _show_image(columns[0], to_uint8(gray), "Original (unaltered)", width, settings.zoom, f"orig{index}")
@@ -182,16 +188,19 @@ def _region_note(reading: Reading, lung_outline: bool) -> str:
     return ""
 
 
-def summary_table(outcomes: list[tuple[str, Reading | str]]) -> pd.DataFrame:
-    """One row per upload: label, probabilities, flags or the rejection reason."""
+def summary_table(outcomes: list[tuple[str, Reading | str]], predictor: Predictor) -> pd.DataFrame:
+    """One row per upload: label by the model's decision rule (empty, with the reason, where it gives none),
+    probabilities, flags or the rejection reason."""
     rows = []
     for name, outcome in outcomes:
         if isinstance(outcome, str):
-            rows.append({"file": name, "label": None, **{f"p_{c}": None for c in CLASSES}, "flags": "", "error": outcome})
+            rows.append({"file": name, "label": None, "abstained": None, **{f"p_{c}": None for c in CLASSES},
+                         "flags": "", "error": outcome})
         else:
             flags = (["out of distribution"] if outcome.is_outlier else ["unlike the training images"]
                      if outcome.is_unusual else []) + list(outcome.xray.warnings)
-            rows.append({"file": name, "label": outcome.label,
+            label, abstained = predictor.verdict(outcome.probabilities, outcome.ood_distance, outcome.lung_check)
+            rows.append({"file": name, "label": label, "abstained": abstained,
                          **{f"p_{c}": round(float(p), 4) for c, p in zip(CLASSES, outcome.probabilities)},
                          "flags": " | ".join(flags), "error": ""})
     return pd.DataFrame(rows)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from pydicom.dataset import Dataset
 
-from covidviz import CLASSES
 from covidviz.interop.inputs import DicomResultError, HeatmapChoice, source_header
 from covidviz.interop.part10 import part10
 from covidviz.ui.cam_cache import cam
@@ -25,6 +24,7 @@ from covidviz.ui.diagnose_settings import Settings, classes_to_show
 if TYPE_CHECKING:
     from covidviz.explain.reading import Reading
     from covidviz.interop.dicom_results import DicomResults
+    from covidviz.model.decision import DecisionRule
     from covidviz.model.predictor import Predictor
 
 MAX_KEPT = 4  # result pairs kept per session: an SC of a full-size radiograph is about 10 MB
@@ -50,10 +50,10 @@ def dicom_source(reading: Reading) -> Dataset | None:
     return _SOURCES.get(id(reading))
 
 
-def heatmap_choice(reading: Reading, settings: Settings) -> HeatmapChoice:
+def heatmap_choice(reading: Reading, settings: Settings, rule: DecisionRule) -> HeatmapChoice:
     """The map the page shows: the chosen class, or the predicted one when all three are side by side."""
-    shown = classes_to_show(reading, settings.view)
-    k = shown[0] if len(shown) == 1 else CLASSES.index(reading.label)
+    shown = classes_to_show(reading, settings.view, rule)
+    k = shown[0] if len(shown) == 1 else int(rule.indices(reading.probabilities)[0])
     return HeatmapChoice(method=settings.method, class_index=k, scale=settings.scale, style=settings.style,
                          colormap=settings.colormap, opacity=settings.opacity, threshold=settings.threshold,
                          lung_outline=settings.lung_outline)
@@ -64,7 +64,7 @@ def dicom_downloads(reading: Reading, predictor: Predictor, settings: Settings, 
     header = dicom_source(reading)
     if header is None:
         return
-    choice = heatmap_choice(reading, settings)
+    choice = heatmap_choice(reading, settings, predictor.decision)
     shown_map = cam(reading, predictor, settings, choice.class_index)  # the page's cached map: the SC shows it
     kept: dict = st.session_state.setdefault("dicom_results", {})
     key = (str(header.SOPInstanceUID), hashlib.sha1(reading.canonical.tobytes()).hexdigest(), choice)

@@ -17,10 +17,11 @@ import streamlit as st
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.artifacts import saved
 from covidviz.evaluation.measures import operating_point
+from covidviz.model.decision import COVID, DecisionRule
 from covidviz.text import without_folder
 from covidviz.ui import eval_figures
 
-ARGMAX, CUSTOM = "argmax", "custom"
+ARGMAX, CUSTOM, DECISION = "argmax", "custom", "decision"
 CUSTOM_LABEL = "Custom threshold (slider)"
 DEFAULT_THRESHOLD = 0.5
 SLIDER_STEP_DECIMALS = 3  # the slider moves in steps of 0.001
@@ -41,8 +42,10 @@ CALIBRATION_NOTE = ("Top-label reliability over all three classes: of the images
 
 
 def decision_modes(presets: dict[str, float | None]) -> list[str]:
-    """The rules on offer: argmax, each preset this split defines, and a custom threshold."""
-    return [ARGMAX, *(p for p, t in presets.items() if t is not None), CUSTOM]
+    """The rules on offer: the model's own (when it is a threshold on this class), argmax for comparison, each
+    other preset this split defines, and a custom threshold."""
+    own = [DECISION] if presets.get(DECISION) is not None else []
+    return [*own, ARGMAX, *(p for p, t in presets.items() if t is not None and p != DECISION), CUSTOM]
 
 
 def mode_label(mode: str) -> str:
@@ -52,12 +55,13 @@ def mode_label(mode: str) -> str:
 def sync_decision_state(state: MutableMapping[str, Any], presets: dict[str, float | None]) -> list[str]:
     """Settle ``mode`` and ``threshold`` in the widget state before the widgets draw; return the modes.
 
-    A mode this split does not offer (a preset undefined here) falls back to argmax; a preset puts its
-    threshold on the slider, so the slider always shows the threshold in use (to the slider's step).
+    A fresh page, or a mode this split does not offer (a preset undefined here), starts on the model's own rule
+    where it is a threshold on this class, else argmax; a preset puts its threshold on the slider, so the slider
+    always shows the threshold in use (to the slider's step).
     """
     modes = decision_modes(presets)
     if state.get("mode") not in modes:
-        state["mode"] = ARGMAX
+        state["mode"] = modes[0]
     if state["mode"] in presets:
         state["threshold"] = round(presets[state["mode"]], SLIDER_STEP_DECIMALS)
     state.setdefault("threshold", DEFAULT_THRESHOLD)
@@ -83,6 +87,9 @@ def argmax_caption(name: str, lowest: float, highest: float) -> str:
 
 
 def threshold_caption(name: str, threshold: float, mode: str) -> str:
+    if mode == DECISION:
+        return (f"Threshold in use: p({name}) ≥ {threshold:.6f}, the model's decision rule: fitted on the validation "
+                "split for COVID-19 sensitivity ≥ 0.90, and used wherever the dashboard shows or writes a class.")
     return f"Threshold in use: p({name}) ≥ {threshold:.6f}" + (
         "." if mode == CUSTOM else f", from the preset “{operating_point.PRESETS[mode]}” on this split.")
 
@@ -163,9 +170,12 @@ def render_selection(metrics: dict[str, Any], folder: Path) -> Selection:
     return selection
 
 
-def render_decision_rule(sel: Selection) -> tuple[operating_point.OperatingPoint, float | None]:
-    """The rule picker and slider; returns the operating point in use and its threshold (None: argmax)."""
-    presets = {p: operating_point.preset_threshold(p, sel.is_positive, sel.score) for p in THRESHOLD_PRESETS}
+def render_decision_rule(sel: Selection, rule: DecisionRule) -> tuple[operating_point.OperatingPoint, float | None]:
+    """The rule picker and slider; returns the operating point in use and its threshold (None: argmax).
+    ``rule`` is the model's (its sidecar's): on COVID-19 it is a threshold, offered first."""
+    own = rule.covid_threshold if sel.k == COVID else None
+    presets = {DECISION: own, **{p: operating_point.preset_threshold(p, sel.is_positive, sel.score)
+                                 for p in THRESHOLD_PRESETS}}
     modes = sync_decision_state(st.session_state, presets)
     st.subheader("Operating point")
     mode = st.radio("Decision rule", modes, key="mode", horizontal=True, format_func=mode_label)

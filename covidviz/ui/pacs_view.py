@@ -142,13 +142,13 @@ def _scores(client, settings: PacsSettings, studies) -> list[StudyScore] | None:
     return shown
 
 
-def _image_label(score: StudyScore, ref: ImageRef, label: str | None) -> str:
-    verdict = CLASS_TITLES[label] if label else "not read"
+def _image_label(score: StudyScore, ref: ImageRef, label: str | None, abstained: str | None = None) -> str:
+    verdict = CLASS_TITLES[label] if label else "no class given" if abstained else "not read"
     return f"{score.study.label} · {ref.description} · {verdict}"
 
 
 def _actions(client, settings: PacsSettings, scored: list[StudyScore]) -> None:
-    options = {_image_label(score, image.ref, image.label): (score, image.ref)
+    options = {_image_label(score, image.ref, image.label, image.abstained): (score, image.ref)
                for score in scored for image in score.images}
     if not options:
         return

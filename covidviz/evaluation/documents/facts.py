@@ -129,7 +129,8 @@ def previous_folder(previous: dict[str, Any]) -> str:
 
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" and ``localisation.json``
-    under "localisation" when explain-check has run) and the lung segmenter's sidecar (None when none is shipped)."""
+    under "localisation" when explain-check has run, and ``decision.json`` under "decision" when fit-decision
+    has) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
 
     from covidviz.verified import read_sidecar
@@ -140,5 +141,11 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.explanation_check.localisation_report import load_localisation, localisation_path
     if localisation_path(weights_dir).is_file():  # the card's localisation section (explain-check --part localisation)
         metrics["localisation"] = load_localisation(weights_dir)
+    from covidviz.evaluation.artifacts.decision_artifact import load_decision_report
+    if (decision := load_decision_report(weights_dir)) is not None:  # the card's decision section (fit-decision)
+        metrics["decision"] = decision
+    from covidviz.evaluation.artifacts.abstention_artifact import load_abstention
+    if (abstention := load_abstention(weights_dir)) is not None:  # the card's abstention section
+        metrics["abstention"] = abstention
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None

@@ -23,6 +23,7 @@ from covidviz.evaluation.measures.metrics import (
 )
 
 PRESETS: dict[str, str] = {
+    "decision": "The model's decision rule (COVID-19 screening threshold fitted on validation)",
     "argmax": "Argmax rule (the predicted class is this class)",
     "youden": "Youden's J optimum (max sensitivity + specificity − 1)",
     "sens95": "Highest threshold with sensitivity ≥ 0.95",

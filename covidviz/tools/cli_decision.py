@@ -1,0 +1,44 @@
+"""``python -m covidviz fit-decision``: the model's decision rule, fitted on validation predictions only."""
+
+from __future__ import annotations
+
+import argparse
+
+from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
+
+
+def _fit_decision(args: argparse.Namespace) -> int:
+    from covidviz.evaluation.artifacts.decision_artifact import decision_path, fit_decision, summary_lines
+    report = fit_decision(args.weights, target=args.sensitivity, n_boot=args.bootstrap)
+    print("\n".join(summary_lines(report)))
+    print(f"wrote the rule into {args.weights}/model.json and the report to {decision_path(args.weights)}; "
+          "run `python -m covidviz facts` to regenerate the model card")
+    return 0
+
+
+def _measure_abstention(args: argparse.Namespace) -> int:
+    from covidviz.evaluation.artifacts.abstention_artifact import summarise, write_summary
+    from covidviz.evaluation.artifacts.abstention_run import measure_per_film
+    if not args.summary_only:
+        print(f"wrote {measure_per_film(args.data, args.weights)}")
+    print(f"wrote {write_summary(args.weights)}")
+    for name, s in summarise(args.weights)["sets"].items():
+        print(f"  {name:9s} n={s['n']:5d} abstained {s['abstained']:4d} ({s['rate']:.1%}; OOD {s['out_of_distribution']}, "
+              f"no plausible lungs {s['no_plausible_lungs']}), of which the rule had right {s['abstained_right']}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("fit-decision", help="fit the COVID-19 screening threshold on validation predictions, "
+                       "record it in the sidecar and report it on test, external sets and CV folds")
+    d.add_argument("--weights", default=str(WEIGHTS_DIR))
+    d.add_argument("--sensitivity", type=float, default=0.90,
+                   help="the validation COVID-19 sensitivity the threshold must keep (default 0.90)")
+    d.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    d.set_defaults(func=_fit_decision)
+    a = sub.add_parser("measure-abstention", help="run the model over validation, test and external films once: "
+                       "per film OOD distance and lung plausibility, per set how often no class is given")
+    a.add_argument("--data", default=str(DEFAULT_DATA_DIR))
+    a.add_argument("--weights", default=str(WEIGHTS_DIR))
+    a.add_argument("--summary-only", action="store_true", help="recompute abstention.json from the per-film file")
+    a.set_defaults(func=_measure_abstention)
