@@ -7,7 +7,7 @@ import re
 
 import pydicom
 
-from covidviz import DISCLAIMER
+from covidviz import CLASS_TITLES, DISCLAIMER
 from covidviz.explain.case_report import case_report_html
 from covidviz.explain.overlay import gray_to_rgb
 from covidviz.explain.reading import read_xray
@@ -23,7 +23,10 @@ def test_report_for_a_named_dicom_has_output_and_disclaimer_but_no_identifiers()
     ds.save_as(buf)
     predictor = Predictor(WEIGHTS)
     reading = read_xray(predictor, load_xray(buf.getvalue(), "case.dcm"), "case.dcm", None)
-    html = case_report_html(reading, gray_to_rgb(reading.canonical), "Grad-CAM: COVID-19", "covidviz", predictor.version)
+    verdict = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check)
+    html = case_report_html(reading, gray_to_rgb(reading.canonical), "Grad-CAM: COVID-19", "covidviz", predictor.version,
+                            verdict)
+    assert f"Model output: <b>{CLASS_TITLES[verdict[0]]}</b>" in html  # the decision rule's class, as the page shows
     for needle in (DISCLAIMER[:40], predictor.version, "COVID-19", "Pneumonia", "Normal", "CR", "PA", "CHEST",
                    f"{reading.probabilities.max():.1%}", "data:image/png;base64,"):
         assert needle in html, needle
@@ -36,5 +39,7 @@ def test_report_carries_the_note_under_its_map():
     predictor = Predictor(WEIGHTS)
     reading = read_xray(predictor, load_xray(open(dicom_path("RG1_UNCI.dcm"), "rb").read(), "c.dcm"), "c.dcm", None)
     html = case_report_html(reading, gray_to_rgb(reading.canonical), "Grad-CAM: COVID-19", "covidviz",
-                            predictor.version, overlay_note="71% of this map's energy lies inside the lungs <b>")
+                            predictor.version, (None, "no plausible pair of lungs found"),
+                            overlay_note="71% of this map's energy lies inside the lungs <b>")
     assert "71% of this map&#x27;s energy lies inside the lungs &lt;b&gt;" in html
+    assert "No class given: no plausible pair of lungs found" in html and "class=top" not in html

@@ -18,13 +18,19 @@ from covidviz.io.images import data_uri
 
 
 def case_report_html(reading: Reading, overlay_rgb: np.ndarray, overlay_title: str, model_name: str,
-                     model_version: str, created: datetime | None = None, overlay_note: str = "") -> str:
-    """``overlay_note``: what the page says under the map (its energy inside the lungs, the region read)."""
+                     model_version: str, verdict: tuple[str | None, str | None], created: datetime | None = None,
+                     overlay_note: str = "") -> str:
+    """``verdict``: ``(class, None)`` by the model's decision rule, or ``(None, reason)`` where it gives none
+    (``Predictor.verdict``), so the report says what the page says. ``overlay_note``: what the page says
+    under the map (its energy inside the lungs, the region read)."""
     created = created or datetime.now(timezone.utc)
     esc = html.escape
+    label, abstained = verdict
     rows = "".join(
-        f"<tr{' class=top' if c == reading.label else ''}><td>{esc(CLASS_TITLES[c])}</td>"
+        f"<tr{' class=top' if c == label else ''}><td>{esc(CLASS_TITLES[c])}</td>"
         f"<td>{reading.probabilities[k]:.1%}</td></tr>" for k, c in enumerate(CLASSES))
+    outcome = (f"<p>No class given: {esc(abstained)}. The probabilities below are not meaningful for this image.</p>"
+               if abstained else f"<p>Model output: <b>{esc(CLASS_TITLES[label])}</b></p>")
     notes = list(reading.xray.warnings)
     if reading.ood_note:
         notes.insert(0, reading.ood_note)
@@ -45,7 +51,7 @@ table{{border-collapse:collapse}} td{{padding:2px 10px;border-bottom:1px solid #
 version <code>{esc(model_version)}</code></p>
 <div class="disclaimer"><b>Decision support only.</b> {esc(DISCLAIMER)}</div>
 <h2>Model output (calibrated probabilities)</h2>
-<table>{rows}</table>
+{outcome}<table>{rows}</table>
 <h2>Warnings</h2><ul>{warnings_html}</ul>
 <div class="images">
 <figure><img src="{original}" alt="original image"><figcaption>Original (unaltered)</figcaption></figure>

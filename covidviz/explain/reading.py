@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from covidviz import CLASSES
 from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.explain.cam.library import Progress, library_cam
 from covidviz.explain.cam.methods import FAST_METHOD, SCALES
@@ -46,10 +45,6 @@ class Reading:
     @property
     def lung_check(self) -> LungCheck | None:
         return self.prepared.check
-
-    @property
-    def label(self) -> str:
-        return CLASSES[int(np.argmax(self.probabilities))]
 
     @property
     def is_outlier(self) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 from covidviz.data.collection import Record
 from covidviz.evaluation.artifacts.evaluate import records_for_splits
 from covidviz.explain.cam.fast_gradcam import cam_pass
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule
 from covidviz.model.engine import cached_onnx
 from covidviz.model.forward_pass import Engine, ForwardPass
 from covidviz.model.inference import softmax
@@ -33,11 +34,6 @@ from covidviz.training.prepared_store import prepared_from_store
 from covidviz.verified import sha256_of
 
 MAP_FILMS = 64  # films whose one-pass Grad-CAM maps are compared (maps cost little; 64 shows the spread)
-
-
-def decided(probabilities: np.ndarray) -> np.ndarray:
-    """The label index the product shows for each row of probabilities."""
-    return probabilities.argmax(1)
 
 
 def inputs(predictor: Predictor, data_dir: Path, records: list[Record]) -> np.ndarray:
@@ -60,11 +56,12 @@ def normalised_maps(forward_pass: ForwardPass, weight: np.ndarray) -> np.ndarray
     return maps / np.maximum(maps.max(axis=(2, 3), keepdims=True), 1e-12)
 
 
-def agreement(reference: np.ndarray, quantised: np.ndarray, truth: np.ndarray | None) -> dict[str, Any]:
+def agreement(reference: np.ndarray, quantised: np.ndarray, truth: np.ndarray | None,
+              rule: DecisionRule = ARGMAX_RULE) -> dict[str, Any]:
     """How far INT8 strays from fp32 on one set: label agreement under the shown rule, the largest and the
     99th-percentile probability difference, and (with the true labels) COVID-19 sensitivity and
     specificity of each."""
-    ref_labels, q_labels = decided(reference), decided(quantised)
+    ref_labels, q_labels = rule.indices(reference), rule.indices(quantised)
     difference = np.abs(reference - quantised).max(axis=1)
     out: dict[str, Any] = {"images": int(len(reference)),
                            "label_agreement": float(np.mean(ref_labels == q_labels)),
@@ -116,7 +113,7 @@ def quantise(weights_dir: Path, data_dir: Path, calibration: int = 300, ignore: 
         reference, approximate = forward(predictor.engine, batch), forward(int8, batch)
         truth = np.array([CLASSES.index(r.label) for r in records])
         measured[name] = agreement(softmax(reference.logits, temperature), softmax(approximate.logits, temperature),
-                                   truth)
+                                   truth, predictor.decision)
         if predictor.guard is not None:  # predict and batch read the OOD guard from INT8's own features
             flags = [predictor.guard.is_outlier(f.pooled) for f in (reference, approximate)]
             measured[name]["ood_flag_agreement"] = float(np.mean(flags[0] == flags[1]))
@@ -135,7 +132,7 @@ def quantise(weights_dir: Path, data_dir: Path, calibration: int = 300, ignore: 
               "openvino": ov.__version__, "calibration": {"films": len(chosen), "from": "validation split",
                                                           "seed": 0},
               "options": {"preset": preset, "ignored_scope": list(ignore), "bias_correction": bias_correction},
-              "quantise_seconds": round(seconds, 1), "decision_rule": "argmax", "agreement": measured}
+              "quantise_seconds": round(seconds, 1), "decision_rule": predictor.decision.description, "agreement": measured}
     return seal(out, record)
 
 

@@ -162,7 +162,8 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
                        mime="image/png", key=f"png{index}", on_click="ignore")
     note = " ".join(n for n in (energy_note, _region_note(reading, lungs_shown is not None)) if n)
     d2.download_button("Case report (HTML)", lambda: case_report_html(
-        reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version, overlay_note=note).encode(),
+        reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version,
+        predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check), overlay_note=note).encode(),
                        file_name=f"{reading.name}.report.html", mime="text/html", key=f"html{index}",
                        on_click="ignore")
 

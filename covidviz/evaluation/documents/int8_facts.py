@@ -25,7 +25,7 @@ def int8_block(record: dict[str, Any]) -> str:
              f"calibrated on {record['calibration']['films']} films of the {record['calibration']['from']} "
              f"(seed {record['calibration']['seed']}), layers kept in fp32: {scope}, "
              f"{'full' if options['bias_correction'] else 'fast'} bias correction; quantised in "
-             f"{record['quantise_seconds']:.0f} s. Labels under the {record['decision_rule']} rule; one-pass "
+             f"{record['quantise_seconds']:.0f} s. Labels under the shipped decision rule ({record['decision_rule']}); one-pass "
              f"Grad-CAM maps of INT8 differ from fp32's by up to {record['agreement']['max_map_difference']:.3f} "
              "(normalised, 64 internal-test films).", "",
              "| set | films | labels agree with fp32 | max \\|Δp\\| | p99 \\|Δp\\| | COVID-19 sensitivity fp32 → INT8 | "
