@@ -211,3 +211,16 @@ def test_the_predictor_applies_and_names_the_site_profile(tmp_path, monkeypatch)
     from covidviz.interop.inputs import HeatmapChoice
     assert any("calibrated for this site on 77 verdicts" in p for p in Algorithm.of(site, HeatmapChoice()).parameters)
     assert any("shipped calibration" in p for p in Algorithm.of(shipped, HeatmapChoice()).parameters)
+
+
+def test_site_figures_count_the_class_the_decision_rule_showed_not_argmax():
+    from covidviz.evaluation.measures.site_measures import site_figures
+    from covidviz.model.decision import DecisionRule
+    # p(covid) 0.3 is below argmax's pick (normal 0.6) but above a 0.25 screening threshold
+    probs = np.array([[0.3, 0.1, 0.6], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1]])
+    readers = ["covid", "normal", "covid"]
+    by_rule = site_figures(readers, probs, n_boot=10, rule=DecisionRule(covid_threshold=0.25))
+    by_argmax = site_figures(readers, probs, n_boot=10)
+    assert by_rule["agreement"] == 1.0 and by_argmax["agreement"] == pytest.approx(2 / 3)
+    assert by_rule["confusion"][0] == [2, 0, 0] and by_argmax["confusion"][0] == [1, 0, 1]
+    assert by_rule["per_class"]["covid"]["sensitivity"]["value"] == 1.0

@@ -18,7 +18,9 @@ from covidviz.audit.verdict_store import current_verdicts, load_verdicts
 from covidviz.evaluation.measures.site_calibration import logits_from_probabilities
 from covidviz.evaluation.measures.site_drift import MIN_WINDOW, drift_figures, drift_over_time
 from covidviz.evaluation.measures.site_measures import site_figures
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule, rule_from_sidecar
 from covidviz.model.inference import softmax
+from covidviz.verified import read_sidecar
 
 DRIFT_REFERENCE_FILE = "drift_reference.json"  # under weights/eval/: written by `site drift-reference`
 DRIFT_MEASURES = (*(f"p_{c}" for c in CLASSES), "ood_distance", "no_plausible_lungs")
@@ -41,17 +43,18 @@ def filter_verdicts(current: pd.DataFrame, flt: VerdictFilter) -> pd.DataFrame:
     return current[keep]
 
 
-def figures_of(verdicts: pd.DataFrame, n_boot: int) -> dict[str, Any]:
-    """:func:`site_figures` of a table of current verdicts."""
+def figures_of(verdicts: pd.DataFrame, n_boot: int, rule: DecisionRule = ARGMAX_RULE) -> dict[str, Any]:
+    """:func:`site_figures` of a table of current verdicts, the model's classes by ``rule``."""
     probs = verdicts[[f"p_{c}" for c in CLASSES]].to_numpy(float) if len(verdicts) else np.zeros((0, len(CLASSES)))
     classes = [c if isinstance(c, str) else None for c in verdicts["reader_class"]]
-    return site_figures(classes, probs, n_boot=n_boot)
+    return site_figures(classes, probs, n_boot=n_boot, rule=rule)
 
 
-def verdict_figures(current: pd.DataFrame, n_boot: int = 1000) -> dict[str, Any]:
-    """Figures of all the verdicts given, pooled, and per model version (``by_model``), with the date range."""
-    out = figures_of(current, n_boot)
-    out["by_model"] = {str(version): figures_of(rows, n_boot)
+def verdict_figures(current: pd.DataFrame, n_boot: int = 1000, rule: DecisionRule = ARGMAX_RULE) -> dict[str, Any]:
+    """Figures of all the verdicts given, pooled, and per model version (``by_model``), with the date range;
+    the model's classes by ``rule`` (the shipped model's decision rule)."""
+    out = figures_of(current, n_boot, rule)
+    out["by_model"] = {str(version): figures_of(rows, n_boot, rule)
                        for version, rows in current.groupby(current["model_version"].fillna("unknown"))}
     out["first"] = current["created_at"].min().isoformat() if len(current) else None
     out["last"] = current["created_at"].max().isoformat() if len(current) else None
@@ -112,7 +115,7 @@ def site_report(url: str | None, weights_dir: str | Path, flt: VerdictFilter = V
                 n_boot: int = 1000, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
     """Everything ``site report`` prints: the verdict figures (filtered) and the drift figures."""
     current = filter_verdicts(current_verdicts(load_verdicts(url)), flt)
-    report = verdict_figures(current, n_boot)
+    report = verdict_figures(current, n_boot, rule_from_sidecar(read_sidecar(Path(weights_dir))))
     records = load_records(url, AuditFilter(kinds=("prediction",), since=flt.since, until=flt.until))
     report["drift"] = drift_report(records, load_drift_reference(weights_dir), window)
     return report

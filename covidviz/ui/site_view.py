@@ -30,7 +30,9 @@ from covidviz.audit.verdict_store import current_verdicts, load_verdicts
 from covidviz.evaluation.measures.report import format_interval
 from covidviz.evaluation.measures.site_drift import PSI_ALARM, PSI_WARN
 from covidviz.evaluation.measures.site_measures import shipped_figures
+from covidviz.model.decision import rule_from_sidecar
 from covidviz.ui.eval_figures import confusion_figure, png_config, reliability_figure
+from covidviz.verified import read_sidecar
 
 N_BOOT = 500  # resamples for the page's intervals (the CLI defaults to 1000)
 RATE_TITLES = {"sensitivity": "Sensitivity", "specificity": "Specificity", "precision": "PPV", "npv": "NPV"}
@@ -88,7 +90,8 @@ def _shipped(weights_dir: str) -> dict[str, Any] | None:
         test = load_predictions(weights_dir, "test")
     except Exception:  # noqa: BLE001  (a weights folder without evaluation artifacts shows the site alone)
         return None
-    return {"figures": shipped_figures(metrics["splits"]["test"], test.y_true, test.probs),
+    rule = rule_from_sidecar(read_sidecar(Path(weights_dir)))
+    return {"figures": shipped_figures(metrics["splits"]["test"], test.y_true, test.probs, rule),
             "temperature": metrics.get("temperature")}
 
 
@@ -121,7 +124,7 @@ def render_site_performance(weights_dir: str | Path) -> None:
     else:
         flt = verdict_filter(history)
         current = filter_verdicts(current_verdicts(history), flt)
-        report = verdict_figures(current, n_boot=N_BOOT)
+        report = verdict_figures(current, n_boot=N_BOOT, rule=rule_from_sidecar(read_sidecar(Path(weights_dir))))
         st.metric("Verdicts counted", f"{report['n_verdicts']:,}")
         for version, figures in report["by_model"].items():
             st.subheader(f"Model {version}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,14 +17,16 @@ from covidviz.evaluation.measures.metrics import (
     per_class_rates,
     roc_auc,
 )
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule
 
 Statistics = dict[str, dict[str, float]]  # {class: {metric: value}, ..., "summary": {metric: value}}
 
 
-def statistics(y: np.ndarray, probs: np.ndarray) -> Statistics:
-    """Every reported number of one sample, by class name and "summary": one-vs-rest rates of each class under the argmax rule with ROC AUC
-    and AP of ``p_k``, then accuracy and macro averages over the classes present in ``y``."""
-    matrix = confusion_matrix(y, probs.argmax(1), len(CLASSES))
+def statistics(y: np.ndarray, probs: np.ndarray, rule: DecisionRule = ARGMAX_RULE) -> Statistics:
+    """Every reported number of one sample, by class name and "summary": one-vs-rest rates of each class under
+    ``rule`` (argmax unless given) with ROC AUC and AP of ``p_k``, then accuracy and macro averages over the
+    classes present in ``y``."""
+    matrix = confusion_matrix(y, rule.indices(probs), len(CLASSES))
     per_class = {c: {**rates, "roc_auc": roc_auc(y == k, probs[:, k]),
                      "average_precision": average_precision(y == k, probs[:, k])}
                  for k, (c, rates) in enumerate(zip(CLASSES, per_class_rates(matrix)))}
@@ -62,14 +65,16 @@ def format_interval(lo: float | None, hi: float | None) -> str:
     return f"{lo:.3f}–{hi:.3f}"
 
 
-def metrics_report(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Everything the dashboard shows for one split or source, JSON-ready (NaN as null)."""
+def metrics_report(y: np.ndarray, probs: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                   rule: DecisionRule = ARGMAX_RULE) -> dict[str, Any]:
+    """Everything the dashboard shows for one split or source, JSON-ready (NaN as null); class decisions by
+    ``rule`` (argmax unless given: ``metrics.json`` keeps argmax, the rule every model has)."""
     y = np.asarray(y, int)
-    with_ci = bootstrap(statistics, y, probs, n_boot, seed)
+    with_ci = bootstrap(partial(statistics, rule=rule), y, probs, n_boot, seed)
     return {
         "n": int(len(y)),
         "class_counts": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
-        "confusion_matrix": confusion_matrix(y, probs.argmax(1), len(CLASSES)).tolist(),
+        "confusion_matrix": confusion_matrix(y, rule.indices(probs), len(CLASSES)).tolist(),
         "per_class": {c: with_ci[c] for c in CLASSES},
         "summary": with_ci["summary"],
         "ece": expected_calibration_error(y, probs) if len(y) else None,

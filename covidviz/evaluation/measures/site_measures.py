@@ -18,18 +18,21 @@ from sklearn.metrics import cohen_kappa_score
 from covidviz import CLASSES
 from covidviz.evaluation.measures.metrics import reliability_bins
 from covidviz.evaluation.measures.report import metrics_report
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule
 
 MIN_MEANINGFUL = 30  # verdicts of a class below which its figures are "not yet meaningful"
 SHOWN_RATES = ("sensitivity", "specificity", "precision", "npv")  # precision is the PPV
 
 
 def site_figures(reader_classes: Sequence[str | None], probabilities: np.ndarray, n_boot: int = 1000,
-                 seed: int = 0, min_meaningful: int = MIN_MEANINGFUL) -> dict[str, Any]:
+                 seed: int = 0, min_meaningful: int = MIN_MEANINGFUL, rule: DecisionRule = ARGMAX_RULE
+                 ) -> dict[str, Any]:
     """Every figure of the Site performance page for one model version, JSON-ready.
 
     ``reader_classes``: per verdict, the reader's class (None: not assessable); ``probabilities``: N x K,
-    the probabilities the reader was shown (CLASSES order). The confusion matrix has the reader's class as
-    rows and the model's as columns; ``agreement`` is the share where they are equal."""
+    the probabilities the reader was shown (CLASSES order); ``rule``: the model's decision rule, which gave the
+    class the reader was shown. The confusion matrix has the reader's class as rows and the model's as
+    columns; ``agreement`` is the share where they are equal."""
     classes = np.array([c if c in CLASSES else None for c in reader_classes], dtype=object)
     probs = np.asarray(probabilities, float).reshape(len(classes), len(CLASSES))
     assessable = np.array([c is not None for c in classes], bool)
@@ -43,8 +46,8 @@ def site_figures(reader_classes: Sequence[str | None], probabilities: np.ndarray
                 "per_class": {c: {"n": 0, "meaningful": False, **{r: {"value": None, "ci95": [None, None]}
                                                                    for r in SHOWN_RATES}} for c in CLASSES},
                 "brier": None, "reliability": [], "class_counts": {c: 0 for c in CLASSES}}
-    report = metrics_report(y, p, n_boot=n_boot, seed=seed)
-    predicted = p.argmax(1)
+    report = metrics_report(y, p, n_boot=n_boot, seed=seed, rule=rule)
+    predicted = rule.indices(p)
     counts = report["class_counts"]
     per_class = {}
     for c in CLASSES:
@@ -58,12 +61,16 @@ def site_figures(reader_classes: Sequence[str | None], probabilities: np.ndarray
             "ece": report["ece"], "brier": report["brier"], "reliability": reliability_bins(y, p)}
 
 
-def shipped_figures(report: dict[str, Any], y: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """The same figures for an evaluation split, to show beside the site's: rates, intervals, ECE and bins
-    from its ``metrics.json`` entry (``splits[split]``, computed once by ``evaluate``), agreement and kappa
-    from its predictions CSV (true class indices ``y``, N x K ``probabilities``)."""
+def shipped_figures(report: dict[str, Any], y: np.ndarray, probabilities: np.ndarray,
+                    rule: DecisionRule = ARGMAX_RULE, n_boot: int = 200) -> dict[str, Any]:
+    """The same figures for an evaluation split, to show beside the site's: ECE and bins from its
+    ``metrics.json`` entry (``splits[split]``, computed once by ``evaluate``); rates, intervals, agreement and
+    kappa under ``rule`` from its predictions CSV (true class indices ``y``, N x K ``probabilities``). The
+    entry's own rates are argmax's: they serve as they are only when ``rule`` is argmax."""
     overall = report["overall"]
-    predicted = np.asarray(probabilities).argmax(1)
+    if rule.covid_threshold is not None:
+        overall = metrics_report(y, np.asarray(probabilities, float), n_boot=n_boot, rule=rule)
+    predicted = rule.indices(np.asarray(probabilities, float))
     calibration = report.get("calibration", {}).get("after", {})
     return {"n_verdicts": int(overall["n"]), "n_assessable": int(overall["n"]), "n_not_assessable": 0,
             "agreement": float((predicted == y).mean()),
