@@ -8,6 +8,8 @@ from streamlit.testing.v1 import AppTest
 from covidviz import CLASS_TITLES
 from covidviz.data.collection import read_metadata
 from covidviz.evaluation.artifacts.gallery import misclassified, read_gallery_index
+from covidviz.model.decision import rule_from_sidecar
+from covidviz.verified import read_sidecar
 from tests.conftest import ROOT, SHARED, WEIGHTS, requires_data
 
 pytest_plugins = ["tests.eval_artifacts"]
@@ -44,6 +46,10 @@ def test_misclassified_are_the_argmax_errors_most_confident_first(tmp_path):
         ("b.png", "NIH", "normal", "pneumonia", 0.6),
         ("e.png", "ieee8023", "pneumonia", "covid", 0.45),
     ]
+    from covidviz.model.decision import DecisionRule
+    # under a 0.25 COVID-19 threshold d.png (p_covid 0.3, pneumonia 0.5) is called COVID-19: a new error
+    screened = misclassified(path, DecisionRule(covid_threshold=0.25))
+    assert ("d.png", "covid") in [(i.file, i.predicted) for i in screened] and len(screened) == 4
     assert items[0].probabilities == {"covid": 0.05, "pneumonia": 0.05, "normal": 0.9}
 
 
@@ -66,7 +72,8 @@ def test_committed_gallery_holds_only_shippable_images_and_all_of_them():
     shippable = {r.file for r in read_metadata(SHARED) if r.shippable}
     index = read_gallery_index(WEIGHTS)
     assert all(row["file"] in shippable for row in index)
-    expected = [i for i in misclassified(WEIGHTS / "eval" / "test_predictions.csv") if i.file in shippable]
+    rule = rule_from_sidecar(read_sidecar(WEIGHTS))  # the errors of the class the product shows
+    expected = [i for i in misclassified(WEIGHTS / "eval" / "test_predictions.csv", rule) if i.file in shippable]
     assert [r["file"] for r in index] == [i.file for i in expected]
     pngs = {p.name for p in (WEIGHTS / "eval" / "gallery").glob("*.png")}
     assert pngs == {r["image"] for r in index} | {r["overlay"] for r in index}
@@ -75,7 +82,7 @@ def test_committed_gallery_holds_only_shippable_images_and_all_of_them():
 @requires_data
 def test_with_a_data_folder_every_error_is_shown_live(monkeypatch):
     at = _run(monkeypatch, WEIGHTS, SHARED)
-    errors = misclassified(WEIGHTS / "eval" / "test_predictions.csv")
+    errors = misclassified(WEIGHTS / "eval" / "test_predictions.csv", rule_from_sidecar(read_sidecar(WEIGHTS)))
     total = sum((SHARED / i.file).is_file() for i in errors)  # rows that left the pool are skipped
     assert total > 0
     assert f"{total} misclassified images." in [m.value for m in at.markdown]

@@ -9,8 +9,10 @@ import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.artifacts.gallery import GalleryItem, misclassified, overlay_pair, read_gallery_index
+from covidviz.model.decision import rule_from_sidecar
 from covidviz.text import plain
 from covidviz.ui.resources import get_predictor, weights_dir
+from covidviz.verified import read_sidecar
 
 PER_PAGE = 12
 
@@ -26,7 +28,7 @@ def gallery_items() -> tuple[list[GalleryItem], str]:
     predictions = weights_dir() / "eval" / "test_predictions.csv"
     folder = data_dir()
     if folder is not None and predictions.is_file():
-        errors = misclassified(predictions)
+        errors = misclassified(predictions, rule_from_sidecar(read_sidecar(weights_dir())))
         present = [i for i in errors if (folder / i.file).is_file()]
         gone = len(errors) - len(present)
         note = f" {gone} listed errors are no longer in that folder and are skipped." if gone else ""

@@ -19,6 +19,7 @@ from covidviz.explain.cam.scaling import normalise_like_library
 from covidviz.explain.overlay import blend, to_uint8
 from covidviz.io.images import png_bytes
 from covidviz.io.loading import load_xray_file
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
 
@@ -39,13 +40,13 @@ class GalleryItem:
         return self.probabilities[self.predicted]
 
 
-def misclassified(predictions_csv: Path) -> list[GalleryItem]:
-    """Errors under the argmax rule, most confident first."""
+def misclassified(predictions_csv: Path, rule: DecisionRule = ARGMAX_RULE) -> list[GalleryItem]:
+    """Errors under ``rule`` (the model's decision rule; argmax unless given), most confident first."""
     items = []
     with Path(predictions_csv).open(newline="") as handle:
         for row in csv.DictReader(handle):
             probs = {c: float(row[f"p_{c}"]) for c in CLASSES}
-            predicted = max(probs, key=probs.get)
+            predicted = rule.label(probs)
             if predicted != row["true"]:
                 items.append(GalleryItem(row["file"], row["source"], row["true"], predicted, probs))
     return sorted(items, key=lambda item: -item.confidence)
@@ -67,7 +68,7 @@ def build_gallery(data_dir: Path, weights_dir: Path, predictor: Predictor, split
     for old in out.glob("*.png"):
         old.unlink()
     rows = []
-    for item in misclassified(Path(weights_dir) / "eval" / f"{split}_predictions.csv"):
+    for item in misclassified(Path(weights_dir) / "eval" / f"{split}_predictions.csv", predictor.decision):
         if item.file not in shippable:
             continue
         image, overlay = overlay_pair(predictor, Path(data_dir) / item.file, item.predicted)
