@@ -51,7 +51,7 @@ def test_int8_is_served_by_name_with_its_measured_agreement(torch_predictor, can
     record = int8_record(WEIGHTS, served.sidecar)
     test = record["agreement"]["internal_test"]
     assert served.engine.name == "openvino-int8"
-    assert f"{test['label_agreement']:.1%}" in served.engine_note and "approximate" in served.engine_note
+    assert f"{test['label_agreement']:.2%}" in served.engine_note and "approximate" in served.engine_note
     probs, reference = served.probabilities(canonical), torch_predictor.probabilities(canonical)
     # the fixtures are internal-test-like films: their difference stays within the recorded largest one
     assert np.abs(probs - reference).max() <= test["max_probability_difference"] + 1e-6

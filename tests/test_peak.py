@@ -9,7 +9,7 @@ import pytest
 from covidviz.model.engine import cached_onnx
 from covidviz.model.predictor import Predictor
 from covidviz.tools.bench import forward_flops
-from covidviz.tools.peak import documented_peak, graph_flops, measured_peak
+from covidviz.tools.peak import documented_peak, graph_flops, measured_int8_peak, measured_peak
 from tests.conftest import WEIGHTS
 
 CPUINFO = """processor\t: 0
@@ -55,3 +55,8 @@ def test_an_unknown_cpu_has_no_documented_peak():
 def test_measured_peak_is_the_best_of_several_products():
     rate, where = measured_peak(threads=1)
     assert rate > 1.0 and ("PyTorch" in where or "ONNX Runtime" in where)
+
+
+def test_int8_peak_is_measured_on_integer_products():
+    rate, where = measured_int8_peak(threads=1)
+    assert rate > 1.0 and "MatMulInteger" in where

@@ -122,6 +122,6 @@ def int8_engine(weights_dir: Path, sidecar: dict[str, Any], onnx_model: bytes,
     maps = ("INT8 heatmaps, within {:.3f} of fp32's".format(record["agreement"]["max_map_difference"])
             if exact_maps else "heatmaps from the fp32 graph")
     return Int8Engine(int8, fp32, record), (
-        f"OpenVINO INT8 (approximate: labels agree with fp32 on {agreement['label_agreement']:.1%} of "
+        f"OpenVINO INT8 (approximate: labels agree with fp32 on {agreement['label_agreement']:.2%} of "
         f"{agreement['images']} internal-test films, largest probability difference "
         f"{agreement['max_probability_difference']:.3f}; {maps})")

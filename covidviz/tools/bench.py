@@ -32,7 +32,7 @@ from covidviz.model.preprocessing import model_batch
 from covidviz.paths import EXAMPLES_DIR
 from covidviz.timing import interleaved_medians, median_seconds
 from covidviz.tools.bench_cam import bench_cam
-from covidviz.tools.peak import documented_peak, graph_flops, measured_peak
+from covidviz.tools.peak import documented_peak, graph_flops, measured_int8_peak, measured_peak
 
 BATCH = 32
 AGREEMENT_TARGET, PROBABILITY_TARGET = 1.0, 1e-3  # the bar for an exact engine
@@ -101,6 +101,7 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
     threads = torch.get_num_threads()
     peak, peak_where = measured_peak(threads)
     documented = documented_peak(threads)
+    int8_peak = measured_int8_peak(threads)
     results: dict[str, Any] = {
         "images": described, "threads": threads, "cpu": platform.processor() or platform.machine(),
         "native_bf16": native_bf16(), "input_size": baseline.input_size, "gflop_per_image": round(flops / 1e9, 3),
@@ -108,7 +109,9 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         "peak_gflop_per_s": round(peak, 1), "peak_measured_on": peak_where,
         "documented_peak_gflop_per_s": None if documented is None else round(documented.gflop_per_s, 1),
         "documented_peak": None if documented is None else documented.describe(),
-        "physical_limit_ms_per_image": round(flops / (peak * 1e9) * 1000, 2)}
+        "physical_limit_ms_per_image": round(flops / (peak * 1e9) * 1000, 2),
+        "int8_peak_gop_per_s": None if int8_peak is None else round(int8_peak[0], 1),
+        "int8_peak_measured_on": None if int8_peak is None else int8_peak[1]}
     if baseline.segmenter is not None:
         results["lung_segmenter_ms_per_image"] = round(
             median_seconds(lambda: baseline.segmenter.probabilities(grays[:1]), repeats) * 1000, 1)
@@ -132,7 +135,9 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
             "end_to_end_ms": round(timed["end_to_end"][name] * 1000, 1),
             "label_agreement": round(float(np.mean(probs.argmax(1) == reference.argmax(1))), 4),
             "max_probability_difference": float(np.abs(probs - reference).max()),
-            "share_of_peak": round(flops * BATCH / timed["throughput"][name] / (peak * 1e9), 3),
+            # each engine against the peak of the arithmetic it runs: INT8 against the int8 GEMM's
+            "share_of_peak": round(flops * BATCH / timed["throughput"][name] / (
+                (int8_peak[0] if "int8" in name and int8_peak else peak) * 1e9), 3),
             "chosen_because": predictor.engine_note}
     results["engines"] = engines
     fastest = max(engines, key=lambda n: engines[n]["throughput_img_per_s"]
@@ -177,7 +182,10 @@ def _print(r: dict[str, Any], out: TextIO) -> None:
     if r["documented_peak_gflop_per_s"] and r["peak_gflop_per_s"] > r["documented_peak_gflop_per_s"]:
         print("  the measured rate exceeds the documented peak at the reported clock: the cores boost above it",
               file=out)
-    print("share of the fp32 peak per engine (batched): " + ", ".join(
+    if r["int8_peak_gop_per_s"]:
+        print(f"int8 peak: {r['int8_peak_gop_per_s']} GOP/s ({r['int8_peak_measured_on']}), "
+              f"{r['int8_peak_gop_per_s'] / r['peak_gflop_per_s']:.2f}x the fp32 peak", file=out)
+    print("share of the peak of its own arithmetic per engine (batched; INT8 against the int8 peak): " + ", ".join(
         f"{n} {e['share_of_peak']:.0%}" for n, e in r["engines"].items()), file=out)
     if "int8" in r:
         i = r["int8"]
@@ -186,8 +194,9 @@ def _print(r: dict[str, Any], out: TextIO) -> None:
               f"(weights/int8/quantisation.json):", file=out)
         for name, a in i["agreement"].items():
             if isinstance(a, dict):
-                print(f"  {name:<24} {a['images']:>5} films  labels agree {a['label_agreement']:.2%} "
-                      f"(target >= 99.5% on internal test)  max |dp| {a['max_probability_difference']:.3f}  "
+                target = " (target >= 99.50%)" if name == "internal_test" else ""
+                print(f"  {name:<24} {a['images']:>5} films  labels agree {a['label_agreement']:.2%}{target}  "
+                      f"max |dp| {a['max_probability_difference']:.3f}  "
                       f"p99 |dp| {a['p99_probability_difference']:.3f}", file=out)
     print(f"the dashboard's choice ('auto'): {r['auto_choice']}", file=out)
     if "lung_segmenter_ms_per_image" in r:
