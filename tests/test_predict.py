@@ -89,8 +89,17 @@ def test_bench_compares_engines_on_the_same_images_and_prints_json():
     # the exact engines: same labels as PyTorch fp32 and probabilities within the 1e-3
     assert engines["onnxruntime-fp32"]["label_agreement"] == 1.0
     assert engines["onnxruntime-fp32"]["max_probability_difference"] < 1e-3
+    assert engines["openvino-fp32"]["label_agreement"] == 1.0
+    assert engines["openvino-fp32"]["max_probability_difference"] < 1e-3
     assert summary["physical_limit_ms_per_image"] > 0 and summary["gflop_per_image"] > 0
-    assert "onnxruntime-fp32" in result.stdout and "physical limit" in result.stdout
+    # two independent operation counts (the exported graph, PyTorch's layers) and two peaks (fp32, int8)
+    assert summary["gflop_per_image"] == pytest.approx(summary["hook_gflop_per_image"], rel=0.01)
+    assert summary["peak_gflop_per_s"] > 0 and summary["int8_peak_gop_per_s"] > 0
+    assert all(0 < e["share_of_peak"] for e in engines.values())
+    assert "onnxruntime-fp32" in result.stdout and "limit: " in result.stdout and "share of the peak" in result.stdout
+    if "openvino-int8" in engines:  # the shipped INT8 graph: its ratios and its recorded agreement table
+        assert summary["int8"]["agreement"]["internal_test"]["images"] > 0
+        assert "INT8 (approximate)" in result.stdout and "internal_test" in result.stdout
 
 
 def test_cli_flags_a_photograph_as_out_of_distribution(tmp_path):
