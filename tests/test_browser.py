@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from covidviz import CLASS_TITLES
 from covidviz.model.predictor import Predictor
@@ -41,7 +42,7 @@ def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):
     expected = Predictor(WEIGHTS).predict_bytes(fixture.read_bytes(), fixture.name)
     assert CLASS_TITLES[expected.label] in text
     assert f"{max(expected.probabilities.values()):.1%}" in text
-    assert page.get_by_text("Not a medical device").count() >= 1
+    page.get_by_text("Not a medical device").first.wait_for(timeout=60_000)
     print(f"\nfirst page load: uploader on screen {usable:.2f} s, model ready {first_load:.2f} s; "
           f"upload to heatmap {to_heatmap:.2f} s; screenshot {tmp_path}")
 
@@ -63,7 +64,7 @@ def test_large_dicom_upload_to_heatmap_in_a_fresh_browser(page, server_url, tmp_
     page.screenshot(path=str(tmp_path / "dicom.png"), full_page=True)
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/dicom.png", full_page=True)
-    assert page.get_by_text("CHEST").count() >= 1
+    page.get_by_text("CHEST").first.wait_for(timeout=60_000)
     verdict = page.locator("p", has_text="Model output:").first.inner_text()
     with page.expect_download(timeout=60_000) as download:  # built on click, not on every rerun
         page.get_by_role("button", name="Case report (HTML)").click()
@@ -81,8 +82,8 @@ def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):
     """Deep links work even as a fresh server's first request, with the app's sidebar and layout."""
     page.goto(f"{server_url}/confusion-matrices")
     page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=60_000)
-    assert page.get_by_text("Read an X-ray").count() == 1  # the app's own navigation, not the legacy one
-    assert page.locator(".js-plotly-plot .annotation-text").count() >= 9  # one count per cell at least
+    expect(page.get_by_text("Read an X-ray")).to_have_count(1)  # the app's own navigation, not the legacy one
+    page.locator(".js-plotly-plot .annotation-text").nth(8).wait_for(timeout=60_000)  # one count per cell at least
     page.screenshot(path=str(tmp_path / "confusion.png"), full_page=True)
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/confusion.png", full_page=True)
@@ -118,6 +119,6 @@ def test_model_comparison_page_renders_from_its_artifacts(page, server_url, tmp_
     seconds = time.perf_counter() - started
     print(f"\nModel comparison page: table, {len(models)} confusion matrices and the ROC overlay drawn "
           f"{seconds:.2f} s after reload")
-    assert page.get_by_text("reduced CPU recipe").count() >= 1
+    page.get_by_text("reduced CPU recipe").first.wait_for(timeout=60_000)
     if SCREENSHOTS:
         page.screenshot(path=f"{SCREENSHOTS}/comparison.png", full_page=True)

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser_support import requires_chromium
 from tests.conftest import ROOT
@@ -59,7 +60,7 @@ def test_fresh_local_server_listens_on_loopback_and_deep_links_cleanly(browser, 
         page.goto(f"http://127.0.0.1:{port}/confusion-matrices")
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=60_000)
         assert page.locator("[role=dialog]").count() == 0
-        assert page.get_by_text("Single-user local mode").count() == 1
+        expect(page.get_by_text("Single-user local mode")).to_have_count(1)
         page.close()
     finally:
         stop(process)

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect
 
 from covidviz.ui.navigation import PAGES
 from tests.browser_support import requires_chromium
@@ -89,8 +90,10 @@ def test_admin_opens_the_audit_log_and_sees_who_was_refused(browser, context, se
         stranger = other.new_page()
         sign_in(stranger, server, "nobody-1")
         stranger.get_by_text("Your role opens these pages").wait_for(timeout=60_000)
+        card = stranger.get_by_role("link", name="About / model card")  # drawn after the line above: wait for it
+        card.wait_for(timeout=60_000)
+        expect(card).to_have_count(1)
         assert "Audit log" not in stranger.locator("[data-testid=stSidebar]").inner_text()
-        assert stranger.get_by_role("link", name="About / model card").count() == 1
         stranger.goto(f"{server.url}/audit")
         stranger.get_by_text("Your role does not allow Audit log").wait_for(timeout=60_000)
     finally:
