@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +26,39 @@ def keep_largest_two(mask: np.ndarray) -> np.ndarray:
 
 
 class LungSegmenter:
-    """Lung masks at 256 x 256 for grayscale images of any size (the mask covers the whole image)."""
+    """Lung masks at 256 x 256 for grayscale images of any size (the mask covers the whole image).
+
+    Its forward pass runs in PyTorch unless :meth:`served_by` hands it another engine's (the model layer
+    serves it on ONNX Runtime where that is exact and faster: :mod:`covidviz.model.segmenter_engine`)."""
 
     def __init__(self, model: torch.nn.Module, sidecar: dict[str, Any]) -> None:
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.sidecar = sidecar
+        self.engine = "torch"
+        self._run: Callable[[np.ndarray], np.ndarray] = self.torch_probabilities
         self._lock = threading.Lock()
 
     @property
     def sha256(self) -> str:
         return str(self.sidecar.get("weights_sha256", ""))
 
+    def torch_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """N x 256 x 256 probabilities for the standardised N x 1 x 256 x 256 input, in PyTorch (the reference
+        every other engine is checked against)."""
+        tensor = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+        with self._lock, torch.inference_mode():
+            return torch.sigmoid(self.model(tensor)).squeeze(1).numpy()
+
+    def served_by(self, engine: str, run: Callable[[np.ndarray], np.ndarray]) -> LungSegmenter:
+        """This segmenter (same weights, same record) with its forward pass on ``run``, named ``engine``."""
+        served = LungSegmenter(self.model, self.sidecar)
+        served.engine, served._run = engine, run
+        return served
+
     def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """N x 256 x 256 lung probabilities."""
-        out = []
-        for start in range(0, len(grays), batch_size):
-            tensor = segmenter_input(list(grays[start:start + batch_size]))
-            with self._lock, torch.inference_mode():
-                out.append(torch.sigmoid(self.model(tensor)).squeeze(1).numpy())
+        out = [self._run(segmenter_input(list(grays[start:start + batch_size])).numpy())
+               for start in range(0, len(grays), batch_size)]
         return np.concatenate(out) if out else np.empty((0, 256, 256), np.float32)
 
     def masks(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:

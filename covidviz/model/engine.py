@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,24 @@ class OnnxRuntimeEngine:
     name = "onnxruntime"
 
     def __init__(self, onnx_model: bytes, threads: int | None = None) -> None:
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+        self.session = ort_session(onnx_model, threads)
 
     def run(self, batch: np.ndarray) -> ForwardPass:
         logits, feature_map = self.session.run(["logits", "feature_map"],
                                                {"image": np.ascontiguousarray(batch, dtype=np.float32)})
         return ForwardPass(logits=logits, feature_map=feature_map)
+
+
+def ort_session(onnx_model: bytes, threads: int | None = None):
+    """An ONNX Runtime CPU session with every graph optimisation, ``threads`` intra-op threads (default
+    torch's, so both engines are measured on equal terms) and one inter-op thread."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
 
 class _LogitsAndFeatures(torch.nn.Module):
@@ -112,8 +119,15 @@ def cached_onnx(model: GapClassifier, sidecar: dict[str, Any], directory: Path |
     """The ONNX export of these verified weights: from the cache when its record matches them and the file's
     sha256 matches the record, else exported anew (about 2 s) and cached. A cache that cannot be written
     costs only the export."""
-    directory = directory or cache_dir() / "onnx"
     key = _export_key(sidecar)
+    return cached_export(key, lambda: export_onnx(model, key["input_size"]), directory)
+
+
+def cached_export(key: dict[str, Any], export: Callable[[], bytes], directory: Path | None = None) -> bytes:
+    """``export()``'s bytes, cached under ``directory`` (default the cache's ``onnx`` folder) by ``key``
+    (which names the verified weights and every version the bytes depend on) beside a record of their
+    sha256: a stale or altered entry is exported again, never used."""
+    directory = directory or cache_dir() / "onnx"
     stem = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path, record = directory / f"{stem}.onnx", directory / f"{stem}.json"
     try:
@@ -124,7 +138,7 @@ def cached_onnx(model: GapClassifier, sidecar: dict[str, Any], directory: Path |
             log.warning("ONNX cache entry %s does not match its record: exporting again", path.name)
     except (OSError, ValueError):
         log.warning("ONNX cache entry %s is unreadable: exporting again", path.name)
-    data = export_onnx(model, key["input_size"])
+    data = export()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -22,6 +22,7 @@ from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.inference import softmax
 from covidviz.model.ood import load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
+from covidviz.model.segmenter_engine import serve_segmenter
 from covidviz.model.site_profile import calibrated_sidecar, calibration_for
 from covidviz.model.weights import load_weights
 from covidviz.paths import WEIGHTS_DIR
@@ -84,6 +85,9 @@ class Predictor:
         self.fast = fast
         self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast,
                                                    weights_dir=Path(weights_dir))
+        self.segmenter_note = "no lung segmenter (the model reads whole images)"
+        if self.segmenter is not None:
+            self.segmenter, self.segmenter_note = serve_segmenter(self.segmenter, "torch" if fast else engine)
         self.decision = rule_from_sidecar(self.sidecar)
 
     @property

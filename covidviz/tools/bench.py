@@ -24,13 +24,13 @@ import torch
 from covidviz.data.split import read_split
 from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.io.loading import load_xray
-from covidviz.model.engine import cached_onnx
+from covidviz.model.engine import LABELS, cached_onnx
 from covidviz.model.openvino_engine import INT8_MODEL, INT8_SUBDIR
 from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
 from covidviz.paths import EXAMPLES_DIR
-from covidviz.timing import interleaved_medians, median_seconds
+from covidviz.timing import interleaved_medians
 from covidviz.tools.bench_cam import bench_cam
 from covidviz.tools.peak import documented_peak, graph_flops, measured_int8_peak, measured_peak
 
@@ -112,9 +112,12 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         "physical_limit_ms_per_image": round(flops / (peak * 1e9) * 1000, 2),
         "int8_peak_gop_per_s": None if int8_peak is None else round(int8_peak[0], 1),
         "int8_peak_measured_on": None if int8_peak is None else int8_peak[1]}
-    if baseline.segmenter is not None:
-        results["lung_segmenter_ms_per_image"] = round(
-            median_seconds(lambda: baseline.segmenter.probabilities(grays[:1]), repeats) * 1000, 1)
+    if baseline.segmenter is not None:  # PyTorch's, and ONNX Runtime's where its export agrees
+        segmenters = {p.segmenter.engine: p.segmenter for p in predictors.values()}
+        times = interleaved_medians({name: (lambda s=s: s.probabilities(grays[:1])) for name, s in segmenters.items()},
+                                    repeats)
+        results["lung_segmenter_ms_per_image"] = {name: round(t * 1000, 1) for name, t in times.items()}
+        results["lung_segmenter_auto_choice"] = Predictor(weights_dir).segmenter_note
     reference = baseline.probabilities(canonical)
     timed = {
         "throughput": interleaved_medians({n: (lambda p=p: p.forward(batch, batch_size=BATCH))
@@ -200,8 +203,12 @@ def _print(r: dict[str, Any], out: TextIO) -> None:
                       f"p99 |dp| {a['p99_probability_difference']:.3f}", file=out)
     print(f"the dashboard's choice ('auto'): {r['auto_choice']}", file=out)
     if "lung_segmenter_ms_per_image" in r:
-        print(f"lung segmenter: {r['lung_segmenter_ms_per_image']} ms per image at 256 px (part of 'end to end': "
-              "decode, lung field, forward)", file=out)
+        times = r["lung_segmenter_ms_per_image"]
+        print("lung segmenter, ms per image at 256 px (part of 'end to end': decode, lung field, forward): "
+              + ", ".join(f"{LABELS[name]} {ms}" for name, ms in times.items())
+              + (f"; ONNX Runtime at {times['torch'] / times['onnxruntime']:.2f}x PyTorch's speed"
+                 if len(times) == 2 else ""), file=out)
+        print(f"the dashboard's segmenter ('auto'): {r['lung_segmenter_auto_choice']}", file=out)
     cam = r["cam"]
     print(f"heatmaps at batch 1, PyTorch fp32: one bare forward {cam['forward_ms']} ms | page path (probabilities + "
           f"3 Grad-CAM maps) {cam['page_path_ms']} ms | straightforward pipeline (prediction + pytorch-grad-cam "
