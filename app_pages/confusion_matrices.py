@@ -26,14 +26,18 @@ model_rule = rule_from_sidecar(read_sidecar(weights_dir()))
 rule = st.radio("Decision rule", confusion_view.rule_options(model_rule), format_func=confusion_view.RULES.get,
                 key="confusion_rule", horizontal=True)
 st.caption(confusion_view.RULE_CAPTIONS[rule].format(rule=model_rule.description))
+predictions = saved.load_predictions(weights_dir(), split)
 matrix = (np.array(report["confusion_matrix"]) if rule == "argmax" else
-          confusion_view.rule_confusion(saved.load_predictions(weights_dir(), split), model_rule,
-                                        None if source == "all" else source))
+          confusion_view.rule_confusion(predictions, model_rule, None if source == "all" else source))
 
 figure = eval_figures.confusion_figure(matrix, view,
                              f"{saved.split_label(metrics, split)} · {'all sources' if source == 'all' else source}")
 st.plotly_chart(figure, config=eval_figures.png_config(f"confusion_{split}_{source}_{view}"), key="confusion")
 st.caption(confusion_view.VIEW_CAPTIONS[view] + " The camera icon above the chart saves it as a PNG.")
+by_age = confusion_view.age_recall_caption(predictions, model_rule if rule == "decision" else None,
+                                          None if source == "all" else source)
+if by_age:
+    st.markdown(by_age)
 
 st.subheader(f"By source: {title}")
 table = eval_figures.per_source_table(metrics["splits"][split])

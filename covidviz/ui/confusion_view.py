@@ -6,8 +6,9 @@ import numpy as np
 
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts.saved import SplitPredictions
+from covidviz.evaluation.measures.age_groups import pneumonia_recall_by_age, recall_sentence
 from covidviz.evaluation.measures.metrics import confusion_matrix
-from covidviz.model.decision import DecisionRule
+from covidviz.model.decision import ARGMAX_RULE, DecisionRule
 
 VIEW_CAPTIONS = {
     "counts": "Rows are the true class, columns the model's prediction (by the decision rule picked above). "
@@ -58,3 +59,12 @@ def comparison_markdown(metrics: dict) -> str:
     """The headline table of the model card (this model beside the previous one) with its counts."""
     from covidviz.evaluation.documents.facts import comparison_table, counts_line
     return "\n".join(comparison_table(metrics)) + "\n\n" + counts_line(metrics)
+
+
+def age_recall_caption(predictions: SplitPredictions, rule: DecisionRule | None, source: str | None) -> str | None:
+    """Pneumonia recall for adults and children apart under ``rule`` (None: argmax), for the rows shown; None
+    where they hold no pneumonia film (the external sets)."""
+    rows = predictions.subset(source)
+    recalls = pneumonia_recall_by_age(rows.sources, rows.y_true, (rule or ARGMAX_RULE).indices(rows.probs))
+    return recall_sentence(recalls) + " The pooled pneumonia recall above is mostly the children's." \
+        if len(recalls) == 2 else (recall_sentence(recalls) if recalls else None)

@@ -17,6 +17,7 @@ import streamlit as st
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.artifacts import saved
 from covidviz.evaluation.measures import operating_point
+from covidviz.evaluation.measures.age_groups import pneumonia_recall_by_age, recall_sentence
 from covidviz.model.decision import COVID, DecisionRule
 from covidviz.text import without_folder
 from covidviz.ui import eval_figures
@@ -207,11 +208,21 @@ def render_metrics(sel: Selection, point: operating_point.OperatingPoint, thresh
     table_column.dataframe(table, hide_index=True,
                            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[1:]})
     table_column.caption(TABLE_NOTE)
+    if sel.cls == "pneumonia":
+        st.markdown(age_recall_line(sel, threshold))
     table_column.download_button("Download this table (CSV)", key="download_csv", mime="text/csv",
                                  file_name=f"covidviz_{sel.split}_{sel.cls}_metrics.csv",
                                  data=table.assign(**{"split": sel.split, "class": sel.cls,
                                                       "rule": rule_text(sel.cls, threshold),
                                                       "prevalence": prevalence}).to_csv(index=False))
+
+
+def age_recall_line(sel: Selection, threshold: float | None) -> str:
+    """Pneumonia recall for adults and children apart at the operating point in use (None: argmax)."""
+    probs = sel.predictions.probs
+    called = probs.argmax(axis=1) == sel.k if threshold is None else sel.score >= threshold
+    return recall_sentence(pneumonia_recall_by_age(sel.predictions.sources, sel.predictions.y_true,
+                                                   np.where(called, sel.k, -1)))
 
 
 def render_curves(sel: Selection, point: operating_point.OperatingPoint, threshold: float | None) -> None:

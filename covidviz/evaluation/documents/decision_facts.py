@@ -66,3 +66,24 @@ def decision_lines(report: dict[str, Any] | None) -> list[str]:
         lines += [f"| {title} | {_mean_sd(summary['covid_threshold'][m])} | {_mean_sd(summary['argmax'][m])} |"
                   for m, title in FOLD_MEASURES.items()]
     return [*lines, ""]
+
+
+def pneumonia_age_lines(report: dict[str, Any] | None) -> list[str]:
+    """Markdown: pneumonia recall for adults and for children, per set and rule, with Wilson 95% intervals."""
+    if not report:
+        return []
+    def cell(r: dict[str, Any] | None) -> str:
+        return "n/a" if r is None else (f"{r['recalled']} of {r['n']} ({r['value']:.3f}, "
+                                        f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f})")
+    first = next(iter(next(iter(report.values())).values()))
+    names = {g: f"{g} ({', '.join(r['sources'])})" for g, r in first.items()}
+    lines = ["## Pneumonia recall, adults and children apart",
+             "The pool's pneumonia class is mostly children (Kermany, aged 1 to 5), so a pooled pneumonia recall "
+             "mostly measures how well the model knows a child's chest. Adult pneumonia that is not COVID-19 is "
+             "shown apart (the age group comes from the source; Wilson 95% intervals):", "",
+             "| set | rule | " + " | ".join(names.values()) + " |", "|---|---|" + "---|" * len(names)]
+    for split, rules in report.items():
+        for rule, groups in rules.items():
+            lines.append(f"| {SET_TITLES.get(split, split).removesuffix(' (fitted here)')} | {RULE_TITLES[rule]} | "
+                         + " | ".join(cell(groups.get(g)) for g in names) + " |")
+    return [*lines, ""]

@@ -147,5 +147,8 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.artifacts.abstention_artifact import load_abstention
     if (abstention := load_abstention(weights_dir)) is not None:  # the card's abstention section
         metrics["abstention"] = abstention
+    from covidviz.evaluation.artifacts.age_artifact import pneumonia_by_age
+    if by_age := pneumonia_by_age(weights_dir, read_sidecar(weights_dir)):  # from the saved predictions
+        metrics["pneumonia_by_age"] = by_age
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
-from covidviz.evaluation.documents.decision_facts import abstention_lines, decision_lines
+from covidviz.evaluation.documents.decision_facts import abstention_lines, decision_lines, pneumonia_age_lines
 from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
 from covidviz.evaluation.explanation_check.explanations import explanation_lines
 from covidviz.evaluation.explanation_check.localisation_report import localisation_lines
@@ -155,6 +155,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
                       f"- Real chest X-rays with a caution: {caution}. The Hannover hospital is new to the model, "
                       "and the guard says so.", ""]
     lines += decision_lines((metrics or {}).get("decision"))
+    lines += pneumonia_age_lines((metrics or {}).get("pneumonia_by_age"))
     lines += abstention_lines((metrics or {}).get("abstention"))
     lines += explanation_lines((metrics or {}).get("explanations"), sidecar["weights_sha256"])
     lines += localisation_lines((metrics or {}).get("localisation"), sidecar["weights_sha256"])
