@@ -47,3 +47,13 @@ def test_readme_comparison_block_is_generated_from_the_committed_comparison():
         "README comparison is stale: run `python -m covidviz compare-build`"
     with pytest.raises(ValueError, match="no generated block"):
         COMPARISON_BLOCK.replace("no markers", shown)
+
+
+def test_model_card_shows_the_measured_acquisition_shift():
+    from covidviz.evaluation.artifacts.shift_artifact import load_shift
+    from covidviz.evaluation.documents.shift_facts import shift_lines
+    shift = load_shift(WEIGHTS)
+    assert shift is not None, "weights/eval/shift.json is missing: run `python -m covidviz measure-shift`"
+    section = "\n".join(shift_lines(shift))
+    assert section.startswith("## Acquisition shift (today's model)")
+    assert section in (WEIGHTS / "MODEL_CARD.md").read_text()

@@ -1,5 +1,5 @@
 """The image collection (``../shared/cxr``): metadata records, the patient-level split, and offline
-non-chest images for testing the out-of-distribution guard.
+non-chest images for testing the out-of-distribution guard, and transforms that imitate other acquisitions.
 """
 
 from covidviz._lazy import lazy_exports
@@ -10,4 +10,5 @@ __all__, __getattr__, __dir__ = lazy_exports(
     split=("split_records", "extend_split", "read_split_groups", "read_split", "write_split", "crossval_folds",
            "crossval_split"),
     ood_sets=("skimage_pictures", "non_chest_dicoms"),
+    acquisition=("TRANSFORMS", "check_gray"),
 )

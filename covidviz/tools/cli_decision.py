@@ -28,6 +28,19 @@ def _measure_abstention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measure_shift(args: argparse.Namespace) -> int:
+    from covidviz.evaluation.artifacts.shift_artifact import summarise, summary_lines, write_summary
+    sample = None
+    if not args.summary_only:
+        from covidviz.evaluation.artifacts.shift_run import measure_per_film
+        path, sample = measure_per_film(args.data, args.weights, films=args.films, seed=args.seed)
+        print(f"wrote {path} ({sample['films']} films x 7 passes in {sample['seconds']} s)")
+    print(f"wrote {write_summary(args.weights, sample)}")
+    print("\n".join(summary_lines(summarise(args.weights))))
+    print("run `python -m covidviz facts` to regenerate the model card")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("fit-decision", help="fit the COVID-19 screening threshold on validation predictions, "
                        "record it in the sidecar and report it on test, external sets and CV folds")
@@ -42,3 +55,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--weights", default=str(WEIGHTS_DIR))
     a.add_argument("--summary-only", action="store_true", help="recompute abstention.json from the per-film file")
     a.set_defaults(func=_measure_abstention)
+    s = sub.add_parser("measure-shift", help="run the model over a seeded sample of validation films, clean and under "
+                       "each acquisition transform: how often the class flips, and how much the OOD guard flags")
+    s.add_argument("--data", default=str(DEFAULT_DATA_DIR))
+    s.add_argument("--weights", default=str(WEIGHTS_DIR))
+    s.add_argument("--films", type=int, default=300, help="validation films, a third of each class (default 300)")
+    s.add_argument("--seed", type=int, default=20, help="the sample's and the transforms' seed (default 20)")
+    s.add_argument("--summary-only", action="store_true", help="recompute shift.json from the per-film file")
+    s.set_defaults(func=_measure_shift)

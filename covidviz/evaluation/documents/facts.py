@@ -130,7 +130,7 @@ def previous_folder(previous: dict[str, Any]) -> str:
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" and ``localisation.json``
     under "localisation" when explain-check has run, and ``decision.json`` under "decision" when fit-decision
-    has) and the lung segmenter's sidecar (None when none is shipped)."""
+    has, ``abstention.json`` and ``shift.json`` when measured) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
 
     from covidviz.verified import read_sidecar
@@ -150,5 +150,8 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.artifacts.age_artifact import pneumonia_by_age
     if by_age := pneumonia_by_age(weights_dir, read_sidecar(weights_dir)):  # from the saved predictions
         metrics["pneumonia_by_age"] = by_age
+    from covidviz.evaluation.artifacts.shift_artifact import load_shift
+    if (shift := load_shift(weights_dir)) is not None:  # the card's acquisition-shift section (measure-shift)
+        metrics["shift"] = shift
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None

@@ -7,6 +7,7 @@ from typing import Any
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
 from covidviz.evaluation.documents.decision_facts import abstention_lines, decision_lines, pneumonia_age_lines
 from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
+from covidviz.evaluation.documents.shift_facts import shift_lines
 from covidviz.evaluation.explanation_check.explanations import explanation_lines
 from covidviz.evaluation.explanation_check.localisation_report import localisation_lines
 
@@ -157,6 +158,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
     lines += decision_lines((metrics or {}).get("decision"))
     lines += pneumonia_age_lines((metrics or {}).get("pneumonia_by_age"))
     lines += abstention_lines((metrics or {}).get("abstention"))
+    lines += shift_lines((metrics or {}).get("shift"))
     lines += explanation_lines((metrics or {}).get("explanations"), sidecar["weights_sha256"])
     lines += localisation_lines((metrics or {}).get("localisation"), sidecar["weights_sha256"])
     lines += [
