@@ -98,7 +98,7 @@ def _serve(segmenter: LungSegmenter, choice: str, threads: int | None) -> tuple[
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(["lungs"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    probe = probe_input()
+    probe = probe_input(1)
     reference = segmenter.torch_probabilities(probe)
     difference = float(np.abs(run(probe) - reference).max())
     if difference > PROBABILITY_ATOL:
