@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
-from sklearn.covariance import LedoitWolf
 
 from covidviz.errors import WeightsError
 from covidviz.lungs.field import LungCheck
@@ -72,7 +71,10 @@ def hard_threshold(val_distances: np.ndarray, non_chest_distances: np.ndarray) -
 
 
 def fit_guard(train_features: np.ndarray, val_features: np.ndarray, non_chest_features: np.ndarray) -> OodGuard:
-    """Gaussian fitted on training features; thresholds from validation and offline non-chest features."""
+    """Gaussian fitted on training features; thresholds from validation and offline non-chest features.
+    scikit-learn is imported here, not with the module: the server only loads a fitted guard, and scikit-learn
+    with the SciPy it pulls in would hold about 130 MB there for nothing."""
+    from sklearn.covariance import LedoitWolf
     estimator = LedoitWolf().fit(train_features.astype(np.float64))
     unfitted = OodGuard(mean=estimator.location_, precision=estimator.precision_, threshold=np.inf, caution=np.inf)
     val, other = unfitted.distance(val_features), unfitted.distance(non_chest_features)

@@ -5,6 +5,7 @@ Used by the CLI and the dashboard alike, so both show the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,10 +72,16 @@ class Predictor:
     natively. The PyTorch model stays loaded for training, evaluation and the library heatmap methods."""
 
     def __init__(self, weights_dir: str | Path = WEIGHTS_DIR, fast: bool = False,
-                 engine: str | None = None) -> None:
+                 engine: str | None = None, stage: Callable[[str], None] | None = None) -> None:
+        """``stage`` (optional) is called with a name after each part is loaded: how
+        ``scripts/memory_breakdown.py`` says what each part costs, on the path the dashboard takes."""
+        stage = stage or (lambda _name: None)
         self.model, self.sidecar = load_weights(weights_dir)
+        stage("classifier weights, verified and built in PyTorch")
         self.segmenter = field_segmenter(weights_dir, self.sidecar)
+        stage("lung segmenter weights, verified and built in PyTorch")
         self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
+        stage("out-of-distribution guard")
         self.model = self.model.to(memory_format=torch.channels_last)
         self.input_size = int(self.sidecar["input_size"])
         # a site profile fitted for these weights overrides the shipped temperature; the sidecar copy carries
@@ -85,9 +92,11 @@ class Predictor:
         self.fast = fast
         self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast,
                                                    weights_dir=Path(weights_dir))
+        stage(f"classifier engine: {self.engine_note}")
         self.segmenter_note = "no lung segmenter (the model reads whole images)"
         if self.segmenter is not None:
             self.segmenter, self.segmenter_note = serve_segmenter(self.segmenter, "torch" if fast else engine)
+            stage(self.segmenter_note)
         self.decision = rule_from_sidecar(self.sidecar)
 
     @property

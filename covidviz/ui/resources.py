@@ -24,7 +24,20 @@ def get_predictor(folder: Path) -> Predictor:
     """The verified model of ``folder``: an argument, so that the cache keys on it and a changed
     ``COVIDVIZ_WEIGHTS`` gives the model it names, not the one loaded first."""
     from covidviz.model.predictor import Predictor
-    return Predictor(folder)
+    predictor = Predictor(folder)
+    trim_heap()
+    return predictor
+
+
+def trim_heap() -> None:
+    """Hand back to the system the memory that loading used and freed (the engines' agreement checks and
+    timings): glibc keeps freed memory for reuse, and ``malloc_trim`` returns about 50 MB of it here
+    (``scripts/memory_breakdown.py``). A no-op where the C library is not glibc."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @st.cache_resource(show_spinner=False)
@@ -45,6 +58,7 @@ def warm_up(folder: Path) -> bool:
     reading = read_xray(predictor, Xray(pixels=pixels), "warm-up", None)
     cam = heatmap_on_original(reading, heatmap(reading, predictor, "Grad-CAM", 0))
     render(pixels, cam, "heatmap", "inferno", 0.45, 0.0)
+    trim_heap()
     return True
 
 
