@@ -117,7 +117,6 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         times = interleaved_medians({name: (lambda s=s: s.probabilities(grays[:1])) for name, s in segmenters.items()},
                                     repeats)
         results["lung_segmenter_ms_per_image"] = {name: round(t * 1000, 1) for name, t in times.items()}
-        results["lung_segmenter_auto_choice"] = Predictor(weights_dir).segmenter_note
     reference = baseline.probabilities(canonical)
     timed = {
         "throughput": interleaved_medians({n: (lambda p=p: p.forward(batch, batch_size=BATCH))
@@ -157,7 +156,10 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         results["int8"] = {"batched_vs_pytorch_fp32": round(int8 / base, 2),
                            "batched_vs_onnxruntime_fp32": round(int8 / engines["onnxruntime-fp32"]["throughput_img_per_s"], 2),
                            "agreement": predictors["openvino-int8"].engine.record["agreement"]}
-    results["auto_choice"] = Predictor(weights_dir).engine_note
+    dashboard = Predictor(weights_dir)  # what `auto` chooses here, for the classifier and the segmenter
+    results["auto_choice"] = dashboard.engine_note
+    if baseline.segmenter is not None:
+        results["lung_segmenter_auto_choice"] = dashboard.segmenter_note
     results["cam"] = bench_cam(baseline, canonical[0], repeats)
     _print(results, out)
     print(json.dumps(results), file=out)

@@ -66,5 +66,7 @@ def age_recall_caption(predictions: SplitPredictions, rule: DecisionRule | None,
     where they hold no pneumonia film (the external sets)."""
     rows = predictions.subset(source)
     recalls = pneumonia_recall_by_age(rows.sources, rows.y_true, (rule or ARGMAX_RULE).indices(rows.probs))
-    return recall_sentence(recalls) + " The pooled pneumonia recall above is mostly the children's." \
-        if len(recalls) == 2 else (recall_sentence(recalls) if recalls else None)
+    if not recalls:
+        return None
+    pooled_note = " The pooled pneumonia recall above is mostly the children's." if len(recalls) == 2 else ""
+    return recall_sentence(recalls) + pooled_note
