@@ -88,11 +88,10 @@ def save_verified(state: dict[str, torch.Tensor], directory: str | Path, sidecar
     return path
 
 
-def load_verified(directory: str | Path, architecture: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The fp32 state dict and sidecar of ``directory``; :class:`WeightsError` unless the sidecar names
-    ``architecture`` and the weights file's sha256 is the one the sidecar records."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def verified_file(directory: str | Path, architecture: str) -> tuple[Path, dict[str, Any]]:
+    """The weights file of ``directory`` and its sidecar, once the sidecar names ``architecture`` and the
+    file's sha256 is the one the sidecar records; :class:`WeightsError` otherwise. Reads no tensor, so a
+    server that serves an export of these weights verifies them without torch."""
     directory = Path(directory)
     sidecar = read_sidecar(directory)
     if sidecar.get("architecture") != architecture:
@@ -105,6 +104,14 @@ def load_verified(directory: str | Path, architecture: str) -> tuple[dict[str, t
     if actual != sidecar.get("weights_sha256"):
         raise WeightsError(f"The weights file {path} is corrupt or was replaced: sha256 {actual[:12]}… "
                            f"does not match the sidecar's {str(sidecar.get('weights_sha256'))[:12]}….")
+    return path, sidecar
+
+
+def load_verified(directory: str | Path, architecture: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The fp32 state dict and sidecar of ``directory``, verified by :func:`verified_file`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    path, sidecar = verified_file(directory, architecture)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from covidviz import CLASSES
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
@@ -17,8 +18,9 @@ from tests.conftest import FIXTURES, fixture_rows
 
 @pytest.fixture(scope="module")
 def batches(predictor):
-    return {row["fixture"]: model_batch([canonical_image(load_xray((FIXTURES / row["fixture"]).read_bytes()).pixels)],
-                                        predictor.input_size) for row in fixture_rows()}
+    return {row["fixture"]: torch.from_numpy(model_batch(
+        [canonical_image(load_xray((FIXTURES / row["fixture"]).read_bytes()).pixels)], predictor.input_size))
+        for row in fixture_rows()}
 
 
 def test_fast_gradcam_equals_pytorch_grad_cam_for_every_class(predictor, batches):

@@ -47,7 +47,7 @@ def test_onnx_runtime_gives_pytorchs_logits_features_and_labels(torch_predictor,
 def test_one_pass_gradcam_is_the_same_on_either_engine(torch_predictor, onnx_predictor, canonical):
     batch = model_batch(canonical[:3], torch_predictor.input_size)
     reference = gradcam_all_classes(torch_predictor.model, batch)
-    served = cam_pass(onnx_predictor.engine.run(batch.numpy()), onnx_predictor.classifier_weight)
+    served = cam_pass(onnx_predictor.engine.run(batch), onnx_predictor.classifier_weight)
     assert served.maps.shape == reference.maps.shape
     scale = np.maximum(reference.maps.max(axis=(2, 3), keepdims=True), 1e-12)
     np.testing.assert_allclose(served.maps / scale, reference.maps / scale, atol=1e-3)
@@ -63,7 +63,7 @@ def test_predictions_and_ood_notes_agree_across_engines(torch_predictor, onnx_pr
 
 
 def test_the_session_is_shared_safely_between_threads(onnx_predictor, canonical):
-    batch = model_batch(canonical[:2], onnx_predictor.input_size).numpy()
+    batch = model_batch(canonical[:2], onnx_predictor.input_size)
     expected = onnx_predictor.engine.run(batch).logits
     results, errors = [], []
 

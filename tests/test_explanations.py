@@ -77,14 +77,14 @@ def tiny() -> CxrDenseNet:
     optimiser = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(60):
         images, labels, _ = blob_images(16, rng)
-        loss = torch.nn.functional.cross_entropy(model(model_batch(images, SIZE)), torch.from_numpy(labels))
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(model_batch(images, SIZE))), torch.from_numpy(labels))
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     model.eval()
     images, labels, _ = blob_images(30, np.random.default_rng(1))
     with torch.inference_mode():
-        accuracy = (model(model_batch(images, SIZE)).argmax(1).numpy() == labels).mean()
+        accuracy = (model(torch.from_numpy(model_batch(images, SIZE))).argmax(1).numpy() == labels).mean()
     assert accuracy >= 0.9, f"the tiny model did not learn the blob task (accuracy {accuracy:.2f})"
     return model
 
@@ -100,7 +100,7 @@ def lungs_mask() -> np.ndarray:
 def tiny_cases() -> list[explanation_run.Case]:
     images, labels, _ = blob_images(9, np.random.default_rng(2))
     order = np.argsort(labels, kind="stable")  # class by class, as stratified_sample orders them
-    return [explanation_run.Case(name=f"blob{i}", batch=model_batch([images[i]], SIZE), true_class=int(labels[i]),
+    return [explanation_run.Case(name=f"blob{i}", batch=torch.from_numpy(model_batch([images[i]], SIZE)), true_class=int(labels[i]),
                     lungs=lungs_mask() if i % 2 == 0 else None) for i in order]
 
 
@@ -213,7 +213,7 @@ def test_road_scores_a_map_on_the_evidence_above_its_inverse(tiny):
         if label != 1:
             continue
         evidence = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 10 ** 2)).astype(np.float32)
-        batch = model_batch([image], SIZE)
+        batch = torch.from_numpy(model_batch([image], SIZE))
         on = road_scores(tiny, batch, evidence, 1, (70, 90))
         off = road_scores(tiny, batch, 1 - evidence, 1, (70, 90))
         assert on["combined"] > 0.1 > -0.1 > off["combined"], (on, off)
@@ -225,7 +225,7 @@ def test_road_combined_equals_the_library_and_ties_are_broken():
 
     model = TinyDenseNet().eval()
     image, _, _ = blob_images(1, np.random.default_rng(0))
-    batch = model_batch(image, SIZE)
+    batch = torch.from_numpy(model_batch(image, SIZE))
     cam = np.zeros((SIZE, SIZE), np.float32)
     cam[40:80, 30:60] = np.linspace(0.2, 1, 30)  # 93% of the map is exactly zero
     ranks = tie_broken_ranks(cam, seed=3)
@@ -249,7 +249,7 @@ def test_checked_maps_are_the_diagnose_pages_maps():
 
     predictor = Predictor(WEIGHTS)
     reading = read_xray(predictor, load_xray_file(FIXTURES / fixture_rows()[0]["fixture"]), "x", None)
-    batch = model_batch([reading.canonical], predictor.input_size)
+    batch = torch.from_numpy(model_batch([reading.canonical], predictor.input_size))
     for i, method in enumerate(m for m in METHODS if m not in SLOW_METHODS):
         k = i % len(CLASSES)  # every class, not every pair: each map costs a pass
         np.testing.assert_allclose(explanation_run.page_map(method)(predictor.model, batch, k),

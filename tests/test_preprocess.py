@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from covidviz.io.loading import load_xray
@@ -41,11 +42,31 @@ def test_model_batch_is_standardised_three_channel(xray_png):
     image = canonical_image(load_xray(xray_png, "x.png").pixels)
     batch = model_batch([image, image * 0.5], size=224)
     assert batch.shape == (2, 3, 224, 224)
-    assert torch.allclose(batch[:, 0], batch[:, 2])
-    assert torch.allclose(batch.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
-    assert torch.allclose(batch[0], batch[1], atol=1e-4)  # brightness/contrast of the source is removed
+    assert batch.dtype == np.float32 and batch.flags.c_contiguous
+    np.testing.assert_array_equal(batch[:, 0], batch[:, 2])
+    np.testing.assert_allclose(batch.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(batch[0], batch[1], atol=1e-4)  # brightness/contrast of the source is removed
 
 
 def test_input_size_follows_the_request(xray_png):
     image = canonical_image(load_xray(xray_png, "x.png").pixels)
     assert model_batch([image], size=128).shape[-1] == 128
+
+
+@pytest.mark.parametrize("size", [128, 224, 256, 384])
+def test_the_resize_is_pytorchs_antialiased_bilinear_on_arrays_and_tensors(size):
+    """The shipped models were trained through ``F.interpolate(antialias=True)``; serving resizes with a
+    weight matrix in numpy (no torch in the server), training with the same matrix on tensors."""
+    import torch.nn.functional as F
+
+    from covidviz.model.preprocessing import resize_batch, standardise
+    canonical = np.random.default_rng(size).random((3, 1, 256, 256), dtype=np.float32)
+    reference = F.interpolate(torch.from_numpy(canonical), size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
+    resized = resize_batch(canonical, size)
+    assert isinstance(resized, np.ndarray) and resized.shape == (3, 1, size, size)
+    np.testing.assert_allclose(resized, reference.numpy(), atol=2e-5)
+    on_tensor = resize_batch(torch.from_numpy(canonical), size)
+    assert isinstance(on_tensor, torch.Tensor)
+    np.testing.assert_allclose(on_tensor.numpy(), resized, atol=1e-6)
+    np.testing.assert_allclose(standardise(on_tensor).numpy(), standardise(resized), atol=1e-5)

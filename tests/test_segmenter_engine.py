@@ -58,5 +58,5 @@ def test_an_export_of_other_weights_is_refused_and_pytorch_serves(segmenter, mon
 
 def test_the_export_takes_any_batch(segmenter, films):
     served, _ = serve_segmenter(segmenter, "onnxruntime")
-    batch = segmenter_input(films[:3]).numpy()
+    batch = segmenter_input(films[:3])
     assert served.probabilities(films[:3]).shape == (3, 256, 256) == segmenter.torch_probabilities(batch).shape

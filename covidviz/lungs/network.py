@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+Batch = TypeVar("Batch", np.ndarray, "torch.Tensor")
 
 ARCHITECTURE = "unet-resnet18-depth4"
 INPUT_SIZE = 256
@@ -38,13 +44,27 @@ def segmenter_square(gray: np.ndarray) -> np.ndarray:
     return np.clip((square - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
 
 
-def standardise(batch: torch.Tensor) -> torch.Tensor:
-    """Per-image zero mean and unit variance of an N x 1 x H x W batch."""
+def zscore(batch: Batch) -> Batch:
+    """Per-image zero mean and unit variance (sample standard deviation, at least 1e-3) of an N x C x H x W
+    batch: a numpy array, or a torch tensor (training), each computed in its own library. Both the
+    segmenter's and the classifier's input are standardised by it."""
+    if isinstance(batch, np.ndarray):
+        batch = batch.astype(np.float32, copy=False)
+        mean = batch.mean(axis=(1, 2, 3), keepdims=True)
+        return (batch - mean) / np.maximum(batch.std(axis=(1, 2, 3), ddof=1, keepdims=True), np.float32(1e-3))
     mean = batch.mean(dim=(1, 2, 3), keepdim=True)
-    return ((batch - mean) / batch.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)).contiguous(
-        memory_format=torch.channels_last)
+    return (batch - mean) / batch.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
 
 
-def segmenter_input(grays: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """Grayscale images to the segmenter's N x 1 x 256 x 256 input tensor."""
-    return standardise(torch.from_numpy(np.stack([segmenter_square(g) for g in grays])[:, None]))
+def standardise(batch: Batch) -> Batch:
+    """The segmenter's standardisation (:func:`zscore`), channels-last for a tensor."""
+    batch = zscore(batch)
+    if isinstance(batch, np.ndarray):
+        return np.ascontiguousarray(batch)
+    import torch
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def segmenter_input(grays: list[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Grayscale images to the segmenter's N x 1 x 256 x 256 float32 input."""
+    return standardise(np.stack([segmenter_square(g) for g in grays])[:, None])

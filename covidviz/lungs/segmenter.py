@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from covidviz.lungs.network import ARCHITECTURE, build_segmenter, segmenter_input
+
+if TYPE_CHECKING:
+    import torch
 
 LUNGS_SUBDIR = "lungs"
 
@@ -29,11 +31,14 @@ class LungSegmenter:
     """Lung masks at 256 x 256 for grayscale images of any size (the mask covers the whole image).
 
     Its forward pass runs in PyTorch unless :meth:`served_by` hands it another engine's (the model layer
-    serves it on ONNX Runtime where that is exact and faster: :mod:`covidviz.model.segmenter_engine`)."""
+    serves it on ONNX Runtime where that is exact and faster: :mod:`covidviz.model.segmenter_engine`). Built
+    from verified weights without their network (``load_segmenter(..., network=False)``), it loads the
+    PyTorch network on first use: a server that reads with ONNX Runtime never does."""
 
-    def __init__(self, model: torch.nn.Module, sidecar: dict[str, Any]) -> None:
-        self.model = model.eval().to(memory_format=torch.channels_last)
+    def __init__(self, model: torch.nn.Module | None, sidecar: dict[str, Any], directory: Path | None = None) -> None:
+        self._model = None if model is None else _serving_form(model)
         self.sidecar = sidecar
+        self.directory = directory
         self.engine = "torch"
         self._run: Callable[[np.ndarray], np.ndarray] = self.torch_probabilities
         self._lock = threading.Lock()
@@ -42,22 +47,35 @@ class LungSegmenter:
     def sha256(self) -> str:
         return str(self.sidecar.get("weights_sha256", ""))
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The PyTorch network, loaded (and verified again) on first use when this segmenter was built without it."""
+        with self._lock:
+            if self._model is None:
+                if self.directory is None:
+                    raise ValueError("this lung segmenter has no PyTorch network and no folder to load one from")
+                self._model = _serving_form(_network(self.directory))
+            return self._model
+
     def torch_probabilities(self, batch: np.ndarray) -> np.ndarray:
         """N x 256 x 256 probabilities for the standardised N x 1 x 256 x 256 input, in PyTorch (the reference
         every other engine is checked against)."""
-        tensor = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+        import torch
+        model = self.model
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).contiguous(
+            memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
-            return torch.sigmoid(self.model(tensor)).squeeze(1).numpy()
+            return torch.sigmoid(model(tensor)).squeeze(1).numpy()
 
     def served_by(self, engine: str, run: Callable[[np.ndarray], np.ndarray]) -> LungSegmenter:
         """This segmenter (same weights, same record) with its forward pass on ``run``, named ``engine``."""
-        served = LungSegmenter(self.model, self.sidecar)
+        served = LungSegmenter(self._model, self.sidecar, self.directory)
         served.engine, served._run = engine, run
         return served
 
     def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """N x 256 x 256 lung probabilities."""
-        out = [self._run(segmenter_input(list(grays[start:start + batch_size])).numpy())
+        out = [self._run(segmenter_input(list(grays[start:start + batch_size])))
                for start in range(0, len(grays), batch_size)]
         return np.concatenate(out) if out else np.empty((0, 256, 256), np.float32)
 
@@ -67,10 +85,23 @@ class LungSegmenter:
             if len(grays) else np.empty((0, 256, 256), bool)
 
 
-def load_segmenter(weights_dir: str | Path) -> LungSegmenter:
-    """The verified segmenter in ``<weights_dir>/lungs``; :class:`~covidviz.errors.WeightsError` if absent or altered."""
+def _serving_form(model: torch.nn.Module) -> torch.nn.Module:
+    import torch
+    return model.eval().to(memory_format=torch.channels_last)
+
+
+def _network(directory: Path) -> torch.nn.Module:
     from covidviz.verified import load_verified
-    state, sidecar = load_verified(Path(weights_dir) / LUNGS_SUBDIR, ARCHITECTURE)
+    state, _ = load_verified(directory / LUNGS_SUBDIR, ARCHITECTURE)
     model = build_segmenter()
     model.load_state_dict(state)
-    return LungSegmenter(model, sidecar)
+    return model
+
+
+def load_segmenter(weights_dir: str | Path, network: bool = True) -> LungSegmenter:
+    """The verified segmenter in ``<weights_dir>/lungs``; :class:`~covidviz.errors.WeightsError` if absent or
+    altered. ``network=False`` verifies the weights but leaves the PyTorch network to its first use."""
+    from covidviz.verified import verified_file
+    weights_dir = Path(weights_dir)
+    _, sidecar = verified_file(weights_dir / LUNGS_SUBDIR, ARCHITECTURE)
+    return LungSegmenter(_network(weights_dir) if network else None, sidecar, weights_dir)

@@ -5,7 +5,9 @@ Every engine returns the logits and the last feature map (the output of ``featur
 ReLU), so the one-pass Grad-CAM of all three classes (:mod:`covidviz.explain.cam.fast_gradcam`) works on
 any of them. The ONNX model is exported from the weights the predictor has already verified, cached under
 :func:`covidviz.paths.cache_dir` beside a record of its own sha256, and checked against PyTorch on a probe
-batch before it serves: a stale, altered or wrong export is rebuilt or refused, never used.
+batch before it serves: a stale, altered or wrong export is rebuilt or refused, never used. torch loads only
+where PyTorch runs or exports: an engine built from a cached export (:mod:`covidviz.model.serving_plan`) does
+without it.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from covidviz.model.forward_pass import ENGINES, Engine, ForwardPass
-from covidviz.model.network import GapClassifier
-from covidviz.model.precision import native_bf16
+from covidviz.model.forward_pass import ENGINES, Engine, ForwardPass, torch_threads
 from covidviz.paths import cache_dir
 from covidviz.timing import interleaved_medians
+
+if TYPE_CHECKING:
+    from covidviz.model.network import GapClassifier
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ class TorchEngine:
     """PyTorch eager, channels_last; ``bf16`` autocast only where the CPU runs bf16 natively."""
 
     def __init__(self, model: GapClassifier, bf16: bool = False) -> None:
+        import torch
+
+        from covidviz.model.precision import native_bf16
         if bf16 and not native_bf16():
             raise ValueError("bf16 was asked for, but this CPU has no native bf16 (it would run several times "
                              "slower than fp32): use fp32")
@@ -46,6 +51,7 @@ class TorchEngine:
         self.name = "torch-bf16" if bf16 else "torch"
 
     def run(self, batch: np.ndarray) -> ForwardPass:
+        import torch
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             feature_map = self.model.features(x)
@@ -73,21 +79,11 @@ def ort_session(onnx_model: bytes, threads: int | None = None):
     torch's, so both engines are measured on equal terms) and one inter-op thread."""
     import onnxruntime as ort
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = threads or torch_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
-
-
-class _LogitsAndFeatures(torch.nn.Module):
-    def __init__(self, model: GapClassifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feature_map = self.model.features(x)
-        return self.model.head(feature_map), feature_map
 
 
 def export_onnx(model: GapClassifier, size: int) -> bytes:
@@ -98,7 +94,19 @@ def export_onnx(model: GapClassifier, size: int) -> bytes:
     carries its version, so a torch that drops this exporter fails loudly in the tests, not silently."""
     import copy
     import warnings
-    wrapper = _LogitsAndFeatures(copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)).eval()
+
+    import torch
+
+    class LogitsAndFeatures(torch.nn.Module):
+        def __init__(self, model: GapClassifier) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            feature_map = self.model.features(x)
+            return self.model.head(feature_map), feature_map
+
+    wrapper = LogitsAndFeatures(copy.deepcopy(model).float().to(memory_format=torch.contiguous_format)).eval()
     buffer = io.BytesIO()
     dynamic = {name: {0: "batch"} for name in ("image", "logits", "feature_map")}
     with warnings.catch_warnings():
@@ -109,8 +117,10 @@ def export_onnx(model: GapClassifier, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _export_key(sidecar: dict[str, Any]) -> dict[str, Any]:
+def export_key(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """What the classifier's cached export depends on: its verified weights and every version involved."""
     import onnxruntime
+    import torch
     return {"weights_sha256": sidecar["weights_sha256"], "input_size": int(sidecar["input_size"]),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "opset": OPSET}
 
@@ -119,14 +129,16 @@ def cached_onnx(model: GapClassifier, sidecar: dict[str, Any], directory: Path |
     """The ONNX export of these verified weights: from the cache when its record matches them and the file's
     sha256 matches the record, else exported anew (about 2 s) and cached. A cache that cannot be written
     costs only the export."""
-    key = _export_key(sidecar)
+    key = export_key(sidecar)
     return cached_export(key, lambda: export_onnx(model, key["input_size"]), directory)
 
 
-def cached_export(key: dict[str, Any], export: Callable[[], bytes], directory: Path | None = None) -> bytes:
+def cached_export(key: dict[str, Any], export: Callable[[], bytes] | None, directory: Path | None = None
+                  ) -> bytes | None:
     """``export()``'s bytes, cached under ``directory`` (default the cache's ``onnx`` folder) by ``key``
     (which names the verified weights and every version the bytes depend on) beside a record of their
-    sha256: a stale or altered entry is exported again, never used."""
+    sha256: a stale or altered entry is exported again, never used. ``export=None`` only looks: None where
+    there is no matching entry."""
     directory = directory or cache_dir() / "onnx"
     stem = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     path, record = directory / f"{stem}.onnx", directory / f"{stem}.json"
@@ -138,6 +150,8 @@ def cached_export(key: dict[str, Any], export: Callable[[], bytes], directory: P
             log.warning("ONNX cache entry %s does not match its record: exporting again", path.name)
     except (OSError, ValueError):
         log.warning("ONNX cache entry %s is unreadable: exporting again", path.name)
+    if export is None:
+        return None
     data = export()
     try:
         directory.mkdir(parents=True, exist_ok=True)

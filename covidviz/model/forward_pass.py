@@ -31,3 +31,10 @@ class Engine(Protocol):
 
     def run(self, batch: np.ndarray) -> ForwardPass:
         """One forward pass over an N x 3 x S x S standardised batch (``preprocessing.model_batch``)."""
+
+
+def torch_threads() -> int:
+    """PyTorch's intra-op thread count: every engine's default, so that all are measured on equal terms (a
+    serving plan records the count it was chosen with, so a server without torch uses that)."""
+    import torch
+    return torch.get_num_threads()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from covidviz.model.preprocessing import model_batch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pooled_and_logits(model: torch.nn.Module, images: Sequence[np.ndarray] | np.ndarray, size: int,
@@ -15,6 +18,7 @@ def pooled_and_logits(model: torch.nn.Module, images: Sequence[np.ndarray] | np.
     """Pooled features (N x 1024, what the classifier reads) and logits (N x K), one pass.
 
     ``fast`` uses bf16 autocast (about 2x on this CPU; labels agree, see ``bench``)."""
+    import torch
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -22,7 +26,7 @@ def pooled_and_logits(model: torch.nn.Module, images: Sequence[np.ndarray] | np.
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
         for start in range(0, len(images), batch_size):
             chunk = [np.asarray(im, dtype=np.float32) for im in images[start:start + batch_size]]
-            feats = model.pool(model.features(model_batch(chunk, size).to(device))).float()
+            feats = model.pool(model.features(torch.from_numpy(model_batch(chunk, size)).to(device))).float()
             pooled.append(feats.cpu())
             logits.append(model.classifier(feats).float().cpu())
     model.train(was_training)

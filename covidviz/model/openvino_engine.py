@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from covidviz.errors import WeightsError
-from covidviz.model.forward_pass import ForwardPass
+from covidviz.model.forward_pass import ForwardPass, torch_threads
 from covidviz.verified import sha256_of
 
 INT8_SUBDIR = "int8"
@@ -42,8 +42,7 @@ def compiled(model: Any, threads: int | None) -> Any:
     """An OpenVINO model compiled for the CPU on ``threads`` threads (latency hint: one request at a time
     per caller, which is how the predictor calls it)."""
     import openvino as ov
-    import torch
-    config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+    config = {"INFERENCE_NUM_THREADS": threads or torch_threads(), "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_PRECISION_HINT": "f32"}  # never a silent bf16/fp16 downcast on CPUs that offer one
     return ov.Core().compile_model(model, "CPU", config)
 

@@ -1,17 +1,19 @@
 """The shipped model behind one small API: uploads in, calibrated probabilities out.
 
-Used by the CLI and the dashboard alike, so both show the same numbers.
+Used by the CLI and the dashboard alike, so both show the same numbers. The dashboard's predictor is *lean*:
+where its engines need no torch (ONNX Runtime, OpenVINO), it serves from the plan this machine made
+(:mod:`covidviz.model.serving_plan`) and loads PyTorch only if a library heatmap method asks for it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from covidviz import CLASSES
 from covidviz.errors import WeightsError, XrayInputError
@@ -24,13 +26,15 @@ from covidviz.model.inference import softmax
 from covidviz.model.ood import load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.segmenter_engine import serve_segmenter
+from covidviz.model.serving_plan import lean_engines, record_plan
 from covidviz.model.site_profile import calibrated_sidecar, calibration_for
-from covidviz.model.weights import load_weights
+from covidviz.model.weights import classifier_weight, load_weights, verified_sidecar
 from covidviz.paths import WEIGHTS_DIR
 
 if TYPE_CHECKING:
     from covidviz.lungs.field import LungCheck
     from covidviz.lungs.segmenter import LungSegmenter
+    from covidviz.model.network import GapClassifier
 
 
 @dataclass(frozen=True)
@@ -69,20 +73,22 @@ class Predictor:
 
     ``engine`` runs the forward passes (see :mod:`covidviz.model.engine`; default ``COVIDVIZ_ENGINE``, else
     ``auto``): ``auto`` measures PyTorch and ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
-    natively. The PyTorch model stays loaded for training, evaluation and the library heatmap methods."""
+    natively. ``lean`` (the dashboard's) serves from this machine's remembered plan without loading torch
+    where the plan's engines need none; :attr:`model`, the PyTorch network that training, evaluation and the
+    library heatmap methods use, is then loaded on first use."""
 
     def __init__(self, weights_dir: str | Path = WEIGHTS_DIR, fast: bool = False,
-                 engine: str | None = None, stage: Callable[[str], None] | None = None) -> None:
+                 engine: str | None = None, stage: Callable[[str], None] | None = None, lean: bool = False) -> None:
         """``stage`` (optional) is called with a name after each part is loaded: how
         ``scripts/memory_breakdown.py`` says what each part costs, on the path the dashboard takes."""
         stage = stage or (lambda _name: None)
-        self.model, self.sidecar = load_weights(weights_dir)
-        stage("classifier weights, verified and built in PyTorch")
-        self.segmenter = field_segmenter(weights_dir, self.sidecar)
-        stage("lung segmenter weights, verified and built in PyTorch")
-        self.guard = load_guard(Path(weights_dir))  # None for a model evaluate has not seen yet
-        stage("out-of-distribution guard")
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.weights_dir = Path(weights_dir)
+        self._model: GapClassifier | None = None
+        self._model_lock = threading.Lock()
+        self.sidecar = verified_sidecar(self.weights_dir)
+        self.segmenter = field_segmenter(self.weights_dir, self.sidecar, network=not lean or fast)
+        self.guard = load_guard(self.weights_dir)  # None for a model evaluate has not seen yet
+        stage("weights verified, lung segmenter and out-of-distribution guard")
         self.input_size = int(self.sidecar["input_size"])
         # a site profile fitted for these weights overrides the shipped temperature; the sidecar copy carries
         # its label so that every audit record names the calibration in use
@@ -90,14 +96,41 @@ class Predictor:
         self.temperature = self.calibration.temperature
         self.sidecar = calibrated_sidecar(self.sidecar, self.calibration)
         self.fast = fast
-        self.engine, self.engine_note = build_engine(engine, self.model, self.sidecar, bf16=fast,
-                                                   weights_dir=Path(weights_dir))
+        self.decision = rule_from_sidecar(self.sidecar)
+        served = None if fast or not lean else lean_engines(self.weights_dir, self.sidecar, engine,
+                                                            self.segmenter is not None)
+        if served is not None:
+            self.engine, self.engine_note = served.engine, served.engine_note
+            self._classifier_weight = classifier_weight(self.weights_dir, self.sidecar)
+            self.segmenter_note = "no lung segmenter (the model reads whole images)"
+            if self.segmenter is not None:
+                self.segmenter = self.segmenter.served_by("onnxruntime", served.segmenter_run)
+                self.segmenter_note = served.segmenter_note
+            stage("classifier and lung segmenter engines, from this machine's serving plan")
+            return
+        model = self.model
+        stage("classifier weights, built in PyTorch")
+        self._classifier_weight = model.classifier.weight.detach().numpy()
+        self.engine, self.engine_note = build_engine(engine, model, self.sidecar, bf16=fast,
+                                                   weights_dir=self.weights_dir)
         stage(f"classifier engine: {self.engine_note}")
         self.segmenter_note = "no lung segmenter (the model reads whole images)"
         if self.segmenter is not None:
             self.segmenter, self.segmenter_note = serve_segmenter(self.segmenter, "torch" if fast else engine)
             stage(self.segmenter_note)
-        self.decision = rule_from_sidecar(self.sidecar)
+        if not fast:
+            record_plan(self.sidecar, engine, model, self.engine, self.engine_note, self.segmenter,
+                        self.segmenter_note)
+
+    @property
+    def model(self) -> GapClassifier:
+        """The verified PyTorch network (fp32, eval, channels-last), loaded on first use by a lean predictor."""
+        with self._model_lock:
+            if self._model is None:
+                import torch
+                model, _ = load_weights(self.weights_dir)
+                self._model = model.to(memory_format=torch.channels_last)
+            return self._model
 
     @property
     def version(self) -> str:
@@ -106,7 +139,7 @@ class Predictor:
     @property
     def classifier_weight(self) -> np.ndarray:
         """K x C: what the one-pass Grad-CAM weighs the feature map with."""
-        return self.model.classifier.weight.detach().numpy()
+        return self._classifier_weight
 
     def verdict(self, probabilities: np.ndarray, ood_distance: float | None, lung_check: LungCheck | None
                 ) -> tuple[str | None, str | None]:
@@ -122,7 +155,7 @@ class Predictor:
 
     def forward(self, canonical: list[np.ndarray] | np.ndarray, batch_size: int = 32) -> ForwardPass:
         """Logits and last feature maps for canonical images, on this predictor's engine, in batches."""
-        passes = [self.engine.run(model_batch(canonical[start:start + batch_size], self.input_size).numpy())
+        passes = [self.engine.run(model_batch(canonical[start:start + batch_size], self.input_size))
                   for start in range(0, len(canonical), batch_size)]
         return ForwardPass(logits=np.concatenate([p.logits for p in passes]),
                            feature_map=np.concatenate([p.feature_map for p in passes]))
@@ -135,7 +168,7 @@ class Predictor:
         exact = getattr(self.engine, "exact", None)
         if exact is None:
             return served
-        batch = model_batch(canonical, self.input_size).numpy()
+        batch = model_batch(canonical, self.input_size)
         return ForwardPass(logits=served.logits, feature_map=exact.run(batch).feature_map)
 
     def probabilities(self, canonical: list[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -168,9 +201,10 @@ class Predictor:
         return self.predict_xrays([xray], [name])[0]
 
 
-def field_segmenter(weights_dir: str | Path, sidecar: dict[str, Any]) -> LungSegmenter | None:
+def field_segmenter(weights_dir: str | Path, sidecar: dict[str, Any], network: bool = True) -> LungSegmenter | None:
     """The lung segmenter a model was trained with (its sha256 is in the model's sidecar), or None for a
     model trained on whole images. A different segmenter would feed the model crops it never saw.
+    ``network=False``: verified, with its PyTorch network left to first use.
 
     Looked for in ``<weights_dir>/lungs``, else in the folders above it: a comparison model under
     ``weights/comparison/<name>`` shares the shipped segmenter instead of carrying a copy."""
@@ -181,7 +215,7 @@ def field_segmenter(weights_dir: str | Path, sidecar: dict[str, Any]) -> LungSeg
     weights_dir = Path(weights_dir)
     base = next((d for d in (weights_dir, *list(weights_dir.resolve().parents)[:2]) if (d / LUNGS_SUBDIR).is_dir()),
                 weights_dir)
-    segmenter = load_segmenter(base)
+    segmenter = load_segmenter(base, network)
     if segmenter.sha256 != wanted:
         raise WeightsError(f"the model was trained on lung fields from segmenter {wanted[:12]}, but "
                            f"{base / LUNGS_SUBDIR} holds {segmenter.sha256[:12]}")

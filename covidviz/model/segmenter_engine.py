@@ -12,9 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import torch
 
 from covidviz.lungs.network import INPUT_SIZE
 from covidviz.lungs.segmenter import LungSegmenter
@@ -28,21 +29,23 @@ _lock = threading.Lock()
 _served: dict[tuple[str, str, int | None], tuple[LungSegmenter, str]] = {}
 
 
-class _Probabilities(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(x)).squeeze(1)
-
-
 def export_segmenter(segmenter: LungSegmenter) -> bytes:
     """The segmenter as ONNX: input ``image`` (N x 1 x 256 x 256, standardised), output ``lungs`` (N x 256 x
     256 probabilities), dynamic batch; the same TorchScript exporter as the classifier's."""
     import copy
     import warnings
-    wrapper = _Probabilities(copy.deepcopy(segmenter.model).float().to(memory_format=torch.contiguous_format)).eval()
+
+    import torch
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.model(x)).squeeze(1)
+
+    wrapper = Probabilities(copy.deepcopy(segmenter.model).float().to(memory_format=torch.contiguous_format)).eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -52,12 +55,28 @@ def export_segmenter(segmenter: LungSegmenter) -> bytes:
     return buffer.getvalue()
 
 
+def segmenter_export_key(segmenter: LungSegmenter) -> dict[str, Any]:
+    """What the segmenter's cached export depends on: its verified weights and every version involved."""
+    import onnxruntime
+    import torch
+    return {"segmenter_sha256": segmenter.sha256, "input_size": INPUT_SIZE, "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "opset": OPSET}
+
+
 def segmenter_onnx(segmenter: LungSegmenter) -> bytes:
     """The cached export of this verified segmenter (keyed by its sha256 and every version it depends on)."""
-    import onnxruntime
-    key = {"segmenter_sha256": segmenter.sha256, "input_size": INPUT_SIZE, "torch": torch.__version__,
-           "onnxruntime": onnxruntime.__version__, "opset": OPSET}
-    return cached_export(key, lambda: export_segmenter(segmenter))
+    return cached_export(segmenter_export_key(segmenter), lambda: export_segmenter(segmenter))
+
+
+def onnx_probabilities(onnx_model: bytes, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The segmenter's forward pass (standardised N x 1 x 256 x 256 in, N x 256 x 256 probabilities out) on an
+    ONNX Runtime session of ``onnx_model``."""
+    session = ort_session(onnx_model, threads)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(["lungs"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    return run
 
 
 def probe_input(n: int = 2) -> np.ndarray:
@@ -91,13 +110,9 @@ def _serve(segmenter: LungSegmenter, choice: str, threads: int | None) -> tuple[
     if choice == "torch":
         return segmenter, "lung segmenter on PyTorch fp32 (the classifier's engine was chosen as PyTorch)"
     try:
-        session = ort_session(segmenter_onnx(segmenter), threads)
+        run = onnx_probabilities(segmenter_onnx(segmenter), threads)
     except ImportError:
         return segmenter, "lung segmenter on PyTorch fp32 (ONNX Runtime is not installed)"
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(["lungs"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
     probe = probe_input(1)
     reference = segmenter.torch_probabilities(probe)
     difference = float(np.abs(run(probe) - reference).max())

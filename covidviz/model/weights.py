@@ -7,13 +7,18 @@ architecture; loading builds that architecture and refuses weights that do not f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from covidviz import CLASSES
 from covidviz.errors import WeightsError
-from covidviz.model.network import ARCHITECTURES, GapClassifier, architecture, build_model
+from covidviz.model.sidecar import ARCHITECTURE_NAMES
 from covidviz.paths import WEIGHTS_DIR
-from covidviz.verified import WEIGHTS_FILE, load_verified, read_sidecar, save_verified
+from covidviz.verified import WEIGHTS_FILE, load_verified, read_sidecar, save_verified, verified_file
+
+if TYPE_CHECKING:
+    from covidviz.model.network import GapClassifier
 
 
 def save_weights(model: GapClassifier, directory: str | Path, sidecar: dict[str, Any]) -> Path:
@@ -22,19 +27,42 @@ def save_weights(model: GapClassifier, directory: str | Path, sidecar: dict[str,
     return save_verified(model.state_dict(), directory, {**sidecar, "classes": list(CLASSES)}, model.architecture)
 
 
-def load_weights(directory: str | Path = WEIGHTS_DIR, expect: str | None = None
-                 ) -> tuple[GapClassifier, dict[str, Any]]:
-    """The verified model (fp32, eval mode) and its sidecar; :class:`WeightsError` on any mismatch: an
-    unknown architecture, another one than ``expect`` (when given), other classes, a file whose sha256 is not
-    the sidecar's, or tensors that do not fit the architecture the sidecar names."""
-    directory = Path(directory)
+def verified_sidecar(directory: str | Path = WEIGHTS_DIR, expect: str | None = None) -> dict[str, Any]:
+    """The sidecar of verified weights, read without building the network; :class:`WeightsError` on an unknown
+    architecture, another one than ``expect`` (when given), other classes, or a file whose sha256 is not the
+    sidecar's."""
+    return verified_file(directory, known_architecture(directory, expect))[1]
+
+
+def known_architecture(directory: str | Path, expect: str | None = None) -> str:
+    """The architecture the sidecar of ``directory`` names, once this covidviz knows it (and it is ``expect``,
+    when given) with these classes."""
     sidecar = read_sidecar(directory)
     arch = sidecar.get("architecture")
-    if arch not in ARCHITECTURES or sidecar.get("classes") != list(CLASSES):
+    if arch not in ARCHITECTURE_NAMES or sidecar.get("classes") != list(CLASSES):
         raise WeightsError(f"The sidecar describes {arch} with classes {sidecar.get('classes')}; this covidviz "
-                           f"knows {', '.join(ARCHITECTURES)} with {list(CLASSES)}.")
+                           f"knows {', '.join(ARCHITECTURE_NAMES)} with {list(CLASSES)}.")
     if expect is not None and arch != expect:
         raise WeightsError(f"The sidecar in {directory} describes {arch}; {expect} was expected.")
+    return arch
+
+
+def classifier_weight(directory: str | Path, sidecar: dict[str, Any]) -> np.ndarray:
+    """The head's K x C weight (fp32) from the verified weights file, read without torch: what the one-pass
+    Grad-CAM weighs the feature map with on an engine that serves an export."""
+    from safetensors import safe_open
+    path = Path(directory) / sidecar.get("weights_file", WEIGHTS_FILE)
+    with safe_open(str(path), framework="numpy") as handle:
+        return handle.get_tensor("classifier.weight").astype(np.float32)
+
+
+def load_weights(directory: str | Path = WEIGHTS_DIR, expect: str | None = None
+                 ) -> tuple[GapClassifier, dict[str, Any]]:
+    """The verified model (fp32, eval mode) and its sidecar; :class:`WeightsError` on any mismatch: those of
+    :func:`verified_sidecar`, or tensors that do not fit the architecture the sidecar names."""
+    from covidviz.model.network import architecture, build_model
+    directory = Path(directory)
+    arch = known_architecture(directory, expect)
     state, sidecar = load_verified(directory, arch)
     path = directory / sidecar.get("weights_file", WEIGHTS_FILE)
     model = build_model(len(CLASSES), arch)

@@ -96,7 +96,7 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
     grays = [load_xray(b, "x.png").pixels for b in blobs]
     canonical = [p.image for p in baseline.prepare(grays)]
     batch = (canonical * (BATCH // len(canonical) + 1))[:BATCH]
-    one = model_batch(canonical[:1], baseline.input_size).numpy()
+    one = model_batch(canonical[:1], baseline.input_size)
     flops = graph_flops(cached_onnx(baseline.model, baseline.sidecar))
     threads = torch.get_num_threads()
     peak, peak_where = measured_peak(threads)

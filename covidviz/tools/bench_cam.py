@@ -41,7 +41,7 @@ def straightforward(predictor: Predictor, batch: torch.Tensor) -> tuple[np.ndarr
 
 
 def bench_cam(predictor: Predictor, canonical: np.ndarray, repeats: int) -> dict[str, Any]:
-    batch = model_batch([canonical], predictor.input_size)
+    batch = torch.from_numpy(model_batch([canonical], predictor.input_size))
     model = predictor.model
 
     def forward() -> None:

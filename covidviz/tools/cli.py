@@ -104,6 +104,15 @@ def _quantise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engines(args: argparse.Namespace) -> int:
+    """Choose the engines here (every export checked against PyTorch, ``auto`` timing them) and remember the
+    choice, so that the dashboard serves the same without loading torch."""
+    from covidviz.model.predictor import Predictor
+    predictor = Predictor(args.weights, engine=args.engine)
+    print(f"classifier: {predictor.engine_note}\n{predictor.segmenter_note}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from covidviz.tools.bench import run_bench
     return run_bench(args.weights, args.data, args.repeats, sys.stdout)
@@ -207,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="real X-rays to time (examples/xrays if absent)")
     b.add_argument("--repeats", type=int, default=20)
     b.set_defaults(func=_bench)
+    en = sub.add_parser("engines", help="choose the engines on this machine and remember the choice (the "
+                                        "dashboard then serves from it without torch)")
+    en.add_argument("--weights", default=str(WEIGHTS_DIR))
+    en.add_argument("--engine", choices=ENGINES, default=None, help="default COVIDVIZ_ENGINE, else auto")
+    en.set_defaults(func=_engines)
     q = sub.add_parser("quantise", help="the INT8 OpenVINO graph (NNCF, calibrated on validation films) and its "
                                         "measured agreement with fp32, into WEIGHTS/int8")
     q.add_argument("--weights", default=str(WEIGHTS_DIR))

@@ -41,7 +41,7 @@ def inputs(predictor: Predictor, data_dir: Path, records: list[Record]) -> np.nd
     key = predictor.segmenter.sha256[:12] if predictor.segmenter is not None else "whole-image"
     store = cache_dir() / "prepared" / f"prepared-{key}.npz"
     canonical = prepared_from_store(store, data_dir, records, predictor.segmenter).astype(np.float32) / 255
-    return model_batch(canonical, predictor.input_size).numpy()
+    return model_batch(canonical, predictor.input_size)
 
 
 def forward(engine: Engine, batch: np.ndarray, size: int = 32) -> ForwardPass:

@@ -1,7 +1,8 @@
 """Process-wide cached resources: the model is loaded and verified once per server process, not per rerun.
 
-torch and the model are imported inside the loaders, so pages that never run the model (the evaluation
-pages, and the Diagnose page before the first upload) render without paying for them.
+The model is imported inside the loaders, so pages that never run the model (the evaluation pages, and the
+Diagnose page before the first upload) render without paying for it; the predictor is lean, so a server whose
+engines are ONNX Runtime or OpenVINO does not load torch at all unless a library heatmap method is asked for.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def get_predictor(folder: Path) -> Predictor:
     """The verified model of ``folder``: an argument, so that the cache keys on it and a changed
     ``COVIDVIZ_WEIGHTS`` gives the model it names, not the one loaded first."""
     from covidviz.model.predictor import Predictor
-    predictor = Predictor(folder)
+    predictor = Predictor(folder, lean=True)
     trim_heap()
     return predictor
 

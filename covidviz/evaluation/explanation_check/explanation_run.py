@@ -262,7 +262,7 @@ def explain_check(weights_dir: str | Path, data_dir: str | Path, out: str | Path
     predictor = Predictor(weights_dir)
     paths, labels, sample = sample_files(weights_dir, data_dir, per_class, seed)
     prepared = predictor.prepare([load_xray_file(p).pixels for p in paths])
-    cases = [Case(name=name, batch=model_batch([p.image], predictor.input_size), true_class=label,
+    cases = [Case(name=name, batch=torch.from_numpy(model_batch([p.image], predictor.input_size)), true_class=label,
                   lungs=p.lungs if p.lungs_found else None)
              for name, p, label in zip(sample["files"], prepared, labels)]
     plan = default_plan(predictor.model, methods, per_class, slow_per_class, slow_stages, seed, percentiles)

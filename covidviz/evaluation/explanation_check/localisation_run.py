@@ -74,7 +74,7 @@ def film_maps(model: torch.nn.Module, prepared: Prepared, boxes: Sequence[Box], 
               input_size: int, class_index: int = EXPLAINED) -> dict[str, dict[str, Any]]:
     """Each method's pointing game and box energy on one prepared film (the boxes in the original's coordinates),
     with the seconds each map took."""
-    batch = model_batch([prepared.image], input_size)
+    batch = torch.from_numpy(model_batch([prepared.image], input_size))
     inside = box_mask(boxes, prepared.box, CANONICAL_SIZE)
     out = {}
     for method in methods:

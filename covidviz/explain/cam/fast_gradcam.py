@@ -9,12 +9,16 @@ positive positions in channel k. Everything follows from A, which the prediction
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from covidviz.model.forward_pass import ForwardPass
-from covidviz.model.network import GapClassifier
+
+if TYPE_CHECKING:
+    import torch
+
+    from covidviz.model.network import GapClassifier
 
 
 def gradcam_weights(classifier_weight: np.ndarray, feature_map: np.ndarray) -> np.ndarray:
@@ -41,11 +45,12 @@ def cam_pass(forward: ForwardPass, classifier_weight: np.ndarray) -> CamPass:
     return CamPass(logits=forward.logits, pooled=forward.pooled, maps=maps.astype(np.float32))
 
 
-def gradcam_all_classes(model: GapClassifier, batch: torch.Tensor) -> CamPass:
+def gradcam_all_classes(model: GapClassifier, batch: np.ndarray | torch.Tensor) -> CamPass:
     """Prediction and Grad-CAM for every class in one PyTorch forward pass (evaluation and the tests' reference;
     the dashboard runs :func:`cam_pass` on its predictor's engine)."""
+    import torch
     with torch.inference_mode():
-        feature_map = model.features(batch.float())
+        feature_map = model.features(torch.as_tensor(batch).float())
         logits = model.head(feature_map)
     weight = model.classifier.weight.detach().numpy()
     return cam_pass(ForwardPass(logits=logits.numpy(), feature_map=feature_map.numpy()), weight)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from covidviz._torchvision_compat import ensure_torchvision_importable
 from covidviz.explain.cam.methods import METHODS
+
+if TYPE_CHECKING:
+    import torch
 
 Progress = Callable[[int, int], None]
 
@@ -49,18 +51,20 @@ def _score_cam_with_progress() -> type:
     return ScoreCAMWithProgress
 
 
-def library_cam(model: torch.nn.Module, method: str, batch: torch.Tensor, class_index: int,
+def library_cam(model: torch.nn.Module, method: str, batch: np.ndarray | torch.Tensor, class_index: int,
                 progress: Progress | None = None) -> np.ndarray:
     """One map (H x W, min-max scaled to [0, 1] by the library) for ``class_index`` of a 1-image batch."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+    from covidviz._torchvision_compat import ensure_torchvision_importable
     ensure_torchvision_importable()
     import pytorch_grad_cam
+    import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cam_class = _score_cam_with_progress() if method == "Score-CAM" else getattr(pytorch_grad_cam, METHODS[method])
     private = copy.deepcopy(model).float().eval()
     with cam_class(model=private, target_layers=[private.features]) as cam:
         cam.progress = progress
-        maps = cam(input_tensor=batch.float(), targets=[ClassifierOutputTarget(class_index)])
+        maps = cam(input_tensor=torch.as_tensor(batch).float(), targets=[ClassifierOutputTarget(class_index)])
     return maps[0]
