@@ -6,7 +6,9 @@ DICOMs made from them at ``--side`` px, 16-bit: 4800 px is a 46 MB file, near th
 the verdict and the first heatmap, then switches the heatmap method (a queued library method) and waits
 for that map. Prints, and returns as JSON on the last line:
 
-- the server's peak memory (VmHWM: the largest resident set it ever had) and its memory before the load;
+- the server's peak memory (VmHWM: the largest resident set it ever had) and its memory before the load, and
+  the peaks of its worker processes apart (the decoding workers, and the heatmap worker that draws the library
+  methods), with all peaks added as an upper bound on what server and workers held together;
 - upload-to-heatmap seconds per session (p50, p95, max) and method-switch seconds;
 - errors (timeouts, or an exception shown on a page): must be 0;
 - sessions whose shown verdict differs from ``Predictor.predict_bytes`` on their own file: must be 0
@@ -89,6 +91,23 @@ def memory_kb(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0])
     return fields
+
+
+def worker_peaks_kb(server: int) -> dict[str, int]:
+    """The peak resident memory of each kind of worker process the server started, added per kind."""
+    peaks: dict[str, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != server:
+                continue
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            peak = memory_kb(int(stat.parent.name))["VmHWM"]
+        except (OSError, ValueError, KeyError):
+            continue
+        kind = "heatmap_worker" if "covidviz.explain.cam.worker" in command else \
+            "decode_workers" if "covidviz.io.decode_worker" in command else "other"
+        peaks[kind] = peaks.get(kind, 0) + peak
+    return peaks
 
 
 def free_port() -> int:
@@ -231,6 +250,7 @@ def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_ever
                 outcomes, hostile_outcomes, before = pool.submit(
                     asyncio.run, all_sessions(url, files, timeout_s, process.pid, hostiles)).result()
             after = memory_kb(process.pid)
+            workers = worker_peaks_kb(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -241,6 +261,8 @@ def run_load_test(sessions: int, side: int, timeout_s: float = 240.0, dicom_ever
     return {
         "sessions": sessions, "dicom_side_px": side,
         "server_rss_before_mb": round(before["VmRSS"] / 1024), "server_peak_mb": round(after["VmHWM"] / 1024),
+        "worker_peaks_mb": {kind: round(kb / 1024) for kind, kb in sorted(workers.items())},
+        "server_and_workers_peaks_added_mb": round((after["VmHWM"] + sum(workers.values())) / 1024),
         "upload_to_heatmap_s": {"p50": round(percentile(times, 50), 2), "p95": round(percentile(times, 95), 2),
                                 "max": round(max(times, default=float("nan")), 2)},
         "method_switch_s": {"p50": round(percentile(switches, 50), 2), "max": round(max(switches, default=float("nan")), 2)},
@@ -262,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_load_test(args.sessions, args.side, args.timeout, args.dicom_every, args.hostile)
     print(f"{result['sessions']} sessions at once ({args.side} px DICOMs and PNGs): server memory "
-          f"{result['server_rss_before_mb']} MB with the model loaded, peak {result['server_peak_mb']} MB; upload to heatmap p50 "
+          f"{result['server_rss_before_mb']} MB with the model loaded, peak {result['server_peak_mb']} MB (workers' peaks "
+          f"{result['worker_peaks_mb']} MB; all peaks added {result['server_and_workers_peaks_added_mb']} MB); "
+          f"upload to heatmap p50 "
           f"{result['upload_to_heatmap_s']['p50']} s, p95 {result['upload_to_heatmap_s']['p95']} s, max "
           f"{result['upload_to_heatmap_s']['max']} s; method switch p50 {result['method_switch_s']['p50']} s; "
           f"errors {len(result['errors'])}; sessions showing another's result {len(result['mixed'])}; "

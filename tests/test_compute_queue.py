@@ -1,5 +1,5 @@
-"""The server's compute queue: never more than its slots at once, first come first served, positions told, and
-a waiter that is interrupted leaves the queue."""
+"""The server's compute queue: never more than its slots at once, readings before explanations and otherwise first
+come first served, positions told, and a waiter that is interrupted leaves the queue."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from covidviz.ui.compute_queue import ComputeQueue
+from covidviz.ui.compute_queue import EXPLANATION, READING, ComputeQueue
 
 
 def test_at_most_its_slots_run_and_waiters_go_in_arrival_order():
@@ -34,6 +34,34 @@ def test_at_most_its_slots_run_and_waiters_go_in_arrival_order():
     for t in threads:
         t.join()
     assert peak[0] == 1 and order == list("abcde")
+    assert queue.running == 0 and queue.waiting == 0
+
+
+def test_readings_go_before_explanations_that_came_earlier_and_each_kind_keeps_its_order():
+    queue = ComputeQueue(slots=1)
+    release, order, places = threading.Event(), [], {}
+
+    def holder() -> None:
+        with queue.slot(poll=0.01):
+            release.wait(5)
+
+    def job(name: str, priority: int) -> None:
+        with queue.slot(lambda p: places.setdefault(name, []).append(p), poll=0.01, priority=priority):
+            order.append(name)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    time.sleep(0.05)
+    for name, priority in (("explain1", EXPLANATION), ("explain2", EXPLANATION), ("read1", READING), ("read2", READING)):
+        threads.append(threading.Thread(target=job, args=(name, priority)))
+        threads[-1].start()
+        time.sleep(0.05)
+    assert places["explain1"][0] == 1 and places["explain1"][-1] == 3  # two readings moved ahead of it
+    assert places["read1"][-1] == 1 and places["read2"][-1] == 2
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["read1", "read2", "explain1", "explain2"]
     assert queue.running == 0 and queue.waiting == 0
 
 

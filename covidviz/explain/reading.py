@@ -7,6 +7,7 @@ score and the Grad-CAM maps of all three classes come from the same pass (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,6 +23,8 @@ from covidviz.model.inference import softmax
 from covidviz.model.ood import OodGuard, lung_message, ood_message
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import CropBox, Prepared, model_batch
+
+LibraryDraw = Callable[[str, np.ndarray, int, Progress | None], np.ndarray]  # (method, batch, class, progress) -> map
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,12 @@ def read_xray(predictor: Predictor, xray: Xray, name: str, guard: OodGuard | Non
 
 
 def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: int, scale: str = SCALES[0],
-            progress: Progress | None = None) -> np.ndarray:
+            progress: Progress | None = None, draw: LibraryDraw | None = None) -> np.ndarray:
     """The map for one class at the model's input size, in [0, 1].
 
-    ``scale`` applies to the fast Grad-CAM only: the library methods always min-max scale per map.
+    ``scale`` applies to the fast Grad-CAM only: the library methods always min-max scale per map. ``draw``
+    draws a library method's map (default: in this process, on the predictor's PyTorch network; the dashboard
+    passes :meth:`covidviz.explain.cam.remote.CamWorker.cam`, so its server never loads torch).
     """
     size = predictor.input_size
     if method == FAST_METHOD:
@@ -97,6 +102,8 @@ def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: in
             reading.raw_maps, size)
         return maps[class_index]
     batch = model_batch([reading.canonical], size)
+    if draw is not None:
+        return draw(method, batch, class_index, progress)
     return library_cam(predictor.model, method, batch, class_index, progress)
 
 

@@ -13,9 +13,10 @@ from covidviz import CLASS_TITLES, CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, SLOW_METHODS
 from covidviz.explain.reading import Reading, heatmap
 from covidviz.model.predictor import Predictor
-from covidviz.ui.compute_queue import queued
+from covidviz.ui.compute_queue import EXPLANATION, queued
 from covidviz.ui.diagnose_settings import Settings
 from covidviz.ui.request_log import log_event
+from covidviz.ui.resources import get_cam_worker
 
 MAX_CAMS = 120  # three maps for each of the 40 readings a session keeps (diagnose_view.MAX_CACHED)
 
@@ -30,17 +31,19 @@ def cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> n
     if key not in cache:
         started = time.perf_counter()
         if settings.method in SLOW_METHODS:
-            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}"):
+            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}", EXPLANATION):
                 bar = st.progress(0.0, text=f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}…")
                 cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale,
                                      progress=lambda done, total: bar.progress(
-                                         done / total, text=f"{settings.method}: {done}/{total}"))
+                                         done / total, text=f"{settings.method}: {done}/{total}"),
+                                     draw=get_cam_worker(predictor.weights_dir).cam)
                 bar.empty()
         elif settings.method == FAST_METHOD:  # from the reading's own forward pass: no model run
             cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
         else:
-            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}"):
-                cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale)
+            with queued(f"{settings.method} for {CLASS_TITLES[CLASSES[k]]}", EXPLANATION):
+                cache[key] = heatmap(reading, predictor, settings.method, k, settings.scale,
+                                     draw=get_cam_worker(predictor.weights_dir).cam)
         log_event("heatmap", method=settings.method, class_index=k, scale=scale,
                   heatmap_ms=round((time.perf_counter() - started) * 1000, 1))
         evict_oldest(cache, MAX_CAMS)

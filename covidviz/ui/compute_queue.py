@@ -1,8 +1,11 @@
-"""One queue for the server's heavy work: model passes and slow heatmap methods, first come first served.
+"""One queue for the server's heavy work: model passes and slow heatmap methods, readings first, then first come
+first served.
 
 Streamlit runs every session's script in its own thread, and two torch threads collapse when another
 CPU-heavy job runs beside them. So at most ``slots`` jobs run at once in the process; the others wait their
-turn in arrival order and are told their place. A waiting session that is interrupted (its user changes the
+turn and are told their place. Readings (an upload's verdict and first heatmap, a PACS study's score) go before
+explanations (the library heatmap methods): a clinician waiting for a verdict does not wait behind another
+user's Score-CAM, which takes seconds to minutes and was asked for knowing that. Within a kind, arrival order. A waiting session that is interrupted (its user changes the
 input, or leaves: Streamlit raises inside the script thread at the next page update) leaves the queue on the
 way out, so an abandoned request never holds a place.
 
@@ -15,11 +18,11 @@ only model passes and heatmaps do, and those take seconds.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,6 +30,8 @@ import streamlit as st
 
 POLL_SECONDS = 0.25  # how often a waiting session refreshes its message (and so can be interrupted)
 JOB_SECONDS = float(os.environ.get("COVIDVIZ_JOB_SECONDS", "120"))  # Score-CAM, the slowest job, takes ~25 s a map
+READING = 0  # a job's priority: lower goes first
+EXPLANATION = 1
 
 
 class Job:
@@ -39,7 +44,7 @@ class Job:
 
 
 class ComputeQueue:
-    """A fair (FIFO) counting semaphore that reports each waiter's position."""
+    """A counting semaphore that serves waiters by priority, then arrival (FIFO), and reports each one's position."""
 
     def __init__(self, slots: int = 1, limit: float = JOB_SECONDS) -> None:
         if slots < 1:
@@ -49,7 +54,7 @@ class ComputeQueue:
         self.slots = slots
         self.limit = limit
         self._jobs: dict[int, Job] = {}
-        self._waiting: deque[int] = deque()
+        self._waiting: list[tuple[int, int]] = []  # (priority, ticket), in the order they will be served
         self._tickets = itertools.count()
         self._changed = threading.Condition()
 
@@ -71,29 +76,36 @@ class ComputeQueue:
                 job.overran = True
                 del self._jobs[ticket]
 
+    def _place(self, ticket: int) -> int:
+        return next((i + 1 for i, (_, t) in enumerate(self._waiting) if t == ticket), 0)
+
     def position(self, ticket: int) -> int:
-        """1 for the next in line; 0 when not waiting."""
+        """1 for the next in line; 0 when not waiting. A reading that arrives later may move ahead of an
+        explanation, so an explanation's position can grow while it waits."""
         with self._changed:
-            return self._waiting.index(ticket) + 1 if ticket in self._waiting else 0
+            return self._place(ticket)
 
     @contextmanager
-    def slot(self, on_wait: Callable[[int], None] | None = None, poll: float = POLL_SECONDS) -> Iterator[Job]:
+    def slot(self, on_wait: Callable[[int], None] | None = None, poll: float = POLL_SECONDS,
+             priority: int = READING) -> Iterator[Job]:
         """Hold one slot for the body; while waiting, call ``on_wait(position)`` every ``poll`` seconds.
+        ``priority`` (:data:`READING` or :data:`EXPLANATION`): lower is served first, then arrival order.
 
         An exception raised while waiting (by ``on_wait`` or the thread being stopped) removes the ticket. The
         job yielded says, once the body has run, whether it overran the limit and lost its slot."""
         with self._changed:
             ticket = next(self._tickets)
-            self._waiting.append(ticket)
+            entry = (priority, ticket)
+            bisect.insort(self._waiting, entry)
         try:
             while True:
                 with self._changed:
                     self._set_aside_overruns()
-                    if self._waiting[0] == ticket and len(self._jobs) < self.slots:
-                        self._waiting.popleft()
+                    if self._waiting[0] == entry and len(self._jobs) < self.slots:
+                        self._waiting.pop(0)
                         job = self._jobs[ticket] = Job(ticket)
                         break
-                    position = self._waiting.index(ticket) + 1
+                    position = self._place(ticket)
                     if on_wait is None:
                         self._changed.wait(poll)
                         continue
@@ -102,8 +114,8 @@ class ComputeQueue:
                     self._changed.wait(poll)
         except BaseException:
             with self._changed:
-                if ticket in self._waiting:
-                    self._waiting.remove(ticket)
+                if entry in self._waiting:
+                    self._waiting.remove(entry)
                 self._changed.notify_all()
             raise
         try:
@@ -136,12 +148,12 @@ def waiting_message(what: str, position: int) -> str:
 
 
 @contextmanager
-def queued(what: str) -> Iterator[None]:
+def queued(what: str, priority: int = READING) -> Iterator[None]:
     """Run the body in the server's queue, telling this session its place while it waits."""
     note = st.empty()
     queue = server_queue()
     try:
-        with queue.slot(lambda position: note.info(waiting_message(what, position))) as job:
+        with queue.slot(lambda position: note.info(waiting_message(what, position)), priority=priority) as job:
             note.empty()
             yield
     finally:
