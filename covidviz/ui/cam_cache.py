@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, SLOW_METHODS
+from covidviz.explain.cam.remote import CamWorker
 from covidviz.explain.reading import Reading, heatmap
 from covidviz.model.predictor import Predictor
 from covidviz.ui.compute_queue import EXPLANATION, queued
 from covidviz.ui.diagnose_settings import Settings
 from covidviz.ui.request_log import log_event
-from covidviz.ui.resources import get_cam_worker
 
 MAX_CAMS = 120  # three maps for each of the 40 readings a session keeps (diagnose_view.MAX_CACHED)
+
+
+@st.cache_resource(show_spinner=False)
+def get_cam_worker(folder: Path) -> CamWorker:
+    """The process that draws the library heatmap methods for the model in ``folder`` (started on first use,
+    stopped when idle): the server itself never loads torch for them."""
+    return CamWorker(folder)
 
 
 def cam(reading: Reading, predictor: Predictor, settings: Settings, k: int) -> np.ndarray:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 if TYPE_CHECKING:
-    from covidviz.explain.cam.remote import CamWorker
     from covidviz.model.ood import OodGuard
     from covidviz.model.predictor import Predictor
 
@@ -62,14 +61,6 @@ def warm_up(folder: Path) -> bool:
     render(pixels, cam, "heatmap", "inferno", 0.45, 0.0)
     trim_heap()
     return True
-
-
-@st.cache_resource(show_spinner=False)
-def get_cam_worker(folder: Path) -> CamWorker:
-    """The process that draws the library heatmap methods for the model in ``folder`` (started on first use,
-    stopped when idle): the server itself never loads torch for them."""
-    from covidviz.explain.cam.remote import CamWorker
-    return CamWorker(folder)
 
 
 @st.cache_resource(show_spinner=False)
