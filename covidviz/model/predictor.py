@@ -26,7 +26,7 @@ from covidviz.model.inference import softmax
 from covidviz.model.ood import load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.segmenter_engine import serve_segmenter
-from covidviz.model.serving_plan import lean_engines, record_plan
+from covidviz.model.serving_plan import LeanEngines, lean_engines, record_plan
 from covidviz.model.site_profile import calibrated_sidecar, calibration_for
 from covidviz.model.weights import classifier_weight, load_weights, verified_sidecar
 from covidviz.paths import WEIGHTS_DIR
@@ -72,8 +72,8 @@ class Predictor:
     """Loads and verifies the weights once; thread-safe for inference (no hooks, no state).
 
     ``engine`` runs the forward passes (see :mod:`covidviz.model.engine`; default ``COVIDVIZ_ENGINE``, else
-    ``auto``): ``auto`` measures PyTorch and ONNX Runtime here and keeps the faster; ``fast`` is bf16 autocast, only where the CPU runs bf16
-    natively. ``lean`` (the dashboard's) serves from this machine's remembered plan without loading torch
+    ``auto``): ``auto`` measures the exact engines here and keeps the fastest; ``fast`` is bf16 autocast, only
+    where the CPU runs bf16 natively. ``lean`` (the dashboard's) serves from this machine's remembered plan without loading torch
     where the plan's engines need none; :attr:`model`, the PyTorch network that training, evaluation and the
     library heatmap methods use, is then loaded on first use."""
 
@@ -97,24 +97,32 @@ class Predictor:
         self.sidecar = calibrated_sidecar(self.sidecar, self.calibration)
         self.fast = fast
         self.decision = rule_from_sidecar(self.sidecar)
+        self.segmenter_note = "no lung segmenter (the model reads whole images)"
         served = None if fast or not lean else lean_engines(self.weights_dir, self.sidecar, engine,
                                                             self.segmenter is not None)
         if served is not None:
-            self.engine, self.engine_note = served.engine, served.engine_note
-            self._classifier_weight = classifier_weight(self.weights_dir, self.sidecar)
-            self.segmenter_note = "no lung segmenter (the model reads whole images)"
-            if self.segmenter is not None:
-                self.segmenter = self.segmenter.served_by("onnxruntime", served.segmenter_run)
-                self.segmenter_note = served.segmenter_note
+            self._serve_from_plan(served)
             stage("classifier and lung segmenter engines, from this machine's serving plan")
-            return
+        else:
+            self._serve_in_process(engine, fast, stage)
+
+    def _serve_from_plan(self, served: LeanEngines) -> None:
+        """The engines the plan names, from their verified exports: no torch."""
+        self.engine, self.engine_note = served.engine, served.engine_note
+        self._classifier_weight = classifier_weight(self.weights_dir, self.sidecar)
+        if self.segmenter is not None:
+            self.segmenter = self.segmenter.served_by("onnxruntime", served.segmenter_run)
+            self.segmenter_note = served.segmenter_note
+
+    def _serve_in_process(self, engine: str | None, fast: bool, stage: Callable[[str], None]) -> None:
+        """The engines chosen here, with PyTorch (each export checked against it, ``auto`` timing them), and
+        the choice remembered as this machine's serving plan."""
         model = self.model
         stage("classifier weights, built in PyTorch")
         self._classifier_weight = model.classifier.weight.detach().numpy()
         self.engine, self.engine_note = build_engine(engine, model, self.sidecar, bf16=fast,
                                                    weights_dir=self.weights_dir)
         stage(f"classifier engine: {self.engine_note}")
-        self.segmenter_note = "no lung segmenter (the model reads whole images)"
         if self.segmenter is not None:
             self.segmenter, self.segmenter_note = serve_segmenter(self.segmenter, "torch" if fast else engine)
             stage(self.segmenter_note)
