@@ -6,7 +6,8 @@ stopping walks those descendants (and anything else naming this cluster's tempor
 model workers the raylets start in process groups of their own) and ends them by process id: never
 ``ray stop``, which would stop every Ray on the machine. The cluster's token is a random one written under the
 test's temporary directory, and its nodes run with a home directory of their own, so a token in the machine's
-``~/.ray`` plays no part.
+``~/.ray`` plays no part. The head serves Ray's dashboard, with its Jobs API for ``ray job submit``, on a free
+port of 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def _node_ports() -> list[str]:
 
 @dataclass
 class LocalCluster:
-    """Two nodes of one CPU each, token authentication on; ``environment`` is what its nodes run with."""
+    """Two nodes of one CPU each, token authentication on, the head's dashboard (Jobs API) at
+    ``dashboard_address``; ``environment`` is what its nodes run with."""
 
     root: Path
     client_port: int = field(default_factory=free_port)
     gcs_port: int = field(default_factory=free_port)
+    dashboard_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -55,8 +58,12 @@ class LocalCluster:
 
     @property
     def environment(self) -> dict[str, str]:
+        """As a user starts a node from the project's activated ``.venv``: its ``bin`` first on ``PATH``, so the
+        ``python`` of a ``ray job submit`` entrypoint (run by a shell the node's job manager starts) is the
+        project's, and the project importable by ``PYTHONPATH``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        return {**env, "HOME": str(self.home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
+        path = os.pathsep.join([str(ROOT / ".venv" / "bin"), env.get("PATH", os.defpath)])
+        return {**env, "PATH": path, "HOME": str(self.home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
                 "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE", "RAY_USAGE_STATS_ENABLED": "0",
                 "COVIDVIZ_DB_URL": self.audit_url}
 
@@ -70,6 +77,11 @@ class LocalCluster:
         return f"ray://127.0.0.1:{self.client_port}"
 
     @property
+    def dashboard_address(self) -> str:
+        """The head's dashboard, where ``ray job submit`` sends jobs (bound to 127.0.0.1 only)."""
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
     def gcs_address(self) -> str:
         """The head's own address, as ``ray start`` wrote it for this cluster (the node's IP, not 127.0.0.1)."""
         return (self.temp_dir / "ray_current_cluster").read_text().strip()
@@ -78,7 +90,8 @@ class LocalCluster:
         common = ["--block", "--num-cpus", "1", "--object-store-memory", str(OBJECT_STORE_BYTES),
                   "--disable-usage-stats"]
         self._start_node("head", ["--head", "--port", str(self.gcs_port), "--ray-client-server-port",
-                                  str(self.client_port), "--include-dashboard", "false", "--temp-dir",
+                                  str(self.client_port), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                                  "--dashboard-port", str(self.dashboard_port), "--temp-dir",
                                   str(self.temp_dir), *common, *_node_ports()])
         self._start_node("worker", ["--address", self.gcs_address, *common, *_node_ports()])
 

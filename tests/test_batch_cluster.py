@@ -1,7 +1,7 @@
 """``batch --address`` on a real Ray cluster started as Ray 2.60 starts one: ``ray start --head`` with token
 authentication on, a second node joined with ``ray start --address``; the job through Ray Client and at the
-native address, with the token from Ray's usual places, gives ``predict``'s numbers; without the token the
-cluster refuses it. The cluster is stopped by the process ids it started (:mod:`tests.ray_cluster_support`)."""
+native address, with the token from Ray's usual places, and as a Ray job by the real ``ray job submit`` CLI, gives
+``predict``'s numbers; without the token the cluster refuses it. The cluster is stopped by the process ids it started (:mod:`tests.ray_cluster_support`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from covidviz.audit.db import dispose
 from covidviz.audit.query import load_records
 from covidviz.tools.ray_cluster import auth_plan, job_address, token_source, wants_token
 from tests.conftest import FIXTURES, ROOT, fixture_rows
-from tests.ray_cluster_support import local_cluster
+from tests.ray_cluster_support import RAY, local_cluster
 
 JOB_SECONDS = 600
 
@@ -160,3 +160,59 @@ def test_a_connection_without_the_token_or_with_a_wrong_one_is_refused(cluster, 
         assert f"cannot connect to the Ray cluster at {cluster.gcs_address}" in result.stderr
         assert ("requires token authentication and no Ray authentication token found" in result.stderr) == (name == "none")
         assert not out.exists() or pd.read_parquet(out).empty
+
+
+def _batch_records(url: str) -> int:
+    """How many results ``batch`` has recorded in the audit database at ``url`` (0 before it exists)."""
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        return 0
+    records = load_records(url)
+    dispose(url)
+    return int((records["interface"] == "batch").sum())
+
+
+def _ray_job(cluster, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The real ``ray job`` CLI against the head's dashboard, from a home with no ``~/.ray``; the token never in
+    its output."""
+    home = cluster.root / "submitter-home"
+    home.mkdir(exist_ok=True)
+    started = time.monotonic()
+    result = subprocess.run([str(RAY), "job", *args[:1], "--address", cluster.dashboard_address, *args[1:]],
+                            capture_output=True, text=True, cwd=ROOT, timeout=JOB_SECONDS,
+                            env={**_clean_env(), "HOME": str(home), **env})
+    print(f"\nray job {args[0]}: exit {result.returncode} in {time.monotonic() - started:.0f} s")
+    assert cluster.token_file.read_text() not in result.stdout + result.stderr, "the token was printed"
+    return result
+
+
+@pytest.mark.slow
+def test_ray_job_submit_of_batch_equals_predict_and_needs_the_token(cluster, archive, expected, tmp_path):
+    """README's command: ``RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=...`` and ``ray job submit`` of ``python -m
+    covidviz batch`` to the head's dashboard; the driver runs on the head (``RAY_ADDRESS`` set by Ray's job
+    manager), finds the project by the nodes' ``PYTHONPATH`` on the shared filesystem, so no ``--working-dir``."""
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(cluster.token_file)}
+    out = tmp_path / "results.parquet"
+    entrypoint = ["--", "python", "-m", "covidviz", "batch", str(archive), "--out", str(out), "--workers", "1",
+                  "--batch-size", "4"]
+    for name, env in (("none", {}), ("wrong", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64})):
+        refused = _ray_job(cluster, ["submit", "--submission-id", f"batch-{name}-token", *entrypoint], env)
+        assert refused.returncode != 0 and "AuthenticationError" in refused.stderr, (name, refused.stderr[-2000:])
+        assert ("Missing authentication token" in refused.stderr) == (name == "none"), refused.stderr[-2000:]
+    assert not out.exists()
+
+    before = _batch_records(cluster.audit_url)
+    submitted = _ray_job(cluster, ["submit", "--submission-id", "batch-job", *entrypoint], auth)
+    status = _ray_job(cluster, ["status", "batch-job"], auth)
+    logs = _ray_job(cluster, ["logs", "batch-job"], auth)
+    assert submitted.returncode == 0, (submitted.stdout[-3000:], submitted.stderr[-3000:])
+    assert "Job 'batch-job' succeeded" in status.stdout, status.stdout  # JobStatus.SUCCEEDED, as the CLI says it
+    assert f"{len(expected)} inputs: {len(expected)} scored, 0 rejected" in logs.stdout
+    driver_log = cluster.temp_dir / "session_latest" / "logs" / "job-driver-batch-job.log"  # what `ray job logs` reads
+    assert cluster.token_file.read_text() not in driver_log.read_text(), "the token is in the job's log"
+    _assert_equal_to_predict(out, expected)
+    # the job's driver is a process on the head: it records the results in the nodes' audit database
+    assert _batch_records(cluster.audit_url) - before == len(expected)
+    listed = _ray_job(cluster, ["list"], auth)
+    assert "status=<JobStatus.SUCCEEDED" in listed.stdout and "submission_id='batch-job'" in listed.stdout
+    assert "-token" not in listed.stdout  # the refused submissions never became jobs
