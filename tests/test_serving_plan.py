@@ -3,21 +3,29 @@ the same verified exports, with the same answers and maps, and without torch; a 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from covidviz.explain.reading import heatmap, read_xray
 from covidviz.io.loading import load_xray_file
 from covidviz.model.predictor import Predictor
-from covidviz.model.serving_plan import plan_key, plan_path, read_plan
+from covidviz.model.serving_plan import plan_key, plan_path, read_plan, serving_threads
 from covidviz.model.weights import verified_sidecar
 from tests.conftest import FIXTURES, WEIGHTS
 
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
+    """An empty cache, and this process's engines on the threads a lean server uses, so that the plans the full
+    predictors here record are the ones the lean ones look for."""
     monkeypatch.setenv("COVIDVIZ_CACHE", str(tmp_path))
-    return tmp_path
+    threads = torch.get_num_threads()
+    torch.set_num_threads(serving_threads())
+    yield tmp_path
+    torch.set_num_threads(threads)
 
 
 def films(n: int = 3) -> list:
@@ -26,7 +34,7 @@ def films(n: int = 3) -> list:
 
 def test_a_lean_predictor_serves_what_the_full_one_chose_with_the_same_answers_and_maps(cache):
     full = Predictor(WEIGHTS, engine="onnxruntime")
-    plan = read_plan(plan_key(full.sidecar, "onnxruntime"))
+    plan = read_plan(plan_key(full.sidecar, "onnxruntime", serving_threads()))
     assert plan["classifier"]["engine"] == "onnxruntime" and plan["segmenter"]["engine"] == "onnxruntime"
     lean = Predictor(WEIGHTS, engine="onnxruntime", lean=True)
     assert lean.engine.name == "onnxruntime" and lean.segmenter.engine == "onnxruntime"
@@ -61,15 +69,21 @@ def test_a_plan_that_chose_pytorch_serves_pytorch(cache):
 
 
 def test_the_plan_key_changes_with_what_the_choice_depends_on(monkeypatch):
-    for name in ("OMP_NUM_THREADS", "COVIDVIZ_ALLOW_INT8", "COVIDVIZ_ENGINE"):
+    for name in ("COVIDVIZ_ALLOW_INT8", "COVIDVIZ_ENGINE"):
         monkeypatch.delenv(name, raising=False)
     sidecar = verified_sidecar(WEIGHTS)
-    base = plan_path(plan_key(sidecar, "auto"))
-    assert plan_path(plan_key(sidecar, None)) == base  # COVIDVIZ_ENGINE unset: auto
-    assert plan_path(plan_key(sidecar, "onnxruntime")) != base
-    assert plan_path(plan_key({**sidecar, "weights_sha256": "other"}, "auto")) != base
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert plan_path(plan_key(sidecar, "auto")) != base
-    monkeypatch.delenv("OMP_NUM_THREADS")
+    base = plan_path(plan_key(sidecar, "auto", 2))
+    assert plan_path(plan_key(sidecar, None, 2)) == base  # COVIDVIZ_ENGINE unset: auto
+    assert plan_path(plan_key(sidecar, "onnxruntime", 2)) != base
+    assert plan_path(plan_key({**sidecar, "weights_sha256": "other"}, "auto", 2)) != base
+    # a process that runs its engines on one thread (a batch worker) never hands its plan to a server on two
+    assert plan_path(plan_key(sidecar, "auto", 1)) != base
     monkeypatch.setenv("COVIDVIZ_ALLOW_INT8", "1")
-    assert plan_path(plan_key(sidecar, "auto")) != base
+    assert plan_path(plan_key(sidecar, "auto", 2)) != base
+
+
+def test_a_lean_server_runs_its_engines_on_every_cpu_it_may_use(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert serving_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert serving_threads() == 1

@@ -8,7 +8,7 @@ plan and builds the same engines from the same verified exports; where there is 
 by a short child process (``python -m covidviz engines``), whose memory goes back to the system when it ends.
 
 The plan's key holds everything the choice depends on: the classifier's and segmenter's weights, the engine
-asked for, ``OMP_NUM_THREADS``, the INT8 permission, every engine's version and the CPU. A change of any of them
+asked for, the thread count, the INT8 permission, every engine's version and the CPU. A change of any of them
 means a new plan, measured again; a plan whose exports are gone or altered is not used.
 """
 
@@ -54,12 +54,17 @@ def _version(package: str) -> str | None:
         return None
 
 
-def plan_key(sidecar: dict[str, Any], choice: str | None) -> dict[str, Any]:
-    """Everything the engines chosen for these weights depend on."""
+def serving_threads() -> int:
+    """The threads a lean server's engines use: ``OMP_NUM_THREADS``, else every CPU this process may run on."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+
+
+def plan_key(sidecar: dict[str, Any], choice: str | None, threads: int) -> dict[str, Any]:
+    """Everything the engines chosen for these weights depend on; ``threads``: what every engine runs on."""
     return {"weights_sha256": sidecar["weights_sha256"],
             "segmenter_sha256": sidecar.get("preprocessing", {}).get("lung_segmenter_sha256"),
-            "engine": configured_engine(choice), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "allow_int8": allow_int8(), "versions": {p: _version(p) for p in ("torch", "onnxruntime", "openvino")},
+            "engine": configured_engine(choice), "threads": threads, "allow_int8": allow_int8(),
+            "versions": {p: _version(p) for p in ("torch", "onnxruntime", "openvino")},
             "cpu": cpu_signature(), "cpus": len(os.sched_getaffinity(0))}
 
 
@@ -87,11 +92,11 @@ def read_plan(key: dict[str, Any]) -> dict[str, Any] | None:
     return plan if plan.get("key") == key else None
 
 
-def make_plan(weights_dir: Path, choice: str | None) -> bool:
-    """Have a child process choose the engines for ``weights_dir`` (it imports torch; this process does not)
-    and record its plan. False, with the reason logged, when it could not."""
+def make_plan(weights_dir: Path, choice: str | None, threads: int) -> bool:
+    """Have a child process choose the engines for ``weights_dir`` on ``threads`` threads (it imports torch;
+    this process does not) and record its plan. False, with the reason logged, when it could not."""
     command = [sys.executable, "-m", "covidviz", "engines", "--weights", str(weights_dir),
-               "--engine", configured_engine(choice)]
+               "--engine", configured_engine(choice), "--threads", str(threads)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PLAN_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -119,9 +124,10 @@ def lean_engines(weights_dir: Path, sidecar: dict[str, Any], choice: str | None,
     """The engines this machine's plan chose for these weights, built from their verified cached exports without
     torch; a plan is made first where there is none. None where the plan serves PyTorch (it chose PyTorch, or
     no export agreed with it) or cannot be made: the caller then loads PyTorch."""
-    key = plan_key(sidecar, choice)
+    threads = serving_threads()
+    key = plan_key(sidecar, choice, threads)
     plan = read_plan(key)
-    if plan is None and make_plan(weights_dir, choice):
+    if plan is None and make_plan(weights_dir, choice, threads):
         plan = read_plan(key)
     if plan is None:
         return None
@@ -133,7 +139,6 @@ def lean_engines(weights_dir: Path, sidecar: dict[str, Any], choice: str | None,
     if onnx is None or (has_segmenter and lung_onnx is None):
         log.warning("the serving plan's exports are missing or altered: choosing the engines again in this process")
         return None
-    threads = plan["threads"]
     engine = _classifier_engine(classifier["engine"], onnx, weights_dir, sidecar, threads)
     run = None
     if lung_onnx is not None:
@@ -166,7 +171,7 @@ def record_plan(sidecar: dict[str, Any], choice: str | None, model: Any, engine:
     if lean:
         cached_onnx(model, sidecar)
     plan: dict[str, Any] = {
-        "made": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "threads": torch_threads(),
+        "made": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "classifier": {"engine": engine.name, "note": engine_note, "export": export_key(sidecar) if lean else None}}
     if segmenter is not None:
         from covidviz.model.segmenter_engine import segmenter_export_key, segmenter_onnx
@@ -175,4 +180,4 @@ def record_plan(sidecar: dict[str, Any], choice: str | None, model: Any, engine:
             segmenter_onnx(segmenter)
         plan["segmenter"] = {"engine": segmenter.engine, "note": segmenter_note,
                              "export": segmenter_export_key(segmenter) if on_onnx else None}
-    write_plan(plan_key(sidecar, choice), plan)
+    write_plan(plan_key(sidecar, choice, torch_threads()), plan)

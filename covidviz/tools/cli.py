@@ -107,6 +107,9 @@ def _quantise(args: argparse.Namespace) -> int:
 def _engines(args: argparse.Namespace) -> int:
     """Choose the engines here (every export checked against PyTorch, ``auto`` timing them) and remember the
     choice, so that the dashboard serves the same without loading torch."""
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)  # every engine's thread count (covidviz.model.forward_pass.torch_threads)
     from covidviz.model.predictor import Predictor
     predictor = Predictor(args.weights, engine=args.engine)
     print(f"classifier: {predictor.engine_note}\n{predictor.segmenter_note}")
@@ -220,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "dashboard then serves from it without torch)")
     en.add_argument("--weights", default=str(WEIGHTS_DIR))
     en.add_argument("--engine", choices=ENGINES, default=None, help="default COVIDVIZ_ENGINE, else auto")
+    en.add_argument("--threads", type=int, default=None, help="threads every engine runs on (default torch's)")
     en.set_defaults(func=_engines)
     q = sub.add_parser("quantise", help="the INT8 OpenVINO graph (NNCF, calibrated on validation films) and its "
                                         "measured agreement with fp32, into WEIGHTS/int8")
