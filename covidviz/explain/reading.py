@@ -107,9 +107,12 @@ def heatmap(reading: Reading, predictor: Predictor, method: str, class_index: in
     return library_cam(predictor.model, method, batch, class_index, progress)
 
 
-def heatmap_on_original(reading: Reading, cam: np.ndarray) -> np.ndarray:
-    """The map placed over the uploaded image's pixels (NaN outside the region the model saw)."""
-    return to_original(cam, reading.box, reading.xray.pixels.shape)
+def heatmap_on_original(reading: Reading, cam: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The map placed over the uploaded image's pixels (NaN outside the region the model saw); with ``shape``,
+    over the upload shown at that size (a downscaled copy of it), drawn there directly: a full-resolution map
+    of a large DICOM, then shrunk, cost the page tens of milliseconds on every redraw."""
+    shape = shape or reading.xray.pixels.shape
+    return to_original(cam, _box_at(reading, shape), shape)
 
 
 def lungs_on_display(reading: Reading, shape: tuple[int, int]) -> np.ndarray | None:
@@ -118,10 +121,14 @@ def lungs_on_display(reading: Reading, shape: tuple[int, int]) -> np.ndarray | N
     on every redraw."""
     if reading.prepared.lungs is None:
         return None
+    return to_original(reading.prepared.lungs.astype(np.float32), _box_at(reading, shape), shape) > 0.5
+
+
+def _box_at(reading: Reading, shape: tuple[int, int]) -> CropBox:
+    """Where the model's box lies on the upload shown at ``shape``."""
     sy, sx = shape[0] / reading.xray.pixels.shape[0], shape[1] / reading.xray.pixels.shape[1]
     box = reading.box
-    shown = CropBox(box.top * sy, box.left * sx, box.height * sy, box.width * sx)
-    return to_original(reading.prepared.lungs.astype(np.float32), shown, shape) > 0.5
+    return CropBox(box.top * sy, box.left * sx, box.height * sy, box.width * sx)
 
 
 KEPT_MAX_SIDE = 2048  # the most any view of a reading needs: display 800 px, case report 768, DICOM SC 2048

@@ -130,7 +130,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     lungs_shown = lungs_on_display(reading, gray.shape) if settings.lung_outline else None
     for column, k in zip(columns[1:], shown):
         cam_map = cam(reading, predictor, settings, k)
-        on_display = downscale(heatmap_on_original(reading, cam_map))
+        on_display = heatmap_on_original(reading, cam_map, gray.shape)
         overlay_rgb = render(gray, on_display, settings.style, settings.colormap, settings.opacity, settings.threshold)
         if not reading.box.covers(reading.xray.pixels.shape):
             overlay_rgb = outline(overlay_rgb, ~np.isnan(on_display), FIELD_COLOUR, dashed=True)
