@@ -117,8 +117,18 @@ def test_a_decoder_that_dies_is_a_refusal_and_is_replaced(big_png):
         pool.close()
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
 def test_one_hostile_file_does_not_hold_up_another_callers_file(big_png):
-    """Two workers: while one is stuck on a file until its limit, the other reads a normal film at once."""
+    """Two workers: while one is stuck on a file until its limit, the other reads a normal film at once.
+
+    The stuck worker is frozen (SIGSTOP) mid-decode, as a decoder caught in a loop would hold it: how long the
+    big file alone takes depends on the machine (0.3 s here when quiet), so it cannot be the thing that overruns."""
     pool = DecodePool(workers=2, seconds=1.0, start=2)
     film = (FIXTURES / "jrzech__00001368_000.png").read_bytes()
     refused = []
@@ -130,9 +140,17 @@ def test_one_hostile_file_does_not_hold_up_another_callers_file(big_png):
             refused.append(exc.problem)
 
     try:
+        workers = list(pool.pids)
         slow = threading.Thread(target=hostile)
         slow.start()
-        time.sleep(0.1)
+        busy = None
+        for _ in range(200):  # the worker that took the file runs; the other waits on its pipe
+            busy = next((pid for pid in workers if _state(pid) == "R"), None)
+            if busy is not None:
+                break
+            time.sleep(0.005)
+        assert busy is not None, "no worker took the file"
+        os.kill(busy, signal.SIGSTOP)
         began = time.monotonic()
         assert pool.decode(film, "x.png").pixels.shape == (256, 256)
         assert time.monotonic() - began < 0.9, "the normal film waited for the hostile one"

@@ -41,9 +41,14 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def to_unit_range(values: np.ndarray) -> np.ndarray:
-    """Min-max scale to float32 [0, 1]; a constant image becomes all zeros."""
-    values = values.astype(np.float32, copy=False)
-    lo, hi = float(values.min()), float(values.max())
+    """Min-max scale to a new float32 array in [0, 1]; a constant image becomes all zeros.
+
+    Written as one float32 array filled in place: a 46 MB 16-bit DICOM decoded through two float32
+    temporaries cost the decoding worker 184 MB more at its peak, and twice the time. Rounding to float32 is
+    monotonic, so the extremes taken before it are those of the float32 values."""
+    lo, hi = float(np.float32(values.min())), float(np.float32(values.max()))
     if hi - lo <= 0:
-        return np.zeros_like(values)
-    return (values - lo) / (hi - lo)
+        return np.zeros(values.shape, np.float32)
+    out = np.subtract(values, np.float32(lo), dtype=np.float32)
+    out /= np.float32(hi - lo)
+    return out
