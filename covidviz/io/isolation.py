@@ -18,23 +18,20 @@ from __future__ import annotations
 import mmap
 import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
 import numpy as np
 
 from covidviz.errors import XrayInputError
+from covidviz.io.child_process import start_child
 from covidviz.io.decode_worker import address_space
 from covidviz.io.loading import file_bytes
 from covidviz.io.xray import Xray
-from covidviz.paths import ROOT
 
 DECODE_SECONDS = float(os.environ.get("COVIDVIZ_DECODE_SECONDS", "10"))
 DECODE_MEMORY = int(os.environ.get("COVIDVIZ_DECODE_MEMORY_MB", "2048")) * 2**20  # above a started worker's own
@@ -55,16 +52,8 @@ class DecodeWorker:
         self._launch()
 
     def _launch(self) -> None:
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "covidviz.io.decode_worker", str(to_child), str(from_child), str(self.memory)],
-            pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL, close_fds=True)
-        os.close(to_child)
-        os.close(from_child)
-        self._outbox = Connection(from_parent, readable=False)
-        self._inbox = Connection(to_parent, writable=False)
+        child = start_child("covidviz.io.decode_worker", str(self.memory))
+        self._proc, self._outbox, self._inbox = child.process, child.outbox, child.inbox
         self._ready = False
 
     def wait_ready(self) -> None:

@@ -15,16 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 
 from covidviz.explain.cam.library import Progress
-from covidviz.paths import ROOT
+from covidviz.io.child_process import start_child
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +83,8 @@ class CamWorker:
     def _start(self) -> None:
         if self.pid is not None:
             return
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "covidviz.explain.cam.worker", str(to_child), str(from_child), str(self.weights_dir)],
-            pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL, close_fds=True)
-        os.close(to_child)
-        os.close(from_child)
-        self._outbox = Connection(from_parent, readable=False)
-        self._inbox = Connection(to_parent, writable=False)
+        child = start_child("covidviz.explain.cam.worker", str(self.weights_dir))
+        self._proc, self._outbox, self._inbox = child.process, child.outbox, child.inbox
         if not self._inbox.poll(START_SECONDS):
             self._stop()
             raise RuntimeError("the heatmap worker did not start")
