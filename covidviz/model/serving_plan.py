@@ -144,7 +144,7 @@ def lean_engines(weights_dir: Path, sidecar: dict[str, Any], choice: str | None,
     if lung_onnx is not None:
         from covidviz.model.segmenter_engine import onnx_probabilities
         run = onnx_probabilities(lung_onnx, threads)
-    remembered = f"; chosen on this machine at {plan['made']} by `python -m covidviz engines`, and remembered"
+    remembered = f"; chosen on this machine at {plan['made']} and remembered in {plan_path(key)}"
     return LeanEngines(engine, classifier["note"] + remembered, run,
                        (segmenter["note"] + remembered) if has_segmenter else "")
 
