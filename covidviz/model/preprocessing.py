@@ -23,18 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from covidviz.lungs.field import LungCheck, check_lungs, field_box
-from covidviz.lungs.network import zscore
-
-if TYPE_CHECKING:
-    import torch
-
-Batch = TypeVar("Batch", np.ndarray, "torch.Tensor")
+from covidviz.lungs.network import Batch, zscore
 
 CANONICAL_SIZE = 256
 _BORDER_STD = 0.01       # a row or column this flat is padding, not anatomy
