@@ -197,7 +197,7 @@ def _decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
         values = _apply_voi_if_sane(values, ds)
     image = to_unit_range(np.asarray(values))
-    if photometric == "MONOCHROME1":  # 0 is white: invert (in place: a new array) so that bright means dense
+    if photometric == "MONOCHROME1":  # 0 is white: invert (in place: the array is ours) so that bright means dense
         np.subtract(np.float32(1.0), image, out=image)
     return image
 

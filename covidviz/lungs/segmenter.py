@@ -54,7 +54,7 @@ class LungSegmenter:
             if self._model is None:
                 if self.directory is None:
                     raise ValueError("this lung segmenter has no PyTorch network and no folder to load one from")
-                self._model = _serving_form(_network(self.directory))
+                self._model = _serving_form(_network(self.directory)[0])
             return self._model
 
     def torch_probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -90,12 +90,12 @@ def _serving_form(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval().to(memory_format=torch.channels_last)
 
 
-def _network(directory: Path) -> torch.nn.Module:
+def _network(directory: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     from covidviz.verified import load_verified
-    state, _ = load_verified(directory / LUNGS_SUBDIR, ARCHITECTURE)
+    state, sidecar = load_verified(directory / LUNGS_SUBDIR, ARCHITECTURE)
     model = build_segmenter()
     model.load_state_dict(state)
-    return model
+    return model, sidecar
 
 
 def load_segmenter(weights_dir: str | Path, network: bool = True) -> LungSegmenter:
@@ -103,5 +103,6 @@ def load_segmenter(weights_dir: str | Path, network: bool = True) -> LungSegment
     altered. ``network=False`` verifies the weights but leaves the PyTorch network to its first use."""
     from covidviz.verified import verified_file
     weights_dir = Path(weights_dir)
-    _, sidecar = verified_file(weights_dir / LUNGS_SUBDIR, ARCHITECTURE)
-    return LungSegmenter(_network(weights_dir) if network else None, sidecar, weights_dir)
+    if network:  # verified once, as the network is built
+        return LungSegmenter(*_network(weights_dir), weights_dir)
+    return LungSegmenter(None, verified_file(weights_dir / LUNGS_SUBDIR, ARCHITECTURE)[1], weights_dir)

@@ -85,10 +85,15 @@ class Predictor:
         self.weights_dir = Path(weights_dir)
         self._model: GapClassifier | None = None
         self._model_lock = threading.Lock()
-        self.sidecar = verified_sidecar(self.weights_dir)
+        if lean and not fast:
+            self.sidecar = verified_sidecar(self.weights_dir)  # the network waits for its first use
+        else:  # verified once, as the network is built
+            model, self.sidecar = load_weights(self.weights_dir)
+            self._model = _serving_form(model)
         self.segmenter = field_segmenter(self.weights_dir, self.sidecar, network=not lean or fast)
         self.guard = load_guard(self.weights_dir)  # None for a model evaluate has not seen yet
-        stage("weights verified, lung segmenter and out-of-distribution guard")
+        stage("weights verified" + (", both networks built in PyTorch" if self._model is not None else "")
+              + ", out-of-distribution guard")
         self.input_size = int(self.sidecar["input_size"])
         # a site profile fitted for these weights overrides the shipped temperature; the sidecar copy carries
         # its label so that every audit record names the calibration in use
@@ -118,7 +123,6 @@ class Predictor:
         """The engines chosen here, with PyTorch (each export checked against it, ``auto`` timing them), and
         the choice remembered as this machine's serving plan."""
         model = self.model
-        stage("classifier weights, built in PyTorch")
         self._classifier_weight = model.classifier.weight.detach().numpy()
         self.engine, self.engine_note = build_engine(engine, model, self.sidecar, bf16=fast,
                                                    weights_dir=self.weights_dir)
@@ -135,9 +139,7 @@ class Predictor:
         """The verified PyTorch network (fp32, eval, channels-last), loaded on first use by a lean predictor."""
         with self._model_lock:
             if self._model is None:
-                import torch
-                model, _ = load_weights(self.weights_dir)
-                self._model = model.to(memory_format=torch.channels_last)
+                self._model = _serving_form(load_weights(self.weights_dir)[0])
             return self._model
 
     @property
@@ -207,6 +209,11 @@ class Predictor:
         except XrayInputError as exc:
             return Prediction(name=name, error=str(exc))
         return self.predict_xrays([xray], [name])[0]
+
+
+def _serving_form(model: GapClassifier) -> GapClassifier:
+    import torch
+    return model.to(memory_format=torch.channels_last)
 
 
 def field_segmenter(weights_dir: str | Path, sidecar: dict[str, Any], network: bool = True) -> LungSegmenter | None:

@@ -162,22 +162,38 @@ def _classifier_engine(name: str, onnx: bytes, weights_dir: Path, sidecar: dict[
 def record_plan(sidecar: dict[str, Any], choice: str | None, model: Any, engine: Engine, engine_note: str,
                 segmenter: Any, segmenter_note: str) -> None:
     """Remember what a full predictor chose (with the keys of the exports it serves from, made sure to be in
-    this cache), so that the next lean predictor on this machine and software serves the same without torch."""
+    this cache), so that the next lean predictor on this machine and software serves the same without torch.
+    A plan that already names the same engines and exports is left as it is: most full predictors (every
+    ``predict`` run, every batch worker) choose what the last one chose, and need not check the exports again."""
     from datetime import datetime, timezone
 
     from covidviz.model.engine import cached_onnx, export_key
     from covidviz.model.forward_pass import torch_threads
+    from covidviz.model.segmenter_engine import segmenter_export_key, segmenter_onnx
     lean = engine.name in LEAN_ENGINES
+    on_onnx = segmenter is not None and segmenter.engine == "onnxruntime"
+    chosen = {"classifier": (engine.name, export_key(sidecar) if lean else None),
+              "segmenter": None if segmenter is None else (segmenter.engine,
+                                                           segmenter_export_key(segmenter) if on_onnx else None)}
+    key = plan_key(sidecar, choice, torch_threads())
+    if _choice(read_plan(key)) == chosen:
+        return
     if lean:
         cached_onnx(model, sidecar)
-    plan: dict[str, Any] = {
-        "made": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "classifier": {"engine": engine.name, "note": engine_note, "export": export_key(sidecar) if lean else None}}
+    if on_onnx:
+        segmenter_onnx(segmenter)
+    plan: dict[str, Any] = {"made": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                            "classifier": {"engine": engine.name, "note": engine_note,
+                                           "export": chosen["classifier"][1]}}
     if segmenter is not None:
-        from covidviz.model.segmenter_engine import segmenter_export_key, segmenter_onnx
-        on_onnx = segmenter.engine == "onnxruntime"
-        if on_onnx:
-            segmenter_onnx(segmenter)
-        plan["segmenter"] = {"engine": segmenter.engine, "note": segmenter_note,
-                             "export": segmenter_export_key(segmenter) if on_onnx else None}
-    write_plan(plan_key(sidecar, choice, torch_threads()), plan)
+        plan["segmenter"] = {"engine": segmenter.engine, "note": segmenter_note, "export": chosen["segmenter"][1]}
+    write_plan(key, plan)
+
+
+def _choice(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The engines and export keys a recorded plan names, in :func:`record_plan`'s form."""
+    if plan is None:
+        return None
+    segmenter = plan.get("segmenter")
+    return {"classifier": (plan["classifier"]["engine"], plan["classifier"]["export"]),
+            "segmenter": None if segmenter is None else (segmenter["engine"], segmenter["export"])}

@@ -17,6 +17,7 @@ import os
 import subprocess
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ class CamWorker:
         self.idle = idle
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
+        self._outbox: Connection | None = None
+        self._inbox: Connection | None = None
         self._last_used = time.monotonic()
         threading.Thread(target=self._retire_when_idle, daemon=True, name="cam-worker-idle").start()
 
@@ -55,26 +58,23 @@ class CamWorker:
             try:
                 self._outbox.send((method, np.ascontiguousarray(batch, dtype=np.float32), class_index,
                                    progress is not None))
-                while True:
+                reply = self._inbox.recv()
+                while reply[0] == "progress":
+                    progress(reply[1], reply[2])
                     reply = self._inbox.recv()
-                    if reply[0] == "progress":
-                        progress(reply[1], reply[2])
-                    elif reply[0] == "map":
-                        return reply[1]
-                    elif reply[1] == "ValueError":
-                        raise ValueError(reply[2])
-                    else:
-                        raise RuntimeError(f"the heatmap worker could not draw this map ({reply[1]})")
             except (EOFError, OSError):
                 self._stop()
                 raise RuntimeError("the heatmap worker stopped; the next request starts a new one") from None
-            except (ValueError, RuntimeError):
-                raise
             except BaseException:  # interrupted mid-exchange: the next request must not read this one's answer
                 self._stop()
                 raise
             finally:
                 self._last_used = time.monotonic()
+        if reply[0] == "map":
+            return reply[1]
+        if reply[1] == "ValueError":
+            raise ValueError(reply[2])
+        raise RuntimeError(f"the heatmap worker could not draw this map ({reply[1]})")
 
     def stop(self) -> None:
         with self._lock:
@@ -99,9 +99,9 @@ class CamWorker:
         if self._proc is None:
             return None
         proc, self._proc = self._proc, None
-        for connection in (getattr(self, "_outbox", None), getattr(self, "_inbox", None)):
-            if connection is not None:
-                connection.close()
+        for connection in (self._outbox, self._inbox):
+            connection.close()
+        self._outbox = self._inbox = None
         if proc.poll() is None:
             proc.kill()
         return proc.wait(10)
