@@ -159,3 +159,22 @@ def test_the_run_reads_fixtures_clean_and_shifted_through_the_upload_path(predic
     assert not np.allclose(shifted["ood_distance"].to_numpy(), clean["ood_distance"].to_numpy())
     again = measure_films(predictor, grays, files, [r["class"] for r in rows], seed=7, transforms=["digitised_film"])
     pd.testing.assert_frame_equal(frame, again)  # seeded: the same films, the same rows
+
+
+def test_training_draws_acquisition_transforms_from_its_generator_only(film):
+    import torch
+
+    from covidviz.training.augment import random_acquisition
+    batch = np.stack([film] * 6)
+    untouched = random_acquisition(batch, torch.Generator().manual_seed(0), 0.0)
+    assert untouched is batch
+    a = random_acquisition(batch, torch.Generator().manual_seed(1), 1.0)
+    b = random_acquisition(batch, torch.Generator().manual_seed(1), 1.0)
+    assert np.array_equal(a, b) and np.array_equal(batch[0], film)  # seeded, and the input is left alone
+    assert a.shape == batch.shape and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
+    assert all(not np.array_equal(a[i], film) for i in range(6))
+    half = random_acquisition(np.stack([film] * 200), torch.Generator().manual_seed(2), 0.5)
+    changed = sum(not np.array_equal(image, film) for image in half)
+    assert 70 <= changed <= 130
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        random_acquisition(batch, torch.Generator(), 1.5)

@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> int:
                       threads=args.threads, fast={"auto": None, "fp32": False, "bf16": True}[args.precision],
                       stop_after=args.stop_after, segmenter_dir=args.lungs, previous_split=args.previous_split,
                       radiologist_labels=not args.report_labels, epoch_images=args.epoch_images,
-                      source_power=args.source_power, arch=args.arch)
+                      source_power=args.source_power, acquisition=args.acquisition, arch=args.arch)
     best = train(cfg, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0
@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epoch-images", type=int, help="images sampled per epoch (default: the training set's size)")
     t.add_argument("--source-power", type=float, default=0.5,
                    help="within a class, sample sources in proportion to count**power (0: every source equally)")
+    t.add_argument("--acquisition", type=float, default=0.0,
+                   help="share of training images passed through one acquisition transform (grain, vendor curves, "
+                        "edge enhancement, low resolution and JPEG, collimation and text, digitised film)")
     t.add_argument("--arch", default="densenet121", choices=ARCHITECTURE_NAMES,
                    help="the backbone (recorded in the sidecar; loading refuses weights of another one)")
     t.set_defaults(func=_train)

@@ -4,15 +4,21 @@ Geometric: small rotations, zoom, shifts and independent horizontal/vertical str
 positioning and uploaders' resizing vary; no flips, since
 laterality (heart on the left) is anatomy. Photometric: gamma, contrast, brightness, noise
 and blur, as exposure and detectors vary. Cut-out boxes teach the model not to depend on any
-one region such as a burnt-in marker or label.
+one region such as a burnt-in marker or label. Acquisition (:func:`random_acquisition`, optional): the
+imitations of how a film was made from :mod:`covidviz.data.acquisition` (grain, vendor curves, edge
+enhancement, low resolution and JPEG, collimation and text, digitised film), so that the answer stops
+depending on them (issue 20, part 2).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from covidviz.data.acquisition import TRANSFORMS
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -69,3 +75,24 @@ def random_cutout(batch: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> 
 def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """N x 1 x H x W images in [0, 1] to augmented images of the same shape."""
     return random_cutout(random_photometric(random_affine(batch, gen), gen), gen)
+
+
+ACQUISITION_STRENGTH = (0.25, 1.0)  # uniform: from a hint of the look up to the strength measure-shift applies
+
+
+def random_acquisition(images: np.ndarray, gen: torch.Generator, p: float) -> np.ndarray:
+    """N x H x W float images in [0, 1]; each, with probability ``p``, through one acquisition transform chosen
+    uniformly at a strength drawn from :data:`ACQUISITION_STRENGTH`. All randomness comes from ``gen`` (whose
+    state a training checkpoint saves), so a resumed run draws what an uninterrupted one would."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"the acquisition probability must lie in [0, 1], got {p}")
+    chosen = torch.rand(len(images), generator=gen) < p
+    if not bool(chosen.any()):
+        return images
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+    names = list(TRANSFORMS)
+    out = images.copy()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        transform = TRANSFORMS[names[int(rng.integers(len(names)))]]
+        out[i] = transform(np.clip(out[i], 0.0, 1.0), rng, float(rng.uniform(*ACQUISITION_STRENGTH)))
+    return out

@@ -34,6 +34,7 @@ class TrainConfig:
     radiologist_labels: bool = True  # NIH: the RSNA radiologists' reading where one exists
     epoch_images: int | None = None  # images sampled per epoch (default: the training set's size)
     source_power: float = 0.5  # within a class, source shares ~ count**power (0 = equal per source)
+    acquisition: float = 0.0  # share of training images through one covidviz.data.acquisition transform
     arch: str = ARCHITECTURE  # one of covidviz.model.network.ARCHITECTURES
     fold: int | None = None  # cross-validation: test on this fold of the pool (0-based), train and validate on the rest
     folds: int = 5

@@ -75,7 +75,10 @@ def export(best: Path, cfg: TrainConfig, splits: dict[str, list[Record]]) -> Pat
                                  + (f"; {cfg.epoch_images} images per epoch" if cfg.epoch_images else ""),
                      "augmentation": "rotation +-10 deg, zoom 0.85-1.2, independent horizontal/vertical stretch "
                                      "0.85-1.18, shift +-6%, gamma 0.7-1.5, contrast, brightness, blur, noise, "
-                                     "cut-out; no flips",
+                                     "cut-out; no flips"
+                                     + (f"; acquisition transforms on {cfg.acquisition:.0%} of images (grain, vendor "
+                                        "curves, edge enhancement, low resolution and JPEG, collimation and text, "
+                                        "digitised film; strength 0.25-1.0)" if cfg.acquisition else ""),
                      "precision": "bf16 autocast" if cfg.fast else "fp32",
                      "notes": cfg.notes},
         "data": {"counts": counts, "split_seed": cfg.split_seed, "split_file": "split.csv",

@@ -31,7 +31,7 @@ from covidviz.model.inference import predict_canonical
 from covidviz.model.network import build_model, load_compatible_state
 from covidviz.model.precision import bf16_speedup, native_bf16
 from covidviz.model.preprocessing import resize_batch, standardise
-from covidviz.training.augment import augment
+from covidviz.training.augment import augment, random_acquisition
 from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
 from covidviz.training.config import TrainConfig
 from covidviz.training.export import export
@@ -72,8 +72,11 @@ def _load_init(path: str) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]
 
 
 def _batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, gen: torch.Generator,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = torch.from_numpy(_as_unit(images[idx])).unsqueeze(1)
+           device: torch.device, acquisition: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    unit = _as_unit(images[idx])
+    if acquisition > 0:
+        unit = random_acquisition(unit, gen, acquisition)
+    batch = torch.from_numpy(unit).unsqueeze(1)
     return standardise(augment(resize_batch(batch, size), gen)).to(device), torch.from_numpy(targets[idx]).to(device)
 
 
@@ -178,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs} @{cfg.size}px", unit="batch")
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].numpy()
-            x, y = _batch(train_img, train_y, idx, cfg.size, gen, device)
+            x, y = _batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
             loss = _step(model, optimiser, x, y, cfg.fast, cfg.label_smoothing)
             schedule.step()
             running += loss.item()
@@ -197,7 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         this_stage = {"stage": stage_name, **{k: v for k, v in asdict(cfg).items()
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
                                                        "label_smoothing", "seed", "fast", "arch", "epoch_images",
-                                                       "fold", "recipe")},
+                                                       "fold", "recipe", "acquisition", "source_power")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
             state_["best"] = list(score)
