@@ -3,6 +3,7 @@ the same verified exports, with the same answers and maps, and without torch; a 
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from covidviz.explain.reading import heatmap, read_xray
 from covidviz.io.loading import load_xray_file
+from covidviz.model.openvino_engine import INT8_MODEL, INT8_RECORD, INT8_SUBDIR
 from covidviz.model.predictor import Predictor
 from covidviz.model.serving_plan import plan_key, plan_path, read_plan, serving_threads
 from covidviz.model.weights import verified_sidecar
@@ -34,7 +36,7 @@ def films(n: int = 3) -> list:
 
 def test_a_lean_predictor_serves_what_the_full_one_chose_with_the_same_answers_and_maps(cache):
     full = Predictor(WEIGHTS, engine="onnxruntime")
-    plan = read_plan(plan_key(full.sidecar, "onnxruntime", serving_threads()))
+    plan = read_plan(plan_key(full.sidecar, "onnxruntime", serving_threads(), WEIGHTS))
     assert plan["classifier"]["engine"] == "onnxruntime" and plan["segmenter"]["engine"] == "onnxruntime"
     lean = Predictor(WEIGHTS, engine="onnxruntime", lean=True)
     assert lean.engine.name == "onnxruntime" and lean.segmenter.engine == "onnxruntime"
@@ -68,18 +70,25 @@ def test_a_plan_that_chose_pytorch_serves_pytorch(cache):
     assert lean.engine.name == "torch" and lean.segmenter.engine == "torch"
 
 
-def test_the_plan_key_changes_with_what_the_choice_depends_on(monkeypatch):
+def test_the_plan_key_changes_with_what_the_choice_depends_on(monkeypatch, tmp_path):
     for name in ("COVIDVIZ_ALLOW_INT8", "COVIDVIZ_ENGINE"):
         monkeypatch.delenv(name, raising=False)
     sidecar = verified_sidecar(WEIGHTS)
-    base = plan_path(plan_key(sidecar, "auto", 2))
-    assert plan_path(plan_key(sidecar, None, 2)) == base  # COVIDVIZ_ENGINE unset: auto
-    assert plan_path(plan_key(sidecar, "onnxruntime", 2)) != base
-    assert plan_path(plan_key({**sidecar, "weights_sha256": "other"}, "auto", 2)) != base
+    base = plan_path(plan_key(sidecar, "auto", 2, WEIGHTS))
+    assert plan_path(plan_key(sidecar, None, 2, WEIGHTS)) == base  # COVIDVIZ_ENGINE unset: auto
+    assert plan_path(plan_key(sidecar, "onnxruntime", 2, WEIGHTS)) != base
+    assert plan_path(plan_key({**sidecar, "weights_sha256": "other"}, "auto", 2, WEIGHTS)) != base
     # a process that runs its engines on one thread (a batch worker) never hands its plan to a server on two
-    assert plan_path(plan_key(sidecar, "auto", 1)) != base
+    assert plan_path(plan_key(sidecar, "auto", 1, WEIGHTS)) != base
+    # a graph quantised again after the plan was made (its record names new files) is weighed afresh
+    requantised = tmp_path / "weights"
+    (requantised / INT8_SUBDIR).mkdir(parents=True)
+    shipped_record = WEIGHTS / INT8_SUBDIR / INT8_RECORD
+    record = json.loads(shipped_record.read_text()) if shipped_record.is_file() else {"files": {}}
+    (requantised / INT8_SUBDIR / INT8_RECORD).write_text(json.dumps({**record, "files": {INT8_MODEL: "new"}}))
+    assert plan_path(plan_key(sidecar, "auto", 2, requantised)) != base
     monkeypatch.setenv("COVIDVIZ_ALLOW_INT8", "1")
-    assert plan_path(plan_key(sidecar, "auto", 2)) != base
+    assert plan_path(plan_key(sidecar, "auto", 2, WEIGHTS)) != base
 
 
 def test_a_lean_server_runs_its_engines_on_every_cpu_it_may_use(monkeypatch):

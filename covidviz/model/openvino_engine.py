@@ -15,6 +15,7 @@ which it is. Scoring without maps (``predict``, ``batch``) runs the INT8 graph a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -79,6 +80,13 @@ class Int8Engine:
 
     def run(self, batch: np.ndarray) -> ForwardPass:
         return self.int8.run(batch)
+
+
+def int8_record_digest(weights_dir: Path) -> str | None:
+    """The sha256 of the INT8 graph's record (None without one): it names the graph's files by their sha256,
+    so it changes whenever ``quantise`` writes a new graph. Cheap: the graph itself is not read."""
+    path = weights_dir / INT8_SUBDIR / INT8_RECORD
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def int8_record(weights_dir: Path, sidecar: dict[str, Any]) -> dict[str, Any] | None:

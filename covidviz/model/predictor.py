@@ -132,7 +132,7 @@ class Predictor:
             stage(self.segmenter_note)
         if not fast:
             record_plan(self.sidecar, engine, model, self.engine, self.engine_note, self.segmenter,
-                        self.segmenter_note)
+                        self.segmenter_note, self.weights_dir)
 
     @property
     def model(self) -> GapClassifier:

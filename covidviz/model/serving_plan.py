@@ -27,7 +27,7 @@ from typing import Any
 
 from covidviz.model.engine import cached_export, configured_engine
 from covidviz.model.forward_pass import Engine
-from covidviz.model.openvino_engine import allow_int8
+from covidviz.model.openvino_engine import allow_int8, int8_record_digest
 from covidviz.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,13 @@ def serving_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
 
 
-def plan_key(sidecar: dict[str, Any], choice: str | None, threads: int) -> dict[str, Any]:
-    """Everything the engines chosen for these weights depend on; ``threads``: what every engine runs on."""
+def plan_key(sidecar: dict[str, Any], choice: str | None, threads: int, weights_dir: Path) -> dict[str, Any]:
+    """Everything the engines chosen for these weights depend on; ``threads``: what every engine runs on. The
+    INT8 graph's record is part of it: a graph quantised (again) after the plan was made is weighed afresh."""
     return {"weights_sha256": sidecar["weights_sha256"],
             "segmenter_sha256": sidecar.get("preprocessing", {}).get("lung_segmenter_sha256"),
             "engine": configured_engine(choice), "threads": threads, "allow_int8": allow_int8(),
+            "int8_record_sha256": int8_record_digest(weights_dir),
             "versions": {p: _version(p) for p in ("torch", "onnxruntime", "openvino")},
             "cpu": cpu_signature(), "cpus": len(os.sched_getaffinity(0))}
 
@@ -125,7 +127,7 @@ def lean_engines(weights_dir: Path, sidecar: dict[str, Any], choice: str | None,
     torch; a plan is made first where there is none. None where the plan serves PyTorch (it chose PyTorch, or
     no export agreed with it) or cannot be made: the caller then loads PyTorch."""
     threads = serving_threads()
-    key = plan_key(sidecar, choice, threads)
+    key = plan_key(sidecar, choice, threads, weights_dir)
     plan = read_plan(key)
     if plan is None and make_plan(weights_dir, choice, threads):
         plan = read_plan(key)
@@ -160,7 +162,7 @@ def _classifier_engine(name: str, onnx: bytes, weights_dir: Path, sidecar: dict[
 
 
 def record_plan(sidecar: dict[str, Any], choice: str | None, model: Any, engine: Engine, engine_note: str,
-                segmenter: Any, segmenter_note: str) -> None:
+                segmenter: Any, segmenter_note: str, weights_dir: Path) -> None:
     """Remember what a full predictor chose (with the keys of the exports it serves from, made sure to be in
     this cache), so that the next lean predictor on this machine and software serves the same without torch.
     A plan that already names the same engines and exports is left as it is: most full predictors (every
@@ -175,7 +177,7 @@ def record_plan(sidecar: dict[str, Any], choice: str | None, model: Any, engine:
     chosen = {"classifier": (engine.name, export_key(sidecar) if lean else None),
               "segmenter": None if segmenter is None else (segmenter.engine,
                                                            segmenter_export_key(segmenter) if on_onnx else None)}
-    key = plan_key(sidecar, choice, torch_threads())
+    key = plan_key(sidecar, choice, torch_threads(), weights_dir)
     if _choice(read_plan(key)) == chosen:
         return
     if lean:
