@@ -7,6 +7,7 @@ usable while torch starts.
 import streamlit as st
 
 from covidviz.text import plain, safe_csv_bytes
+from covidviz.ui.colour_scale import colour_scale
 from covidviz.ui.diagnose_settings import settings_panel
 from covidviz.ui.model_choice import available_models
 from covidviz.ui.pacs_view import opened_from_pacs
@@ -47,6 +48,7 @@ except WeightsError as exc:  # its text names server paths: the log gets it, the
     st.error("The model could not be loaded: its files are missing or fail verification. The server's log "
              "says which; an administrator can restore weights/ from the repository.")
     st.stop()
+colour_scale(settings.colormap, settings.style)
 if "approximate" in predictor.engine_note:  # INT8: allowed by the deployment, said on every reading
     st.info(f"Inference engine: {predictor.engine_note}. Probabilities may differ slightly from the exact model's.")
 else:

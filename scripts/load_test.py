@@ -171,7 +171,7 @@ async def session(browser, url: str, path: Path, timeout_s: float) -> Outcome:
         await page.locator("input[type=file]").set_input_files(str(path))
         verdict = page.locator("p", has_text="Model output:").first
         await verdict.wait_for(timeout=timeout_ms)
-        await page.locator("[data-testid=stImage] img").nth(1).wait_for(timeout=timeout_ms)
+        await page.locator("[data-testid=stImage]", has_text=" · p = ").locator("img").first.wait_for(timeout=timeout_ms)
         outcome.upload_to_heatmap_s = time.perf_counter() - started
         outcome.shown = (await verdict.inner_text()).split("Model output:")[-1].strip()
         started = time.perf_counter()

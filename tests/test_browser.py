@@ -27,13 +27,15 @@ def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):
     usable = time.perf_counter() - started  # the uploader is on screen
     page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=60_000)
     first_load = time.perf_counter() - started  # and the model is loaded
+    # the key to the overlay colours, on screen before any upload (it also brings the image component early)
+    page.get_by_text("Heatmap colours: from the map's lowest value to its highest").wait_for(timeout=60_000)
     fixture = FIXTURES / fixture_rows()[3]["fixture"]
     time.sleep(3)  # a person choosing a file; the server finishes its one-off warm-up meanwhile
     started = time.perf_counter()
     page.locator("input[type=file]").set_input_files(str(fixture))
     verdict = page.locator("p", has_text="Model output:").first
     verdict.wait_for(timeout=60_000)
-    page.locator("[data-testid=stImage] img").nth(1).wait_for(timeout=60_000)  # the overlay image is drawn
+    overlay_image(page).wait_for(timeout=60_000)  # the overlay image is drawn
     to_heatmap = time.perf_counter() - started
     page.screenshot(path=str(tmp_path / "diagnose.png"), full_page=True)
     if SCREENSHOTS:
@@ -47,19 +49,34 @@ def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):
           f"upload to heatmap {to_heatmap:.2f} s; screenshot {tmp_path}")
 
 
+# The browser's own clock: when the file input changed, and when the overlay's image arrived (its resource
+# timing), so the figure is what a person sees, without the test harness's file transfer and polling.
+CLOCK = """() => document.querySelector('input[type=file]').addEventListener(
+    'change', () => { window.covidvizChosen = performance.now(); }, {once: true})"""
+SINCE_CHOSEN = """img => { const entry = performance.getEntriesByName(img.src)[0];
+    return ((entry ? entry.responseEnd : performance.now()) - window.covidvizChosen) / 1000; }"""
+
+
+def overlay_image(page):
+    """The first heatmap overlay's image (its caption names the method, class and probability)."""
+    return page.locator("[data-testid=stImage]", has_text=" · p = ").locator("img").first
+
+
 def test_large_dicom_upload_to_heatmap_in_a_fresh_browser(page, server_url, tmp_path):
     """A fresh browser profile (the fixture's new context: empty cache) sees the first heatmap of a 7 MB DICOM
     without waiting for a chart library; zoom loads plotly only when asked for."""
     page.goto(server_url)
     page.get_by_text("Upload one or more chest X-rays").wait_for(timeout=60_000)
     time.sleep(2)  # the server's one-off warm-up, as a person choosing a file would allow
+    page.evaluate(CLOCK)
     started = time.perf_counter()
     page.locator("input[type=file]").set_input_files(dicom_path("RG1_UNCI.dcm"))  # 1841 x 1955, 15-bit, 7 MB
     page.locator("p", has_text="Model output:").first.wait_for(timeout=60_000)
-    overlay = page.locator("[data-testid=stImage] img").nth(1)
+    overlay = overlay_image(page)
     overlay.wait_for(timeout=60_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=overlay.element_handle(), timeout=60_000)
     elapsed = time.perf_counter() - started
+    in_browser = page.evaluate(SINCE_CHOSEN, overlay.element_handle())
     assert page.locator(".js-plotly-plot").count() == 0  # no chart library on the default path
     page.screenshot(path=str(tmp_path / "dicom.png"), full_page=True)
     if SCREENSHOTS:
@@ -74,8 +91,9 @@ def test_large_dicom_upload_to_heatmap_in_a_fresh_browser(page, server_url, tmp_
     started_zoom = time.perf_counter()
     page.locator(".js-plotly-plot image").nth(1).wait_for(timeout=60_000)
     zoom = time.perf_counter() - started_zoom
-    print(f"\n7 MB DICOM, fresh browser profile: first heatmap {elapsed:.2f} s after upload (target < 1 s); "
-          f"interactive zoom ready {zoom:.2f} s after asking; screenshot {tmp_path}")
+    print(f"\n7 MB DICOM, fresh browser profile: first heatmap {in_browser:.2f} s after the file was chosen, by the "
+          f"browser's clock (target < 1 s); {elapsed:.2f} s by the test's clock, which adds Playwright's file "
+          f"transfer and polling; interactive zoom ready {zoom:.2f} s after asking; screenshot {tmp_path}")
 
 
 def test_evaluation_pages_draw_their_figures(page, server_url, tmp_path):

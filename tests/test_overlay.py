@@ -43,3 +43,13 @@ def test_downscale_keeps_nan_regions():
     big = np.kron(cam, np.ones((8, 8), np.float32))  # 2400 x 1600
     small = downscale(big, 480)
     assert max(small.shape) == 480 and np.isnan(small[:5]).all() and not np.isnan(small[100:200]).any()
+
+
+def test_the_colour_key_runs_from_the_maps_lowest_colour_to_its_highest():
+    from covidviz.explain.overlay import COLORMAPS, blend, colour_strip
+    for colormap in COLORMAPS.values():
+        strip = colour_strip(colormap, width=100, height=5)
+        assert strip.shape == (5, 100, 3) and strip.dtype == np.uint8
+        ramp = np.linspace(0, 1, 100, dtype=np.float32)[None].repeat(5, axis=0)
+        # an overlay at full opacity of a map rising from 0 to 1 shows exactly these colours
+        assert np.abs(blend(np.zeros((5, 100), np.float32), ramp, colormap, 1.0).astype(int) - strip).max() <= 1

@@ -23,6 +23,11 @@ def _lut(name: str) -> np.ndarray:
     return (colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
+def colour_strip(colormap: str, width: int = 256, height: int = 14) -> np.ndarray:
+    """The colormap as a uint8 RGB strip, lowest value on the left: the key to reading an overlay's colours."""
+    return np.repeat(_lut(colormap)[np.linspace(0, 255, width).astype(np.uint8)][None], height, axis=0)
+
+
 def to_uint8(gray: np.ndarray) -> np.ndarray:
     """[0, 1] grayscale to uint8 grayscale."""
     return (np.clip(gray, 0, 1) * 255 + 0.5).astype(np.uint8)
