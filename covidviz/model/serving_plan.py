@@ -110,6 +110,14 @@ def make_plan(weights_dir: Path, choice: str | None, threads: int) -> bool:
     return True
 
 
+def ensure_plan(weights_dir: Path, threads: int, choice: str | None = None) -> bool:
+    """Make this machine's plan for ``weights_dir`` on ``threads`` threads unless it exists (before starting
+    workers that would each make it at once). False when it could not be made: each then chooses for itself."""
+    from covidviz.model.weights import verified_sidecar
+    key = plan_key(verified_sidecar(weights_dir), choice, threads, weights_dir)
+    return read_plan(key) is not None or make_plan(weights_dir, choice, threads)
+
+
 @dataclass(frozen=True)
 class LeanEngines:
     """What a plan serves: the classifier's engine, the segmenter's forward pass (None without a segmenter), and

@@ -44,16 +44,16 @@ NO_CLASS = "no class (abstained)"  # the summary's count of images the model gav
 
 
 class Scorer:
-    """Ray actor: the model, loaded once, scoring decoded batches exactly as ``predict`` does."""
+    """Ray actor: the model, loaded once, scoring decoded batches exactly as ``predict`` does.
+
+    Lean, as the dashboard's server: it serves the engines this machine's plan chose for its thread count
+    (:mod:`covidviz.model.serving_plan`), without loading torch where they need none, so each worker holds
+    about a third of the memory a PyTorch-loading one did."""
 
     def __init__(self, weights_dir: str, threads: int) -> None:
-        import torch
-
-        from covidviz._torchvision_compat import ensure_torchvision_importable
-        ensure_torchvision_importable()
-        torch.set_num_threads(max(1, threads))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, threads))  # the plan's thread count, and torch's if it loads
         from covidviz.model.predictor import Predictor
-        self.predictor = Predictor(weights_dir)
+        self.predictor = Predictor(weights_dir, lean=True)
         self.model_sha256 = self.predictor.sidecar.get("weights_sha256")
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -174,6 +174,9 @@ def run_batch(source: str | ArchiveSource, out: str | Path, *, weights_dir: str 
                                   threads=threads, batch_size=batch_size, audit=audit)
     sidecar = calibrated_sidecar(read_sidecar(weights_dir))  # audit records name the calibration in use
     guard_present = (Path(weights_dir) / "ood.safetensors").is_file()
+    if not address:  # the local workers share this machine's plan: chosen once here, not by each of them
+        from covidviz.model.serving_plan import ensure_plan
+        ensure_plan(Path(weights_dir), threads)
     started_at = time.perf_counter()
     started = start_ray(address, workers, threads, ship_code)
     summary.ray_start_seconds = time.perf_counter() - started_at
