@@ -7,6 +7,7 @@ engines are ONNX Runtime or OpenVINO does not load torch at all unless a library
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 
 from covidviz.paths import weights_dir  # noqa: E402,F401  (re-exported for the pages)
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading and verifying the model…")
@@ -57,13 +60,18 @@ def warm_up(folder: Path) -> bool:
 
     # on a thread of its own: a database that is down may take its connect timeout, and uploads must not wait
     threading.Thread(target=_open_audit_database, name="covidviz-audit-warm-up", daemon=True).start()
-    xray = read_untrusted(detector_sized_dicom(), "warm-up.dcm")  # starts the decoder processes too
-    reading = read_xray(predictor, xray, "warm-up", None)
-    gray = downscale(xray.pixels)
-    cam = heatmap_on_original(reading, heatmap(reading, predictor, "Grad-CAM", 0), gray.shape)
-    png_bytes(to_uint8(gray))
-    jpeg_bytes(render(gray, cam, "heatmap", "inferno", 0.45, 0.0))
-    trim_heap()
+    try:
+        xray = read_untrusted(detector_sized_dicom(), "warm-up.dcm")  # starts the decoder processes too
+        reading = read_xray(predictor, xray, "warm-up", None)
+        gray = downscale(xray.pixels)
+        cam = heatmap_on_original(reading, heatmap(reading, predictor, "Grad-CAM", 0), gray.shape)
+        png_bytes(to_uint8(gray))
+        jpeg_bytes(render(gray, cam, "heatmap", "inferno", 0.45, 0.0))
+    except Exception:  # noqa: BLE001  (a warm-up only saves time: the page works without it; the log says why)
+        log.exception("warm-up failed; the first upload pays its costs instead")
+        return False
+    finally:
+        trim_heap()
     return True
 
 
