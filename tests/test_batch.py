@@ -115,3 +115,29 @@ def test_batch_results_are_in_the_audit_log(first_run, ray_session):
     assert sorted(batch["input_sha256"]) == sorted(results["sha256"])
     assert (batch["kind"] == "rejection").sum() == results["error"].notna().sum() == 2
     assert not any(str(out.parent) in str(v) for v in batch.to_numpy().ravel())
+
+
+def test_a_batch_worker_serves_lean_with_predicts_numbers(tmp_path):
+    """A worker in a fresh process and cache (as on a new node): the driver has the one-thread plan made, and the
+    worker serves from it without torch, giving the probabilities PyTorch gives."""
+    code = ("import json, pathlib, sys\n"
+            "from covidviz.io.loading import load_xray_file\n"
+            "from covidviz.model.serving_plan import ensure_plan\n"
+            "from covidviz.tools.batch import Scorer\n"
+            "made = ensure_plan(pathlib.Path('weights'), 1)\n"
+            "worker = Scorer('weights', 1)\n"
+            "x = load_xray_file(sorted(pathlib.Path('examples/xrays').glob('*.png'))[0])\n"
+            "p = worker.predictor.predict_xrays([x], ['x'])[0]\n"
+            "print(json.dumps({'made': made, 'torch': 'torch' in sys.modules, 'note': worker.predictor.engine_note,"
+            " 'probabilities': p.probabilities}))\n")
+    env = {**os.environ, "COVIDVIZ_CACHE": str(tmp_path), "COVIDVIZ_ENGINE": "onnxruntime"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["made"] and not served["torch"] and "remembered" in served["note"]
+
+    from covidviz.io.loading import load_xray_file
+    from covidviz.model.predictor import Predictor
+    full = Predictor(WEIGHTS, engine="torch")
+    expected = full.predict_xrays([load_xray_file(sorted(FIXTURES.glob("*.png"))[0])], ["x"])[0].probabilities
+    assert max(abs(served["probabilities"][c] - expected[c]) for c in CLASSES) < 1e-5
