@@ -12,8 +12,15 @@ import pytest
 
 from covidviz.errors import WeightsError
 from covidviz.explain.cam.fast_gradcam import cam_pass, gradcam_all_classes
+from covidviz.model.cpu import int8_kernels
 from covidviz.model.engine import build_engine
-from covidviz.model.openvino_engine import INT8_AGREEMENT_FLOOR, INT8_MODEL, INT8_SUBDIR, int8_record
+from covidviz.model.openvino_engine import (
+    INT8_AGREEMENT_FLOOR,
+    INT8_MODEL,
+    INT8_SUBDIR,
+    int8_record,
+    measured_agreement,
+)
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
 from tests.conftest import FIXTURES, WEIGHTS
@@ -46,21 +53,26 @@ def test_openvino_fp32_gives_pytorchs_logits_and_maps(torch_predictor, canonical
 
 
 @needs_int8
-def test_int8_is_served_by_name_with_its_measured_agreement(torch_predictor, canonical):
+def test_int8_is_served_by_name_with_its_agreement_on_this_cpus_kernels(torch_predictor, canonical):
     served = Predictor(WEIGHTS, engine="openvino-int8")
-    record = int8_record(WEIGHTS, served.sidecar)
-    test = record["agreement"]["internal_test"]
-    assert served.engine.name == "openvino-int8"
-    assert f"{test['label_agreement']:.2%}" in served.engine_note and "approximate" in served.engine_note
-    probs, reference = served.probabilities(canonical), torch_predictor.probabilities(canonical)
-    # the fixtures are internal-test-like films: their difference stays within the recorded largest one
-    assert np.abs(probs - reference).max() <= test["max_probability_difference"] + 1e-6
-    # maps are exact whichever graph draws them: fp32's, or INT8's within the recorded tolerance
+    measured = measured_agreement(int8_record(WEIGHTS, served.sidecar))
+    assert served.engine.name == "openvino-int8" and "approximate" in served.engine_note
+    assert int8_kernels() in served.engine_note
     batch = model_batch(canonical[:2], torch_predictor.input_size)
     maps = cam_pass(served.forward_for_maps(canonical[:2]), served.classifier_weight).maps
     reference_maps = gradcam_all_classes(torch_predictor.model, batch).maps
     scale = np.maximum(reference_maps.max(axis=(2, 3), keepdims=True), 1e-12)
-    assert np.abs(maps / scale - reference_maps / scale).max() <= max(record["agreement"]["max_map_difference"], 1e-3)
+    if measured is None:  # kernels nobody measured it on: the note says so, and the maps come from fp32
+        assert "never measured" in served.engine_note and "quantise --measure" in served.engine_note
+        assert np.abs(maps / scale - reference_maps / scale).max() <= 1e-3
+        return
+    test = measured["internal_test"]
+    assert f"{test['label_agreement']:.2%}" in served.engine_note
+    probs, reference = served.probabilities(canonical), torch_predictor.probabilities(canonical)
+    # the fixtures are internal-test-like films: their difference stays within the largest measured here
+    assert np.abs(probs - reference).max() <= test["max_probability_difference"] + 1e-6
+    # maps are exact whichever graph draws them: fp32's, or INT8's within the recorded tolerance
+    assert np.abs(maps / scale - reference_maps / scale).max() <= max(measured["max_map_difference"], 1e-3)
 
 
 @needs_int8
@@ -75,13 +87,23 @@ def test_auto_serves_int8_only_where_allowed_and_measured_good_enough(torch_pred
     shutil.copytree(WEIGHTS, copy, ignore=shutil.ignore_patterns("comparison", "history", "eval"))
     record_path = copy / INT8_SUBDIR / "quantisation.json"
     record = json.loads(record_path.read_text())
-    measured = record["agreement"]["internal_test"]["label_agreement"]
+    measured = measured_agreement(record)
     engine, note = build_engine("auto", model, sidecar, threads=2, weights_dir=copy)
-    assert (engine.name == "openvino-int8") == (measured >= INT8_AGREEMENT_FLOOR), note
-    record["agreement"]["internal_test"]["label_agreement"] = INT8_AGREEMENT_FLOOR - 0.01
-    record_path.write_text(json.dumps(record))
+    assert (engine.name == "openvino-int8") == (
+        measured is not None and measured["internal_test"]["label_agreement"] >= INT8_AGREEMENT_FLOOR), note
+    # measured on this CPU's kernels, below the floor: fp32
+    here = {**(measured or next(iter(record["agreement"].values()))), "int8_kernels": int8_kernels()}
+    here["internal_test"] = {**here["internal_test"], "label_agreement": INT8_AGREEMENT_FLOOR - 0.01}
+    record_path.write_text(json.dumps({**record, "agreement": {int8_kernels(): here}}))
     engine, note = build_engine("auto", model, sidecar, threads=3, weights_dir=copy)
     assert engine.name != "openvino-int8", note
+    # perfect agreement, but measured on other kernels only: nothing vouches for it here, so fp32
+    elsewhere = {**here, "internal_test": {**here["internal_test"], "label_agreement": 1.0}}
+    record_path.write_text(json.dumps({**record, "agreement": {"not-" + int8_kernels(): elsewhere}}))
+    engine, note = build_engine("auto", model, sidecar, threads=4, weights_dir=copy)
+    assert engine.name != "openvino-int8", note
+    engine, note = build_engine("openvino-int8", model, sidecar, threads=4, weights_dir=copy)
+    assert engine.name == "openvino-int8" and "never measured on this CPU's int8 kernels" in note
 
 
 @needs_int8
@@ -117,7 +139,14 @@ def test_int8_table_shows_every_set_and_missing_rates_as_na():
     record = {"openvino": "2026.4.1-22982", "nncf": "3.4.0", "quantise_seconds": 61.0, "decision_rule": "argmax",
               "calibration": {"films": 300, "from": "validation split", "seed": 0},
               "options": {"preset": "mixed", "ignored_scope": ["features.conv0"], "bias_correction": True},
-              "agreement": {"internal_test": one, "external_Shenzhen": one, "max_map_difference": 0.05}}
+              "agreement": {"avx2": {"int8_kernels": "avx2", "cpu": "AMD EPYC", "internal_test": one,
+                                     "external_Shenzhen": one, "max_map_difference": 0.05},
+                            "amx": {"int8_kernels": "amx", "cpu": "Intel Xeon", "internal_test": one,
+                                    "max_map_difference": 0.01}}}
     block = int8_block(record)
-    assert "| internal test | 10 | 90.00% (1 differ) | 0.200 | 0.100 | n/a → n/a | 0.950 → 0.900 | n/a |" in block
-    assert "| external Shenzhen |" in block and "`features.conv0`" in block and "OpenVINO 2026.4.1 " in block
+    assert ("| avx2 (AMD EPYC) | internal test | 10 | 90.00% (1 differ) | 0.200 | 0.100 | n/a → n/a | "
+            "0.950 → 0.900 | n/a |") in block
+    assert "| avx2 (AMD EPYC) | external Shenzhen |" in block and "| amx (Intel Xeon) | internal test |" in block
+    assert "0.050 with avx2 kernels, so heatmaps are drawn from the fp32 graph" in block
+    assert "0.010 with amx kernels, so heatmaps are drawn from the INT8 graph" in block
+    assert "`features.conv0`" in block and "OpenVINO 2026.4.1 " in block

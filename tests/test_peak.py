@@ -60,3 +60,4 @@ def test_measured_peak_is_the_best_of_several_products():
 def test_int8_peak_is_measured_on_integer_products():
     rate, where = measured_int8_peak(threads=1)
     assert rate > 1.0 and "MatMulInteger" in where
+

@@ -263,15 +263,22 @@ def _int8(choice: str, model: GapClassifier, sidecar: dict[str, Any], threads: i
           weights_dir: Path | None) -> tuple[Engine, str] | None:
     """The INT8 engine when asked for by name (else a ValueError why not), or for ``auto`` where the
     deployment allows it and its recorded agreement meets the floor (else None: ``auto`` stays exact)."""
-    from covidviz.model.openvino_engine import INT8_AGREEMENT_FLOOR, allow_int8, int8_engine, int8_record
+    from covidviz.model.openvino_engine import (
+        INT8_AGREEMENT_FLOOR,
+        allow_int8,
+        int8_engine,
+        int8_record,
+        measured_agreement,
+    )
     if choice == "auto":
         if not allow_int8():
             return None
         record = int8_record(weights_dir, sidecar)
-        agreement = record and record["agreement"]["internal_test"]["label_agreement"]
+        measured = record and measured_agreement(record)
+        agreement = measured and measured["internal_test"]["label_agreement"]
         if not agreement or agreement < INT8_AGREEMENT_FLOOR:
-            log.warning("INT8 is allowed, but its recorded agreement (%s) is below %.3f: serving fp32",
-                        agreement, INT8_AGREEMENT_FLOOR)
+            log.warning("INT8 is allowed, but its agreement measured with this CPU's int8 kernels (%s) is not "
+                        "at least %.3f: serving fp32", agreement, INT8_AGREEMENT_FLOOR)
             return None
     if weights_dir is None:
         raise ValueError("the INT8 engine needs the weights folder its graph lies in")

@@ -7,6 +7,10 @@ quantised graph's record holds a measured agreement with fp32 that meets :data:`
 The quantisation record (``weights/int8/quantisation.json``) names the fp32 weights it was quantised from, so a record for
 other weights is refused, never served.
 
+An INT8 graph's numbers depend on the int8 kernels the CPU runs it with (:func:`covidviz.model.cpu.int8_kernels`),
+so its agreement is recorded per kernel set (``python -m covidviz quantise --measure`` adds this CPU's), and
+only the measurement for this CPU's kernels admits the graph or is shown with it.
+
 The one-pass Grad-CAM reads the engine's feature map. An INT8 feature map is an approximation of fp32's, so
 :class:`Int8Engine` keeps the fp32 graph beside the INT8 one for the heatmaps, unless the record shows the
 INT8 maps within :data:`MAP_TOLERANCE` of fp32's: maps stay exact either way, and the engine's note says
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from covidviz.errors import WeightsError
+from covidviz.model.cpu import int8_kernels
 from covidviz.model.forward_pass import ForwardPass, torch_threads
 from covidviz.verified import sha256_of
 
@@ -32,6 +37,7 @@ INT8_MODEL = "classifier.xml"
 INT8_RECORD = "quantisation.json"  # what it was quantised from, the sha256 of its files, its measured agreement
 INT8_AGREEMENT_FLOOR = 0.995  # label agreement with fp32 on internal test, under the shipped decision rule
 MAP_TOLERANCE = 0.02  # largest |difference| of normalised one-pass Grad-CAM maps that still counts as exact
+MAP_FILMS = 64  # internal-test films whose maps are compared (maps cost little; 64 shows the spread)
 
 
 def allow_int8() -> bool:
@@ -113,6 +119,12 @@ def int8_record(weights_dir: Path, sidecar: dict[str, Any]) -> dict[str, Any] | 
     return record
 
 
+def measured_agreement(record: dict[str, Any], kernels: str | None = None) -> dict[str, Any] | None:
+    """The graph's agreement with fp32 as measured on CPUs with ``kernels`` (by default this CPU's int8
+    kernels), or None where it was never measured on them: then nothing vouches for its labels here."""
+    return record["agreement"].get(kernels or int8_kernels())
+
+
 def int8_engine(weights_dir: Path, sidecar: dict[str, Any], onnx_model: bytes,
                 threads: int | None = None) -> tuple[Int8Engine, str]:
     """The INT8 engine and a note that gives its measured agreement, or a :class:`ValueError` saying why
@@ -123,12 +135,21 @@ def int8_engine(weights_dir: Path, sidecar: dict[str, Any], onnx_model: bytes,
         raise ValueError(f"no INT8 graph under {weights_dir / INT8_SUBDIR}: run `python -m covidviz quantise`")
     int8 = OpenVinoEngine(ov.Core().read_model(str(weights_dir / INT8_SUBDIR / INT8_MODEL)), threads,
                           name="openvino-int8")
-    agreement = record["agreement"]["internal_test"]
-    exact_maps = record["agreement"]["max_map_difference"] <= MAP_TOLERANCE
+    kernels = int8_kernels()
+    measured = measured_agreement(record, kernels)
+    exact_maps = measured is not None and measured["max_map_difference"] <= MAP_TOLERANCE
     fp32 = None if exact_maps else OpenVinoEngine.from_onnx(onnx_model, threads)
-    maps = ("INT8 heatmaps, within {:.3f} of fp32's".format(record["agreement"]["max_map_difference"])
-            if exact_maps else "heatmaps from the fp32 graph")
+    maps = (f"INT8 heatmaps, within {measured['max_map_difference']:.3f} of fp32's" if exact_maps
+            else "heatmaps from the fp32 graph")
+    if measured is None:
+        elsewhere = "; ".join(f"{a['internal_test']['label_agreement']:.2%} with {k}"
+                              for k, a in record["agreement"].items()) or "nowhere"
+        return Int8Engine(int8, fp32, record), (
+            f"OpenVINO INT8 (approximate, and its agreement with fp32 was never measured on this CPU's int8 "
+            f"kernels ({kernels}): internal-test labels agree {elsewhere}; run `python -m covidviz quantise "
+            f"--measure`; {maps})")
+    test = measured["internal_test"]
     return Int8Engine(int8, fp32, record), (
-        f"OpenVINO INT8 (approximate: labels agree with fp32 on {agreement['label_agreement']:.2%} of "
-        f"{agreement['images']} internal-test films, largest probability difference "
-        f"{agreement['max_probability_difference']:.3f}; {maps})")
+        f"OpenVINO INT8 (approximate: labels agree with fp32 on {test['label_agreement']:.2%} of "
+        f"{test['images']} internal-test films with this CPU's {kernels} int8 kernels, largest probability "
+        f"difference {test['max_probability_difference']:.3f}; {maps})")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from covidviz.model.cpu import cpuinfo
 from covidviz.model.engine import cached_export, configured_engine
 from covidviz.model.forward_pass import Engine
 from covidviz.model.openvino_engine import allow_int8, int8_record_digest
@@ -38,11 +40,7 @@ PLAN_TIMEOUT_S = 600
 
 def cpu_signature() -> str:
     """The CPU's model name and feature flags, hashed: engine speed depends on both."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        import platform
-        info = platform.processor() or platform.machine()
+    info = cpuinfo() or platform.processor() or platform.machine()
     lines = [line for line in info.splitlines() if line.startswith(("model name", "flags", "Features"))]
     return hashlib.sha256("\n".join(dict.fromkeys(lines)).encode()).hexdigest()[:16]
 

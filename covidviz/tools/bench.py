@@ -5,7 +5,7 @@ OpenVINO fp32, OpenVINO INT8 where ``python -m covidviz quantise`` has written i
 autocast where the CPU runs bf16 natively. For each: images per second in batches, the forward pass at
 batch 1, and the Diagnose page's one-pass heatmap path; against the baseline: label agreement and the
 largest probability difference. INT8's full agreement table (every internal-test film and both external
-sets) comes from its quantisation record. The limit is the machine's best measured fp32 matrix product
+sets) comes from its quantisation record, as measured on this CPU's int8 kernels. The limit is the machine's best measured fp32 matrix product
 (:mod:`covidviz.tools.peak`, checked against the CPU's documented peak) and the operations counted in the
 exported graph, so each engine's share of the hardware is one ratio. A table, then one JSON object on the
 last line.
@@ -24,8 +24,9 @@ import torch
 from covidviz.data.split import read_split
 from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.io.loading import load_xray
+from covidviz.model.cpu import int8_kernels
 from covidviz.model.engine import LABELS, cached_onnx
-from covidviz.model.openvino_engine import INT8_MODEL, INT8_SUBDIR
+from covidviz.model.openvino_engine import INT8_MODEL, INT8_SUBDIR, measured_agreement
 from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
@@ -155,7 +156,8 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         int8 = engines["openvino-int8"]["throughput_img_per_s"]
         results["int8"] = {"batched_vs_pytorch_fp32": round(int8 / base, 2),
                            "batched_vs_onnxruntime_fp32": round(int8 / engines["onnxruntime-fp32"]["throughput_img_per_s"], 2),
-                           "agreement": predictors["openvino-int8"].engine.record["agreement"]}
+                           "int8_kernels": int8_kernels(),
+                           "agreement": measured_agreement(predictors["openvino-int8"].engine.record)}
     dashboard = Predictor(weights_dir)  # what `auto` chooses here, for the classifier and the segmenter
     results["auto_choice"] = dashboard.engine_note
     if baseline.segmenter is not None:
@@ -196,8 +198,10 @@ def _print(r: dict[str, Any], out: TextIO) -> None:
         i = r["int8"]
         print(f"INT8 (approximate): {i['batched_vs_pytorch_fp32']}x PyTorch fp32 batched (target >= 2.0), "
               f"{i['batched_vs_onnxruntime_fp32']}x ONNX Runtime fp32 (target >= 1.3); agreement with fp32 "
-              f"(weights/int8/quantisation.json):", file=out)
-        for name, a in i["agreement"].items():
+              f"on this CPU's {i['int8_kernels']} int8 kernels (weights/int8/quantisation.json):", file=out)
+        if i["agreement"] is None:
+            print("  never measured on these kernels: run `python -m covidviz quantise --measure`", file=out)
+        for name, a in (i["agreement"] or {}).items():
             if isinstance(a, dict):
                 target = " (target >= 99.50%)" if name == "internal_test" else ""
                 print(f"  {name:<24} {a['images']:>5} films  labels agree {a['label_agreement']:.2%}{target}  "

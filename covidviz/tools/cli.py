@@ -95,9 +95,12 @@ def _bench_decode(args: argparse.Namespace) -> int:
 
 def _quantise(args: argparse.Namespace) -> int:
     from covidviz.evaluation.documents.int8_facts import INT8_BLOCK, int8_block
-    from covidviz.tools.quantise import quantise
-    record = quantise(Path(args.weights), Path(args.data), args.calibration, tuple(args.ignore),
-                      not args.fast_bias_correction, args.preset)
+    from covidviz.tools.quantise import measure_here, quantise
+    if args.measure:
+        record = measure_here(Path(args.weights), Path(args.data))
+    else:
+        record = quantise(Path(args.weights), Path(args.data), args.calibration, tuple(args.ignore),
+                          not args.fast_bias_correction, args.preset)
     readme = Path(args.readme)
     readme.write_text(INT8_BLOCK.replace(readme.read_text(), int8_block(record)))
     print(f"wrote {Path(args.weights) / 'int8'} and the INT8 block of {readme}")
@@ -238,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fast-bias-correction", action="store_true", help="NNCF's fast bias correction instead of "
                    "the full one (quicker, usually less accurate)")
     q.add_argument("--preset", choices=("mixed", "performance"), default="mixed")
+    q.add_argument("--measure", action="store_true", help="keep the shipped graph and measure its agreement on "
+                   "this CPU's int8 kernels (VNNI, AVX2 ...), added to its record beside the others")
     q.add_argument("--readme", default="README.md", help="whose INT8 agreement block to rewrite")
     q.set_defaults(func=_quantise)
     d = sub.add_parser("bench-decode", help="what decoding uploads in an isolated worker process costs here")

@@ -15,12 +15,11 @@ hooks, so every engine that runs that graph is measured against the same count.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from covidviz.model.cpu import cpu_fields
 from covidviz.timing import median_seconds
 
 GEMM_SIZES = (256, 512, 1024, 2048)
@@ -143,12 +142,7 @@ def _onnx_matmul(n: int, threads: int, integer: bool = False):
 def documented_peak(cores: int, cpuinfo: str | None = None) -> DocumentedPeak | None:
     """The fp32 peak that the CPU's published microarchitecture allows on ``cores`` cores at the reported
     clock, or None for a CPU this table does not know (then ``bench`` shows the measured figure alone)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    field = dict(re.findall(r"^([^\t:\n]+?)\s*:\s*(.*)$", cpuinfo.split("\n\n")[0], flags=re.M))
+    field = cpu_fields(cpuinfo)
     flags = set(field.get("flags", "").split())
     try:
         family, model, mhz = int(field["cpu family"]), int(field["model"]), float(field["cpu MHz"])

@@ -12,6 +12,7 @@ import torch
 
 from covidviz import CLASSES
 from covidviz.evaluation.explanation_check.explanations import stratified_sample
+from covidviz.model.cpu import cpu_model
 
 
 def sample_files(weights_dir: Path, data_dir: Path, per_class: int, seed: int
@@ -47,11 +48,5 @@ def sample_files(weights_dir: Path, data_dir: Path, per_class: int, seed: int
 
 def machine() -> dict[str, Any]:
     """Where the seconds per map were measured."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__.split("+")[0], "python": platform.python_version()}
