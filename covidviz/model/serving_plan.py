@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 LEAN_ENGINES = ("onnxruntime", "openvino", "openvino-int8")  # the classifier engines that need no torch to serve
 PLAN_TIMEOUT_S = 600
+CHOICE_POLICY = 2  # raised whenever the way ``auto`` chooses changes, so older plans are weighed afresh
 
 
 def cpu_signature() -> str:
@@ -60,7 +61,7 @@ def serving_threads() -> int:
 def plan_key(sidecar: dict[str, Any], choice: str | None, threads: int, weights_dir: Path) -> dict[str, Any]:
     """Everything the engines chosen for these weights depend on; ``threads``: what every engine runs on. The
     INT8 graph's record is part of it: a graph quantised (again) after the plan was made is weighed afresh."""
-    return {"weights_sha256": sidecar["weights_sha256"],
+    return {"policy": CHOICE_POLICY, "weights_sha256": sidecar["weights_sha256"],
             "segmenter_sha256": sidecar.get("preprocessing", {}).get("lung_segmenter_sha256"),
             "engine": configured_engine(choice), "threads": threads, "allow_int8": allow_int8(),
             "int8_record_sha256": int8_record_digest(weights_dir),
