@@ -63,6 +63,17 @@ class CxrDenseNet(DenseNet, GapClassifier):
             tuple(block_config), "densenet")
 
 
+def densenet121_stride16(num_classes: int = 3) -> CxrDenseNet:
+    """DenseNet-121 whose last transition keeps its input's resolution (its 2 x 2 average pooling dropped), so
+    the last dense block and the map every CAM reads are at stride 16: 16 x 16 cells at 256 px, where
+    DenseNet-121 has 8 x 8, and the one-pass Grad-CAM stays exact on every engine (the map is still what the
+    head pools). It has DenseNet-121's parameters, names and shapes, so DenseNet-121 weights initialise it."""
+    net = CxrDenseNet(num_classes)
+    net.features.transition3.pool = nn.Identity()
+    net.architecture = "densenet121_os16"
+    return net
+
+
 class CxrResNet50(GapClassifier):
     """torchvision ResNet-50 (zero-initialised last BN of each residual branch, which helps training from
     scratch); ``features`` is the stem and the four stages, ending at the last block's ReLU."""
@@ -131,6 +142,7 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("densenet121", "DenseNet-121", lambda k: CxrDenseNet(k)),
     Architecture("densenet201", "DenseNet-201", lambda k: CxrDenseNet(k, block_config=(6, 12, 48, 32))),
+    Architecture("densenet121_os16", "DenseNet-121 at output stride 16", densenet121_stride16),
     Architecture("resnet50", "ResNet-50", CxrResNet50),
     Architecture("vgg19_bn", "VGG-19 (batch norm, average-pool head)", CxrVgg19Bn),
     Architecture("small_cnn", "small CNN", SmallCxrNet),
