@@ -130,7 +130,7 @@ def previous_folder(previous: dict[str, Any]) -> str:
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" and ``localisation.json``
     under "localisation" when explain-check has run, and ``decision.json`` under "decision" when fit-decision
-    has, ``abstention.json`` and ``shift.json`` when measured) and the lung segmenter's sidecar (None when none is shipped)."""
+    has, ``abstention.json``, ``shift.json`` and ``ablation.json`` when measured) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
 
     from covidviz.verified import read_sidecar
@@ -153,5 +153,8 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.artifacts.shift_artifact import load_shift
     if (shift := load_shift(weights_dir)) is not None:  # the card's acquisition-shift section (measure-shift)
         metrics["shift"] = shift
+    from covidviz.evaluation.artifacts.ablation_artifact import load_ablation
+    if (ablation := load_ablation(weights_dir)) is not None:  # the card's recipe ablation (scripts/recipe_ablation.py)
+        metrics["ablation"] = ablation
     lungs_json = weights_dir / "lungs" / "model.json"
     return read_sidecar(weights_dir), metrics, json.loads(lungs_json.read_text()) if lungs_json.is_file() else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
+from covidviz.evaluation.documents.ablation_facts import ablation_lines
 from covidviz.evaluation.documents.decision_facts import abstention_lines, decision_lines, pneumonia_age_lines
 from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
 from covidviz.evaluation.documents.shift_facts import shift_lines
@@ -96,7 +97,8 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
           "CT, children under one year, or any population unlike the training data below.",
         "",
         "## How it was made",
-        f"- Architecture: torchvision DenseNet-121 (forward without in-place ReLU), {len(CLASSES)} classes, "
+        f"- Architecture: {sidecar['name'].removeprefix('covidviz ')} (`{sidecar.get('architecture', 'densenet121')}`, "
+        f"torchvision's, forward without in-place ReLU), {len(CLASSES)} classes, "
         f"input {sidecar['input_size']} px, grayscale replicated to 3 channels.",
         f"- Initialisation: **{sidecar['initialisation']}**. No pretrained weights could be reached where it was "
         "trained, so every weight was learned from the pool below"
@@ -161,6 +163,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
     lines += shift_lines((metrics or {}).get("shift"))
     lines += explanation_lines((metrics or {}).get("explanations"), sidecar["weights_sha256"])
     lines += localisation_lines((metrics or {}).get("localisation"), sidecar["weights_sha256"])
+    lines += ablation_lines((metrics or {}).get("ablation"), sidecar["weights_sha256"])
     lines += [
         "## Known limitations",
         *_within_source_lines(metrics),

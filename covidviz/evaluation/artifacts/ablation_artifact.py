@@ -1,0 +1,118 @@
+"""The recipe ablation: models from different training recipes read the same validation films, so that the next
+person knows what helped (``weights/eval/ablation.json``, the model card's "Recipe ablation" table).
+
+Validation only: test and external films are never read here, so nothing is chosen by them. For each model:
+macro F1 under argmax; the COVID-19 ROC AUC within SIIM, a source holding COVID-19 and other films alike, so
+that source cannot stand in for class; the median share of the predicted class's Grad-CAM energy inside the
+lung mask, beside the share a map spread evenly over the lung field would put there. Every row is resampled
+with the same bootstrap draws, so each difference against the first row comes with a paired interval.
+``scripts/recipe_ablation.py`` runs the models and writes the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from covidviz import CLASSES
+from covidviz.evaluation.artifacts.saved import eval_dir
+from covidviz.evaluation.measures.metrics import macro_f1, roc_auc
+from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.lungs.field import lung_energy
+from covidviz.model.preprocessing import model_batch
+
+ABLATION_FILE = "ablation.json"
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class ValidationReading:
+    """One model's reading of the validation films: class probabilities (argmax rule, no temperature: the
+    ranking and the argmax do not depend on it), the predicted class's lung energy per film (NaN without
+    lungs) and the size of the map its Grad-CAM reads."""
+
+    probs: np.ndarray
+    lung_energy: np.ndarray
+    feature_map: tuple[int, int]
+
+
+def read_validation(model: Any, images: np.ndarray, lungs: np.ndarray, found: np.ndarray,
+                    size: int) -> ValidationReading:
+    """Run ``model`` (a :class:`covidviz.model.network.GapClassifier`) over uint8 lung fields at ``size`` px,
+    one PyTorch pass per batch giving logits and every class's Grad-CAM."""
+    logits, shares, grid = [], [], (0, 0)
+    for start in range(0, len(images), BATCH):
+        chunk = slice(start, start + BATCH)
+        result = gradcam_all_classes(model, model_batch(images[chunk].astype(np.float32) / 255, size))
+        logits.append(result.logits)
+        grid = tuple(int(n) for n in result.maps.shape[2:])
+        for maps, mask, ok, row in zip(result.maps, lungs[chunk], found[chunk], result.logits):
+            shares.append(lung_energy(maps[int(np.argmax(row))], mask) if ok else float("nan"))
+    stacked = np.concatenate(logits)
+    probs = np.exp(stacked - stacked.max(1, keepdims=True))
+    return ValidationReading(probs / probs.sum(1, keepdims=True), np.array(shares, float), grid)
+
+
+def _figures(reading: ValidationReading, truth: np.ndarray, siim: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Macro F1, within-SIIM COVID-19 AUC and median lung energy on the films ``idx`` (one resample)."""
+    probs, covid = reading.probs[idx], CLASSES.index("covid")
+    inside = siim[idx]
+    return np.array([macro_f1(truth[idx], probs.argmax(1), len(CLASSES)),
+                     roc_auc(truth[idx][inside] == covid, probs[inside, covid]),
+                     float(np.nanmedian(reading.lung_energy[idx]))])
+
+
+FIGURES = ("macro_f1", "siim_covid_auc", "lung_energy_median")
+
+
+def _interval(samples: np.ndarray) -> list[float | None]:
+    samples = samples[~np.isnan(samples)]
+    return [float(np.quantile(samples, 0.025)), float(np.quantile(samples, 0.975))] if samples.size else [None, None]
+
+
+def ablation_report(rows: list[tuple[dict[str, Any], ValidationReading]], truth: np.ndarray, siim: np.ndarray,
+                    even_share: float, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The artifact: per row its description (``name``, ``source``, ``architecture``, ``input_size``, and
+    ``epoch`` or ``weights_sha256``), the map size, each figure with its 95% interval, and each figure's
+    difference against the first row with the paired 95% interval (the same resamples for every row)."""
+    if not rows:
+        raise ValueError("the ablation needs at least one model")
+    truth, siim = np.asarray(truth, int), np.asarray(siim, bool)
+    draws = np.random.default_rng(seed).integers(0, len(truth), (n_boot, len(truth)))
+    everything = np.arange(len(truth))
+    point = [_figures(reading, truth, siim, everything) for _, reading in rows]
+    resampled = [np.array([_figures(reading, truth, siim, idx) for idx in draws]) for _, reading in rows]
+    out_rows = []
+    for k, ((meta, reading), value, samples) in enumerate(zip(rows, point, resampled)):
+        row = {**meta, "feature_map": list(reading.feature_map)}
+        for j, name in enumerate(FIGURES):
+            row[name] = {"value": float(value[j]), "ci95": _interval(samples[:, j])}
+            if k:
+                row[name]["vs_first"] = {"value": float(value[j] - point[0][j]),
+                                         "ci95": _interval(samples[:, j] - resampled[0][:, j])}
+        out_rows.append(row)
+    return {"split": "val", "films": int(len(truth)), "siim_films": int(siim.sum()),
+            "films_with_lungs": int(np.sum(~np.isnan(rows[0][1].lung_energy))),
+            "even_map_lung_share": float(even_share), "bootstrap_resamples": int(n_boot), "rule": "argmax",
+            "rows": out_rows}
+
+
+def ablation_path(weights_dir: str | Path) -> Path:
+    return eval_dir(weights_dir) / ABLATION_FILE
+
+
+def write_ablation(weights_dir: str | Path, report: dict[str, Any]) -> Path:
+    path = ablation_path(weights_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return path
+
+
+def load_ablation(weights_dir: str | Path) -> dict[str, Any] | None:
+    """``weights/eval/ablation.json``, or None before the ablation has been run."""
+    path = ablation_path(weights_dir)
+    return json.loads(path.read_text()) if path.is_file() else None

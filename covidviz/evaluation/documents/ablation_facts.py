@@ -1,0 +1,40 @@
+"""The model card's recipe ablation, rendered from ``weights/eval/ablation.json`` (``scripts/recipe_ablation.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
+
+
+def _model(row: dict[str, Any], shipped_sha256: str | None) -> str:
+    when = f"epoch {row['epoch']}" if row.get("epoch") is not None else f"`{row.get('weights_sha256', '?')[:12]}`"
+    shipped = " **(shipped)**" if shipped_sha256 and row.get("weights_sha256") == shipped_sha256 else ""
+    return f"{row['name']}{shipped}<br>`{row['source']}`, {when}"
+
+
+def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = None) -> list[str]:
+    """Markdown: what each recipe gave on the validation films, each figure with its 95% interval and its paired
+    difference against the first row. Nothing before the ablation has been run."""
+    if not report or not report.get("rows"):
+        return []
+    first = report["rows"][0]["name"]
+    lines = ["## Recipe ablation (validation films only)",
+             f"Every model read the same {report['films']:,} validation films (`scripts/recipe_ablation.py`); "
+             "test and external films were not read, so nothing was chosen by them. Macro F1 under the "
+             f"{report['rule']} rule; COVID-19 ROC AUC within SIIM ({report['siim_films']} films of one source, so "
+             "source cannot stand in for class); the median share of the predicted class's Grad-CAM energy inside "
+             f"the lung mask ({report['films_with_lungs']:,} films with lungs found), where a map spread evenly over "
+             f"the lung field puts {report['even_map_lung_share']:.2f}. Brackets: 95% bootstrap intervals "
+             f"({report['bootstrap_resamples']} resamples); each difference is against {first} on the same "
+             "resamples.",
+             "",
+             "| recipe | input, map | macro F1 | vs first | within-SIIM AUC | vs first | lung energy | vs first |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        cells = [_model(row, shipped_sha256),
+                 f"{row['architecture']}, {row['input_size']} px, {row['feature_map'][0]} x {row['feature_map'][1]}"]
+        for name in ("macro_f1", "siim_covid_auc", "lung_energy_median"):
+            cells += [fmt_ci(row[name]), fmt_difference(row[name].get("vs_first"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]

@@ -1,0 +1,95 @@
+"""The recipe ablation's figures (paired against the first model) and its model-card table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from covidviz import CLASSES
+from covidviz.evaluation.artifacts.ablation_artifact import (
+    ValidationReading,
+    ablation_report,
+    load_ablation,
+    write_ablation,
+)
+from covidviz.evaluation.documents.ablation_facts import ablation_lines
+from tests.conftest import WEIGHTS
+
+COVID = CLASSES.index("covid")
+
+
+def _reading(truth: np.ndarray, right: np.ndarray, energy: float) -> ValidationReading:
+    """Probabilities that put 0.8 on the true class where ``right``, else on the next class."""
+    guess = np.where(right, truth, (truth + 1) % len(CLASSES))
+    probs = np.full((len(truth), len(CLASSES)), 0.1)
+    probs[np.arange(len(truth)), guess] = 0.8
+    return ValidationReading(probs, np.full(len(truth), energy), (16, 16))
+
+
+@pytest.fixture
+def films():
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, len(CLASSES), 600)
+    siim = rng.random(600) < 0.5
+    return truth, siim, rng
+
+
+def test_a_better_model_shows_a_positive_paired_difference_and_the_first_row_is_the_reference(films):
+    truth, siim, rng = films
+    weak = _reading(truth, rng.random(600) < 0.6, 0.45)
+    strong = _reading(truth, rng.random(600) < 0.9, 0.70)
+    report = ablation_report([({"name": "weak", "source": "a", "architecture": "densenet121", "input_size": 128,
+                                "epoch": 3}, weak),
+                              ({"name": "strong", "source": "b", "architecture": "densenet121_os16",
+                                "input_size": 256, "weights_sha256": "ab" * 32}, strong)],
+                             truth, siim, even_share=0.43, n_boot=200)
+    first, second = report["rows"]
+    assert "vs_first" not in first["macro_f1"]
+    gain = second["macro_f1"]["vs_first"]
+    assert gain["value"] == pytest.approx(second["macro_f1"]["value"] - first["macro_f1"]["value"])
+    assert 0 < gain["ci95"][0] < gain["value"] < gain["ci95"][1]
+    assert second["lung_energy_median"]["vs_first"]["value"] == pytest.approx(0.25)
+    low, high = second["siim_covid_auc"]["ci95"]
+    assert low <= second["siim_covid_auc"]["value"] <= high
+    assert report["siim_films"] == int(siim.sum()) and report["films_with_lungs"] == 600
+
+
+def test_the_same_model_twice_differs_by_exactly_nothing(films):
+    truth, siim, rng = films
+    reading = _reading(truth, rng.random(600) < 0.7, 0.5)
+    meta = {"name": "m", "source": "s", "architecture": "densenet121", "input_size": 128, "epoch": 1}
+    report = ablation_report([(meta, reading), (meta, reading)], truth, siim, 0.43, n_boot=100)
+    assert report["rows"][1]["macro_f1"]["vs_first"] == {"value": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_no_models_is_a_clear_error(films):
+    truth, siim, _ = films
+    with pytest.raises(ValueError, match="at least one model"):
+        ablation_report([], truth, siim, 0.43)
+
+
+def test_the_card_table_marks_the_shipped_row_and_round_trips_through_the_file(films, tmp_path):
+    truth, siim, rng = films
+    reading = _reading(truth, rng.random(600) < 0.7, 0.5)
+    rows = [({"name": "old", "source": "weights/history/v2", "architecture": "densenet121", "input_size": 128,
+              "weights_sha256": "11" * 32}, reading),
+            ({"name": "new", "source": "weights", "architecture": "densenet121_os16", "input_size": 256,
+              "weights_sha256": "22" * 32}, reading)]
+    write_ablation(tmp_path, ablation_report(rows, truth, siim, 0.43, n_boot=50))
+    lines = ablation_lines(load_ablation(tmp_path), "22" * 32)
+    table = [line for line in lines if line.startswith("| old") or line.startswith("| new")]
+    assert len(table) == 2
+    assert "(shipped)" in table[1] and "(shipped)" not in table[0]
+    assert "reference" in table[0] and "densenet121_os16, 256 px, 16 x 16" in table[1]
+    assert ablation_lines(None) == [] and load_ablation(tmp_path / "none") is None
+
+
+def test_the_shipped_ablation_names_the_shipped_model_when_there_is_one():
+    report = load_ablation(WEIGHTS)
+    if report is None:
+        pytest.skip("no ablation shipped")
+    from covidviz.verified import read_sidecar
+    shipped = read_sidecar(WEIGHTS)["weights_sha256"]
+    assert any(row.get("weights_sha256") == shipped for row in report["rows"]), \
+        "weights/eval/ablation.json does not measure the shipped model: rerun scripts/recipe_ablation.py"
+    assert report["split"] == "val"
