@@ -50,10 +50,37 @@ def test_readme_comparison_block_is_generated_from_the_committed_comparison():
 
 
 def test_model_card_shows_the_measured_acquisition_shift():
-    from covidviz.evaluation.artifacts.shift_artifact import load_shift
     from covidviz.evaluation.documents.shift_facts import shift_lines
-    shift = load_shift(WEIGHTS)
+    sidecar, metrics, _ = load_artifacts(WEIGHTS)
+    shift = metrics.get("shift")
     assert shift is not None, "weights/eval/shift.json is missing: run `python -m covidviz measure-shift`"
-    section = "\n".join(shift_lines(shift))
-    assert section.startswith("## Acquisition shift (today's model)")
+    assert shift["weights_sha256"] == sidecar["weights_sha256"], "shift.json measures another model"
+    section = "\n".join(shift_lines(shift, metrics.get("shift_previous"), sidecar["weights_sha256"]))
+    assert section.startswith("## Acquisition shift")
     assert section in (WEIGHTS / "MODEL_CARD.md").read_text()
+
+
+def _shift(flipped: int, sha: str = "aa" * 32, films: int = 300) -> dict:
+    rate = {"mean": flipped / films, "ci95": [0.0, 0.5]}
+    common = {"films": films, "flagged_ood": 0.1, "no_plausible_lungs": 0.0, "abstained": 0.1}
+    return {"weights_sha256": sha, "sample": {"films": films, "drawn": "seed 20"},
+            "transforms": {"clean": {**common, "flipped": 0, "flip_rate": {"mean": 0.0, "ci95": [0, 0]}},
+                           "digitised_film": {**common, "flipped": flipped, "flip_rate": rate}}}
+
+
+def test_shift_section_puts_the_previous_model_beside_as_before_only_on_the_same_sample():
+    from covidviz.evaluation.documents.shift_facts import shift_lines
+    before = {**_shift(90, "bb" * 32), "folder": "weights/history/v2"}
+    lines = shift_lines(_shift(30), before, "aa" * 32)
+    row = next(line for line in lines if line.startswith("| digitised film"))
+    assert row.startswith("| digitised film (curve, grain, blur, uneven light, film edge) | 90 of 300: ")
+    assert "| 30 of 300: " in row and "weights/history/v2" in "\n".join(lines)
+    other_sample = {**_shift(90, "bb" * 32, films=200), "folder": "weights/history/v2"}
+    alone = "\n".join(shift_lines(_shift(30), other_sample, "aa" * 32))
+    assert "90 of 200" not in alone and "waits for that retraining" in alone
+
+
+def test_shift_section_warns_when_it_measured_another_model():
+    from covidviz.evaluation.documents.shift_facts import shift_lines
+    assert "computed for model aaaaaaaaaaaa" in "\n".join(shift_lines(_shift(30), None, "cc" * 32))
+    assert "computed for model" not in "\n".join(shift_lines(_shift(30), None, "aa" * 32))

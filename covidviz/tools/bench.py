@@ -7,8 +7,9 @@ batch 1, and the Diagnose page's one-pass heatmap path; against the baseline: la
 largest probability difference. INT8's full agreement table (every internal-test film and both external
 sets) comes from its quantisation record, as measured on this CPU's int8 kernels. The limit is the machine's best measured fp32 matrix product
 (:mod:`covidviz.tools.peak`, checked against the CPU's documented peak) and the operations counted in the
-exported graph, so each engine's share of the hardware is one ratio. A table, then one JSON object on the
-last line.
+exported graph, so each engine's share of the hardware is one ratio. Beside the previous model (the newest under
+``weights/history/``): operations and the Diagnose page path per image, each on its dashboard engines. A table,
+then one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from covidviz.model.openvino_engine import INT8_MODEL, INT8_SUBDIR, measured_agr
 from covidviz.model.precision import native_bf16
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
-from covidviz.paths import EXAMPLES_DIR
+from covidviz.paths import EXAMPLES_DIR, latest_previous
 from covidviz.timing import interleaved_medians
 from covidviz.tools.bench_cam import bench_cam
+from covidviz.tools.bench_previous import bench_against_previous, print_against_previous
 from covidviz.tools.peak import documented_peak, graph_flops, measured_int8_peak, measured_peak
 
 BATCH = 32
@@ -163,6 +165,8 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
     if baseline.segmenter is not None:
         results["lung_segmenter_auto_choice"] = dashboard.segmenter_note
     results["cam"] = bench_cam(baseline, canonical[0], repeats)
+    if (previous := latest_previous(weights_dir)) is not None:
+        results["against_previous"] = bench_against_previous(weights_dir, previous, blobs[0], max(3, repeats // 2))
     _print(results, out)
     print(json.dumps(results), file=out)
     return 0
@@ -215,6 +219,8 @@ def _print(r: dict[str, Any], out: TextIO) -> None:
               + (f"; ONNX Runtime at {times['torch'] / times['onnxruntime']:.2f}x PyTorch's speed"
                  if len(times) == 2 else ""), file=out)
         print(f"the dashboard's segmenter ('auto'): {r['lung_segmenter_auto_choice']}", file=out)
+    if "against_previous" in r:
+        print_against_previous(r["against_previous"], out)
     cam = r["cam"]
     print(f"heatmaps at batch 1, PyTorch fp32: one bare forward {cam['forward_ms']} ms | page path (probabilities + "
           f"3 Grad-CAM maps) {cam['page_path_ms']} ms | straightforward pipeline (prediction + pytorch-grad-cam "

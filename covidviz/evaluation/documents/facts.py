@@ -153,6 +153,9 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.artifacts.shift_artifact import load_shift
     if (shift := load_shift(weights_dir)) is not None:  # the card's acquisition-shift section (measure-shift)
         metrics["shift"] = shift
+    from covidviz.paths import HISTORY_DIR, latest_previous
+    if (previous := latest_previous(weights_dir)) is not None and (before := load_shift(previous)) is not None:
+        metrics["shift_previous"] = {**before, "folder": f"weights/{HISTORY_DIR}/{previous.name}"}
     from covidviz.evaluation.artifacts.ablation_artifact import load_ablation
     if (ablation := load_ablation(weights_dir)) is not None:  # the card's recipe ablation (scripts/recipe_ablation.py)
         metrics["ablation"] = ablation

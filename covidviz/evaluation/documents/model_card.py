@@ -160,7 +160,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
     lines += decision_lines((metrics or {}).get("decision"))
     lines += pneumonia_age_lines((metrics or {}).get("pneumonia_by_age"))
     lines += abstention_lines((metrics or {}).get("abstention"))
-    lines += shift_lines((metrics or {}).get("shift"))
+    lines += shift_lines((metrics or {}).get("shift"), (metrics or {}).get("shift_previous"), sidecar["weights_sha256"])
     lines += explanation_lines((metrics or {}).get("explanations"), sidecar["weights_sha256"])
     lines += localisation_lines((metrics or {}).get("localisation"), sidecar["weights_sha256"])
     lines += ablation_lines((metrics or {}).get("ablation"), sidecar["weights_sha256"])
