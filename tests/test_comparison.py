@@ -219,3 +219,23 @@ def test_a_comparison_built_against_other_shipped_weights_is_flagged():
     warning = stale_warning(comparison_built_for(report), "b" * 64, COMPARISON_REBUILD)
     assert "model aaaaaaaaaaaa" in warning and "in use is bbbbbbbbbbbb" in warning and "compare-build" in warning
     assert stale_warning(None, "b" * 64) is None and stale_warning("a" * 64, None) is None
+
+
+@pytest.mark.slow
+def test_the_committed_runs_are_measured_again_against_the_shipped_model_without_run_folders(built, tmp_path):
+    import shutil
+    weights, _, report, _ = built
+    copy = tmp_path / "weights"
+    shutil.copytree(weights, copy)
+    (copy / "comparison" / "small_cnn" / "model.safetensors").unlink()  # a run whose weights were not committed
+    again = json.loads(build_comparison(tmp_path / "no-runs", copy, repeats=2, n_resamples=200,
+                                        committed=True).read_text())
+    assert [m["id"] for m in again["models"]] == [m["id"] for m in report["models"]]
+    small, before = again["models"][1], report["models"][1]
+    for split in ("test", "external"):
+        assert small["macro_f1_difference"][split]["value"] == before["macro_f1_difference"][split]["value"]
+    assert not small["weights_committed"] and small["latency_ms_batch1"] > 0
+    assert small["weights_mb_fp16"] == pytest.approx(before["weights_mb_fp16"], rel=0.05)
+    assert again["cross_validation"]["finished"] == report["cross_validation"]["finished"] == 2
+    with pytest.raises(FileNotFoundError, match="no finished comparison run"):
+        build_comparison(tmp_path / "no-runs", tmp_path / "empty", committed=True)

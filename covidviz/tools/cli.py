@@ -41,7 +41,7 @@ def _compare_train(args: argparse.Namespace) -> int:
 
 def _compare_build(args: argparse.Namespace) -> int:
     from covidviz.tools.compare_build import build_comparison
-    print(f"wrote {build_comparison(args.runs, args.weights, repeats=args.repeats, readme=args.readme)}")
+    print(f"wrote {build_comparison(args.runs, args.weights, repeats=args.repeats, readme=args.readme, committed=args.committed)}")
     return 0
 
 
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--runs", default=str(Path.home() / "covidviz-runs" / "compare"))
     cb.add_argument("--weights", default=str(WEIGHTS_DIR))
     cb.add_argument("--repeats", type=int, default=30, help="timing rounds for latency (throughput: a fifth)")
+    cb.add_argument("--committed", action="store_true",
+                    help="re-measure the runs already in weights/comparison/ against the shipped model (after "
+                         "shipping a new one; no run folders needed)")
     cb.add_argument("--readme", default=str(WEIGHTS_DIR.parent / "README.md"),
                     help="rewrite this README's generated comparison block")
     cb.set_defaults(func=_compare_build)

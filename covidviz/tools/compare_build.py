@@ -35,6 +35,8 @@ def _predictions(folder: Path) -> dict[str, SplitPredictions]:
 
 
 def _copy_run(export: Path, target: Path, with_weights: bool) -> None:
+    if export.resolve() == target.resolve():  # --committed: the run is already where it belongs
+        return
     (target / "eval").mkdir(parents=True, exist_ok=True)
     for name in EVAL_FILES:
         shutil.copy2(export / "eval" / name, target / "eval" / name)
@@ -76,7 +78,8 @@ def recipe_of(sidecar: dict[str, Any]) -> dict[str, Any]:
 
 
 def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str, dict[str, float]]:
-    """Batch-1 latency (ms) and batch-32 throughput (images/s) of each model on ONNX Runtime.
+    """Batch-1 latency (ms) and batch-32 throughput (images/s) of each model on ONNX Runtime (where a model's
+    weights are not committed, an untrained network of its architecture and input size stands in).
 
     Models take turns in blocks (each block: one model's batch-1 median, then its batch-32 median), over
     ``rounds`` rounds, and each figure is the median over rounds: a drift in machine load touches every model,
@@ -84,11 +87,17 @@ def _speed(folders: dict[str, Path], repeats: int, rounds: int = 3) -> dict[str,
     import statistics
 
     from covidviz.model.engine import build_engine, probe_batch
+    from covidviz.model.network import build_model
     from covidviz.model.weights import load_weights
     from covidviz.timing import median_seconds
     engines = {}
     for model_id, folder in folders.items():
-        model, sidecar = load_weights(folder)
+        sidecar = read_sidecar(folder)
+        if (folder / sidecar.get("weights_file", "model.safetensors")).is_file():
+            model, sidecar = load_weights(folder)
+        else:  # weights not committed: the time of a pass does not depend on the weights' values
+            model = build_model(3, sidecar["architecture"]).eval()
+            sidecar = {**sidecar, "weights_sha256": f"untrained {sidecar['architecture']} (timing only)"}
         engines[model_id] = (build_engine("onnxruntime", model, sidecar)[0], int(sidecar["input_size"]))
     one: dict[str, list[float]] = {k: [] for k in engines}
     many: dict[str, list[float]] = {k: [] for k in engines}
@@ -105,7 +114,9 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
     from covidviz.model.network import architecture, build_model, parameter_count
     arch = sidecar["architecture"]
     shipped = model_id == SHIPPED_ID
-    size_mb = (folder / sidecar.get("weights_file", "model.safetensors")).stat().st_size / 1e6
+    weights = folder / sidecar.get("weights_file", "model.safetensors")
+    size_mb = weights.stat().st_size / 1e6 if weights.is_file() else sum(  # not committed: its tensors at fp16
+        2 * t.numel() for t in build_model(3, arch).state_dict().values() if t.is_floating_point()) / 1e6
     return {"id": model_id, "architecture": arch,
             "title": f"{architecture(arch).title} ({'shipped' if shipped else 'reduced recipe'})",
             "recipe": _shipped_recipe(sidecar) if shipped else "{name}: {description}".format(**recipe_of(sidecar)),
@@ -116,17 +127,19 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
 
 
 def build_comparison(runs: str | Path, weights_dir: str | Path = WEIGHTS_DIR, repeats: int = 30,
-                     n_resamples: int = 2000, readme: str | Path | None = None) -> Path:
+                     n_resamples: int = 2000, readme: str | Path | None = None, committed: bool = False) -> Path:
     """Copy the finished runs into ``<weights_dir>/comparison`` and write ``comparison.json`` (and the README's
-    comparison block when ``readme`` is given); return its path."""
+    comparison block when ``readme`` is given); return its path. ``committed``: take the runs already gathered
+    there instead (after a new shipped model, to measure every run against it without their run folders)."""
     import torch
     runs, weights_dir = Path(runs), Path(weights_dir)
     out = weights_dir / COMPARISON_DIR
     out.mkdir(parents=True, exist_ok=True)
-    finished = {arch: runs / arch / "export" for arch in ARCHITECTURE_NAMES
-                if (runs / arch / "export" / "eval" / "metrics.json").is_file()}
+    layout = {arch: (out / arch if committed else runs / arch / "export") for arch in ARCHITECTURE_NAMES}
+    finished = {arch: folder for arch, folder in layout.items() if (folder / "eval" / "metrics.json").is_file()}
     if not finished:
-        raise FileNotFoundError(f"no finished comparison run under {runs}: run `python -m covidviz compare-train` first")
+        raise FileNotFoundError(f"no finished comparison run under {out if committed else runs}: run "
+                                "`python -m covidviz compare-train` first")
     speed = _speed({SHIPPED_ID: weights_dir, **finished}, repeats)
     reference = _predictions(weights_dir)
     shipped_metrics = json.loads((weights_dir / "eval" / "metrics.json").read_text())
@@ -134,16 +147,18 @@ def build_comparison(runs: str | Path, weights_dir: str | Path = WEIGHTS_DIR, re
                           shipped_metrics, reference, None)]
     for arch, export in finished.items():
         sidecar = read_sidecar(export)
-        small = (export / "model.safetensors").stat().st_size / 1e6 < WEIGHTS_LIMIT_MB
+        weights = export / "model.safetensors"
+        small = weights.is_file() and weights.stat().st_size / 1e6 < WEIGHTS_LIMIT_MB
         _copy_run(export, out / arch, with_weights=small)
         metrics = json.loads((export / "eval" / "metrics.json").read_text())
         models.append(model_entry({**_info(arch, export, sidecar, small), **speed[arch]}, metrics,
                                   _predictions(export), reference, n_resamples))
-    folds = sorted((runs / "cv").glob("fold-*/export/eval/metrics.json"), key=lambda p: int(p.parts[-4][5:]))
+    pattern, depth = ("fold-*/eval/metrics.json", -3) if committed else ("fold-*/export/eval/metrics.json", -4)
+    folds = sorted(((out if committed else runs) / "cv").glob(pattern), key=lambda p: int(p.parts[depth][5:]))
     fold_metrics, planned = {}, None
     for path in folds:
         export = path.parent.parent
-        _copy_run(export, out / "cv" / export.parent.name, with_weights=False)
+        _copy_run(export, out / "cv" / (export.name if committed else export.parent.name), with_weights=False)
         plan = read_sidecar(export)["cross_validation"]
         planned = plan["folds"]
         fold_metrics[int(plan["fold"])] = json.loads(path.read_text())
