@@ -5,7 +5,9 @@ macro F1 under argmax, COVID-19 ROC AUC within SIIM (a source holding COVID-19 a
 source cannot stand in for class), and the median share of the predicted class's Grad-CAM energy inside the
 lung mask, beside what a map spread evenly over the field would put there; 95% bootstrap intervals and paired
 differences against the first model (:mod:`covidviz.evaluation.artifacts.ablation_artifact`). A model is a
-weights folder (its sidecar names the architecture and input size) or a run checkpoint with ``:ARCH:SIZE``.
+weights folder (its sidecar names the architecture and input size) or a run checkpoint with ``:ARCH:SIZE``;
+``+lung-pooling`` after either measures the same weights with the feature map averaged over the cells that touch
+the lung mask instead of the whole map (the decision then reads the lungs alone; no retraining).
 The lung fields are prepared once, by the ``--weights`` folder's segmenter, and cached under ``--cache``.
 Usage (the model card's table: ``--out weights``, then ``python -m covidviz facts``):
 
@@ -25,20 +27,25 @@ from pathlib import Path
 
 import numpy as np
 
+LUNG_POOLING = "+lung-pooling"
+
 
 def load_model(spec: str) -> tuple[dict, object, int]:
-    """``NAME=FOLDER`` or ``NAME=CHECKPOINT:ARCH:SIZE`` to the row's description, the model and its input size."""
+    """``NAME=FOLDER`` or ``NAME=CHECKPOINT:ARCH:SIZE`` to the row's description, the model and its input size;
+    a trailing ``+lung-pooling`` measures the same weights pooling over the lungs only (no retraining)."""
     import torch
 
     from covidviz.model.network import build_model
     from covidviz.model.weights import load_weights
 
     name, rest = spec.split("=", 1)
+    pooling = "lungs" if rest.endswith(LUNG_POOLING) else "image"
+    rest = rest.removesuffix(LUNG_POOLING)
     if Path(rest).expanduser().is_dir():
         model, sidecar = load_weights(Path(rest).expanduser())
         size = int(sidecar["input_size"])
         meta = {"name": name, "source": rest, "architecture": sidecar.get("architecture", "densenet121"),
-                "input_size": size, "weights_sha256": sidecar["weights_sha256"]}
+                "input_size": size, "weights_sha256": sidecar["weights_sha256"], "pooling": pooling}
         return meta, model.eval(), size
     checkpoint, arch, size = rest.rsplit(":", 2)
     model = build_model(3, arch)
@@ -46,7 +53,7 @@ def load_model(spec: str) -> tuple[dict, object, int]:
     model.load_state_dict(blob["model"])
     source = "/".join(Path(checkpoint).parts[-2:])
     return ({"name": name, "source": source, "architecture": arch, "input_size": int(size),
-             "epoch": blob.get("epoch")}, model.eval(), int(size))
+             "epoch": blob.get("epoch"), "pooling": pooling}, model.eval(), int(size))
 
 
 def main() -> int:
@@ -86,7 +93,7 @@ def main() -> int:
     print(f"validation: {len(records)} films; an even map puts a median {even:.2f} of its energy in the lungs")
     for spec in args.model:
         meta, model, size = load_model(spec)
-        reading = read_validation(model, images, lungs, found, size)
+        reading = read_validation(model, images, lungs, found, size, meta["pooling"])
         rows.append((meta, reading))
         print(f"read: {meta['name']} ({reading.feature_map[0]} x {reading.feature_map[1]} map)", flush=True)
     report = ablation_report(rows, truth, siim, even, args.bootstrap)

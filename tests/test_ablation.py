@@ -93,3 +93,49 @@ def test_the_shipped_ablation_names_the_shipped_model_when_there_is_one():
     assert any(row.get("weights_sha256") == shipped for row in report["rows"]), \
         "weights/eval/ablation.json does not measure the shipped model: rerun scripts/recipe_ablation.py"
     assert report["split"] == "val"
+
+
+def test_lung_cells_dilate_the_mask_to_whole_cells_and_pool_a_film_without_lungs_whole():
+    from covidviz.evaluation.artifacts.ablation_artifact import lung_cells
+    lungs = np.zeros((2, 256, 256), bool)
+    lungs[0, 100:120, 30:40] = True  # rows 100-119 touch cells 6 and 7 of a 16 x 16 grid, columns cell 1 and 2
+    cells = lung_cells(lungs, (16, 16))
+    assert cells.shape == (2, 16, 16)
+    assert {tuple(ix) for ix in np.argwhere(cells[0])} == {(6, 1), (6, 2), (7, 1), (7, 2)}
+    assert cells[1].all()
+
+
+def test_lung_pooling_reads_only_the_lungs():
+    """With cells that each see only their own patch, changing the image outside the lungs' cells (keeping its
+    histogram, which the per-image standardisation reads) leaves the lung-pooled probabilities alone, and not the
+    whole-map ones."""
+    import torch
+
+    from covidviz.evaluation.artifacts.ablation_artifact import read_validation
+
+    class Patches(torch.nn.Module):  # a GapClassifier whose every cell reads one 32 px patch
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Conv2d(3, 4, kernel_size=32, stride=32)
+            self.classifier = torch.nn.Linear(4, 3)
+
+        def head(self, feature_map):
+            return self.classifier(feature_map.relu().mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Patches().eval()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (2, 256, 256), dtype=np.uint8)
+    images[1] = images[0]
+    images[1, 200:, :] = images[0, 200:, ::-1]  # mirrored in the last row of cells at 128 px: same histogram
+    lungs = np.zeros((2, 256, 256), bool)
+    lungs[:, 40:120, 40:200] = True
+    found = np.ones(2, bool)
+    whole = read_validation(model, images, lungs, found, 128)
+    inside = read_validation(model, images, lungs, found, 128, pooling="lungs")
+    assert whole.feature_map == (4, 4)
+    moved_whole = np.abs(whole.probs[0] - whole.probs[1]).max()
+    moved_inside = np.abs(inside.probs[0] - inside.probs[1]).max()
+    assert moved_whole > 1e-3 and moved_inside < moved_whole / 100  # what remains: the resize's rounding
+    with pytest.raises(ValueError, match="unknown pooling"):
+        read_validation(model, images, lungs, found, 128, pooling="box")

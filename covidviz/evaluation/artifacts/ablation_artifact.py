@@ -21,8 +21,9 @@ import numpy as np
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts.saved import eval_dir
 from covidviz.evaluation.measures.metrics import macro_f1, roc_auc
-from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.lungs.field import lung_energy
+from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.preprocessing import model_batch
 
 ABLATION_FILE = "ablation.json"
@@ -40,16 +41,43 @@ class ValidationReading:
     feature_map: tuple[int, int]
 
 
-def read_validation(model: Any, images: np.ndarray, lungs: np.ndarray, found: np.ndarray,
-                    size: int) -> ValidationReading:
+POOLINGS = ("image", "lungs")
+
+
+def lung_cells(lungs: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """N x h x w: 1 where a cell of the feature grid touches the lung mask (a dilation by up to one cell), else
+    0; all ones for a film without lungs, which is then pooled whole."""
+    n, height, width = lungs.shape
+    h, w = grid
+    touched = lungs.reshape(n, h, height // h, w, width // w).any(axis=(2, 4)).astype(np.float32)
+    touched[touched.sum(axis=(1, 2)) == 0] = 1.0
+    return touched
+
+
+def read_validation(model: Any, images: np.ndarray, lungs: np.ndarray, found: np.ndarray, size: int,
+                    pooling: str = "image") -> ValidationReading:
     """Run ``model`` (a :class:`covidviz.model.network.GapClassifier`) over uint8 lung fields at ``size`` px,
-    one PyTorch pass per batch giving logits and every class's Grad-CAM."""
+    one PyTorch pass per batch giving logits and every class's Grad-CAM. ``pooling="lungs"`` averages the
+    feature map over the cells touching the lung mask instead of the whole map before the same linear head (the
+    decision then depends on the lungs alone; the weights are unchanged, and so is each Grad-CAM map, whose
+    channel weights only scale)."""
+    import torch
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
     logits, shares, grid = [], [], (0, 0)
+    weight = model.classifier.weight.detach().numpy()
     for start in range(0, len(images), BATCH):
         chunk = slice(start, start + BATCH)
-        result = gradcam_all_classes(model, model_batch(images[chunk].astype(np.float32) / 255, size))
+        with torch.inference_mode():
+            features = model.features(torch.as_tensor(model_batch(images[chunk].astype(np.float32) / 255, size)))
+            grid = tuple(int(n) for n in features.shape[2:])
+            if pooling == "lungs":
+                cells = torch.as_tensor(lung_cells(lungs[chunk] & found[chunk, None, None], grid))[:, None]
+                batch_logits = model.classifier((features.relu() * cells).sum((2, 3)) / cells.sum((2, 3)))
+            else:
+                batch_logits = model.head(features)
+        result = cam_pass(ForwardPass(logits=batch_logits.numpy(), feature_map=features.numpy()), weight)
         logits.append(result.logits)
-        grid = tuple(int(n) for n in result.maps.shape[2:])
         for maps, mask, ok, row in zip(result.maps, lungs[chunk], found[chunk], result.logits):
             shares.append(lung_energy(maps[int(np.argmax(row))], mask) if ok else float("nan"))
     stacked = np.concatenate(logits)

@@ -32,8 +32,10 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
              "| recipe | input, map | macro F1 | vs first | within-SIIM AUC | vs first | lung energy | vs first |",
              "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
+        pooled = "; pooled over the lungs" if row.get("pooling") == "lungs" else ""
         cells = [_model(row, shipped_sha256),
-                 f"{row['architecture']}, {row['input_size']} px, {row['feature_map'][0]} x {row['feature_map'][1]}"]
+                 f"{row['architecture']}, {row['input_size']} px, {row['feature_map'][0]} x {row['feature_map'][1]}"
+                 + pooled]
         for name in ("macro_f1", "siim_covid_auc", "lung_energy_median"):
             cells += [fmt_ci(row[name]), fmt_difference(row[name].get("vs_first"))]
         lines.append("| " + " | ".join(cells) + " |")

@@ -31,7 +31,8 @@ def gradcam_weights(classifier_weight: np.ndarray, feature_map: np.ndarray) -> n
 @dataclass(frozen=True)
 class CamPass:
     """Everything one forward pass gives: logits (N x K), pooled features (N x C) for the OOD guard,
-    and raw Grad-CAM maps (N x K x h x w, ReLU applied, not normalised; 4 x 4 at 128 px input)."""
+    and raw Grad-CAM maps (N x K x h x w, ReLU applied, not normalised; 1/32 of the input for DenseNet-121, 4 x 4
+    at 128 px, and 1/16 for ``densenet121_os16``, 16 x 16 at 256 px)."""
 
     logits: np.ndarray
     pooled: np.ndarray
