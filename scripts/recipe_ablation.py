@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
 
 LUNG_POOLING = "+lung-pooling"
 
@@ -35,6 +39,7 @@ def load_model(spec: str) -> tuple[dict, object, int]:
     a trailing ``+lung-pooling`` measures the same weights pooling over the lungs only (no retraining)."""
     import torch
 
+    from covidviz.evaluation.artifacts.ablation_artifact import shift_flips
     from covidviz.model.network import build_model
     from covidviz.model.weights import load_weights
 
@@ -46,6 +51,8 @@ def load_model(spec: str) -> tuple[dict, object, int]:
         size = int(sidecar["input_size"])
         meta = {"name": name, "source": rest, "architecture": sidecar.get("architecture", "densenet121"),
                 "input_size": size, "weights_sha256": sidecar["weights_sha256"], "pooling": pooling}
+        if pooling == "image" and (flips := shift_flips(Path(rest).expanduser())) is not None:
+            meta["shift"] = flips
         return meta, model.eval(), size
     checkpoint, arch, size = rest.rsplit(":", 2)
     model = build_model(3, arch)

@@ -74,13 +74,18 @@ def test_the_card_table_marks_the_shipped_row_and_round_trips_through_the_file(f
     rows = [({"name": "old", "source": "weights/history/v2", "architecture": "densenet121", "input_size": 128,
               "weights_sha256": "11" * 32}, reading),
             ({"name": "new", "source": "weights", "architecture": "densenet121_os16", "input_size": 256,
-              "weights_sha256": "22" * 32}, reading)]
+              "weights_sha256": "22" * 32,
+              "shift": {"films": 300, "seed": 20, "flipped": {"grain_noise": 73, "digitised_film": 80,
+                                                               "contrast_curve": 23}}}, reading)]
+    rows.append(({**rows[1][0], "name": "new, pooled", "pooling": "lungs"}, reading))
     write_ablation(tmp_path, ablation_report(rows, truth, siim, 0.43, n_boot=50))
     lines = ablation_lines(load_ablation(tmp_path), "22" * 32)
     table = [line for line in lines if line.startswith("| old") or line.startswith("| new")]
-    assert len(table) == 2
+    assert len(table) == 3 and "(shipped)" not in table[2] and "; pooled over the lungs" in table[2]
     assert "(shipped)" in table[1] and "(shipped)" not in table[0]
     assert "reference" in table[0] and "densenet121_os16, 256 px, 16 x 16" in table[1]
+    assert table[0].endswith("| not measured | not measured | not measured |")
+    assert table[1].endswith("| 73 of 300 | 80 of 300 | 176 of 900 (19.6%) |")
     assert ablation_lines(None) == [] and load_ablation(tmp_path / "none") is None
 
 

@@ -113,3 +113,11 @@ def test_map_fills_a_rectangular_lung_field_box():
     placed = to_original(cam, box, (300, 300))
     assert np.isnan(placed[:50]).all() and np.isnan(placed[250:]).all() and np.isnan(placed[:, 121:]).all()
     assert np.nanmean(placed[60:240, 22:68]) < 0.05 and np.nanmean(placed[60:240, 72:118]) > 0.95
+
+
+def test_score_cam_estimate_follows_the_model_and_scales_an_untimed_one_by_its_pixels():
+    from covidviz.explain.cam.methods import time_estimate
+    assert time_estimate("Score-CAM") == "about 25 s per map on 2 CPU cores"
+    assert time_estimate("Score-CAM", "densenet121", 128) == time_estimate("Score-CAM")
+    scaled = time_estimate("Score-CAM", "densenet121_os16", 256)
+    assert scaled.startswith("roughly 100 s per map") and "scaled from densenet121 at 128 px" in scaled

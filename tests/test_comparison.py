@@ -185,7 +185,8 @@ def test_page_renders_the_committed_comparison(monkeypatch):
     table = at.dataframe[0].value
     assert list(table["model"]) == [m["title"] for m in report["models"]]
     assert list(table["macro-F1"]) == [with_ci(m["splits"]["test"]["macro_f1"]) for m in report["models"]]
-    assert all(m["title"].endswith("(reduced recipe)") for m in report["models"] if m["id"] != "shipped")
+    assert all(m["title"].endswith("(reduced recipe)" if m["reduced_recipe"] else "(candidate)")
+               for m in report["models"] if m["id"] != "shipped")
     committed = [m["id"] for m in report["models"] if m["weights_committed"] and m["id"] != "shipped"]
     assert all((WEIGHTS / "comparison" / c / "model.safetensors").is_file() for c in committed)
     assert all(m["weights_mb_fp16"] < report["weights_limit_mb"] for m in report["models"] if m["weights_committed"])

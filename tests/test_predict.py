@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -97,6 +98,13 @@ def test_bench_compares_engines_on_the_same_images_and_prints_json():
     assert summary["peak_gflop_per_s"] > 0 and summary["int8_peak_gop_per_s"] > 0
     assert all(0 < e["share_of_peak"] for e in engines.values())
     assert "onnxruntime-fp32" in result.stdout and "limit: " in result.stdout and "share of the peak" in result.stdout
+    # beside the previous model (the newest under weights/history/): its operations and page path per image
+    previous = summary["against_previous"]
+    assert previous["previous"]["folder"].endswith(f"history{os.sep}v1")
+    assert previous["gflop_ratio"] == pytest.approx(
+        previous["shipped"]["gflop_per_image"] / previous["previous"]["gflop_per_image"], abs=0.01)
+    assert previous["shipped"]["page_path_ms"] > 0 and previous["previous"]["page_path_ms"] > 0
+    assert "per image against the previous model" in result.stdout
     if "openvino-int8" in engines:  # the shipped INT8 graph: its ratios and its agreement on this CPU's kernels
         from covidviz.model.cpu import int8_kernels
         assert summary["int8"]["int8_kernels"] == int8_kernels()

@@ -117,10 +117,12 @@ def _info(model_id: str, folder: Path, sidecar: dict[str, Any], committed: bool)
     weights = folder / sidecar.get("weights_file", "model.safetensors")
     size_mb = weights.stat().st_size / 1e6 if weights.is_file() else sum(  # not committed: its tensors at fp16
         2 * t.numel() for t in build_model(3, arch).state_dict().values() if t.is_floating_point()) / 1e6
+    reduced = not shipped and sidecar.get("recipe") == REDUCED_CPU.name
+    kind = "shipped" if shipped else "reduced recipe" if reduced else "candidate"  # a candidate: a full recipe, not shipped
     return {"id": model_id, "architecture": arch,
-            "title": f"{architecture(arch).title} ({'shipped' if shipped else 'reduced recipe'})",
+            "title": f"{architecture(arch).title} ({kind})",
             "recipe": _shipped_recipe(sidecar) if shipped else "{name}: {description}".format(**recipe_of(sidecar)),
-            "reduced_recipe": not shipped, "parameters": parameter_count(build_model(3, arch)),
+            "reduced_recipe": reduced, "parameters": parameter_count(build_model(3, arch)),
             "weights_mb_fp16": round(size_mb, 1), "weights_committed": committed,
             "weights_sha256": sidecar["weights_sha256"], "training_images_seen": images_seen(sidecar), "input_size": int(sidecar["input_size"]),
             "temperature": sidecar.get("temperature")}

@@ -23,13 +23,17 @@ def reduced_note(report: dict[str, Any]) -> str:
     training that is next to the shipped model's (both counted from the sidecars)."""
     recipe = report["recipe"]
     seen = {m["id"]: m.get("training_images_seen") for m in report["models"]}
-    shipped, reduced = seen.get("shipped"), next((v for k, v in seen.items() if k != "shipped" and v), None)
+    shipped = seen.get("shipped")
+    reduced = next((m.get("training_images_seen") for m in report["models"]
+                    if m["id"] != "shipped" and m.get("reduced_recipe", True) and m.get("training_images_seen")), None)
+    candidates = [m for m in report["models"] if m["id"] != "shipped" and not m.get("reduced_recipe", True)]
     budget = (f" Each drew {reduced:,} training images; the shipped model drew {shipped:,} over its stages, "
               f"{shipped / reduced:.0f} times as many." if shipped and reduced else "")
-    return (f"Every model but the shipped one was trained on the **{recipe['name']}**: {recipe['description']}."
-            f"{budget} So the rows compare backbones with each other under one small budget, and the shipped row "
+    return (f"Every model marked *reduced recipe* was trained on the **{recipe['name']}**: {recipe['description']}."
+            f"{budget} So those rows compare backbones with each other under one small budget, and the shipped row "
             "shows what the full recipe reached. On a GPU, the same commands with more epochs and a larger input "
-            "give the full comparison.")
+            "give the full comparison."
+            + "".join(f" **{m['title']}**, a full recipe that was not shipped: {m['recipe']}." for m in candidates))
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -76,12 +76,22 @@ def _verdict_help(folder: str, mtime: float | None, weights_sha256: str | None) 
             + (f". {stale}" if stale else "") + ":\n" + "\n".join(f"- {method_help(report, m)}" for m in METHODS))
 
 
+def slow_estimate(method: str) -> str:
+    """:func:`time_estimate` for the model in use (its sidecar's architecture and input size)."""
+    try:
+        from covidviz.verified import read_sidecar
+        sidecar = read_sidecar(weights_dir())
+        return time_estimate(method, sidecar.get("architecture", "densenet121"), int(sidecar["input_size"]))
+    except Exception:  # the page reports a missing model itself; the estimate must not break the controls
+        return time_estimate(method)
+
+
 def settings_panel() -> Settings:
     """The heatmap controls, in one row above the results."""
     c1, c2, c3 = st.columns([2, 3, 2])
     method = c1.selectbox("CAM method", list(METHODS), key="method",
                           help="Grad-CAM comes with the prediction at no extra cost; the others take up to a second. "
-                               f"Score-CAM runs a forward pass per feature channel: {time_estimate('Score-CAM')}."
+                               f"Score-CAM runs a forward pass per feature channel: {slow_estimate('Score-CAM')}."
                                + verdict_help(weights_dir()))
     view = c2.radio("Heatmap for", VIEWS, key="diagnose_view", horizontal=True)
     scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
@@ -100,6 +110,6 @@ def settings_panel() -> Settings:
                      help="Box zoom and pan on every image (double-click resets). Off, the images show at once; "
                           "on, the zoom component loads first (a few seconds the first time in a browser).")
     if method in SLOW_METHODS:
-        st.info(f"{method} is slow here ({time_estimate(method)}). A progress bar shows how far "
+        st.info(f"{method} is slow here ({slow_estimate(method)}). A progress bar shows how far "
                 "it is; change any control or upload to cancel it.")
     return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold, lung_outline, zoom)

@@ -30,9 +30,12 @@ def available_models(weights: Path) -> list[ModelChoice]:
         except (OSError, ValueError):
             continue  # a broken folder is not offered; the shipped model stays available
         recipe = sidecar.get("recipe", "another recipe")
+        guard = ("It has an out-of-distribution guard of its own, fitted on its validation films."
+                 if "ood" in sidecar and (folder / sidecar["ood"].get("file", "")).is_file() else
+                 "It has no out-of-distribution guard of its own: only the lung check warns about films unlike its "
+                 "training set.")
         out.append(ModelChoice(
             f"{sidecar.get('name', folder.name)} (comparison)", folder,
             f"A comparison model trained on the {recipe} (see Model comparison for how it measures against the "
-            f"shipped model). It has no out-of-distribution guard of its own: only the lung check warns about "
-            f"films unlike its training set."))
+            f"shipped model). {guard}"))
     return out

@@ -1,5 +1,6 @@
 """The recipe ablation: models from different training recipes read the same validation films, so that the next
-person knows what helped (``weights/eval/ablation.json``, the model card's "Recipe ablation" table).
+person knows what helped (``weights/eval/ablation.json``, the model card's "Recipe ablation" table). Where a model is a
+weights folder that ``measure-shift`` has read, its class flips under the acquisition transforms stand beside.
 
 Validation only: test and external films are never read here, so nothing is chosen by them. For each model:
 macro F1 under argmax; the COVID-19 ROC AUC within SIIM, a source holding COVID-19 and other films alike, so
@@ -127,6 +128,19 @@ def ablation_report(rows: list[tuple[dict[str, Any], ValidationReading]], truth:
             "films_with_lungs": int(np.sum(~np.isnan(rows[0][1].lung_energy))),
             "even_map_lung_share": float(even_share), "bootstrap_resamples": int(n_boot), "rule": "argmax",
             "rows": out_rows}
+
+
+def shift_flips(weights_dir: str | Path) -> dict[str, Any] | None:
+    """A weights folder's acquisition-shift reading (``eval/shift.json``, measured on validation films) as the
+    ablation shows it: per transform, how many films changed class against the clean film. None where it was
+    never measured, or measured for other weights."""
+    from covidviz.evaluation.artifacts.shift_artifact import load_shift
+    from covidviz.verified import read_sidecar
+    summary = load_shift(weights_dir)
+    if not summary or summary.get("weights_sha256") != read_sidecar(weights_dir)["weights_sha256"]:
+        return None
+    transforms = {name: int(t["flipped"]) for name, t in summary["transforms"].items() if name != "clean"}
+    return {"films": int(summary["sample"]["films"]), "seed": summary["sample"].get("seed"), "flipped": transforms}
 
 
 def ablation_path(weights_dir: str | Path) -> Path:

@@ -5,12 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.documents.shift_facts import STRONG_SHIFT
+
+GRAIN = "grain_noise"
 
 
 def _model(row: dict[str, Any], shipped_sha256: str | None) -> str:
     when = f"epoch {row['epoch']}" if row.get("epoch") is not None else f"`{row.get('weights_sha256', '?')[:12]}`"
-    shipped = " **(shipped)**" if shipped_sha256 and row.get("weights_sha256") == shipped_sha256 else ""
+    as_shipped = row.get("pooling", "image") == "image"  # the same weights read another way are not what ships
+    shipped = " **(shipped)**" if as_shipped and shipped_sha256 and row.get("weights_sha256") == shipped_sha256 else ""
     return f"{row['name']}{shipped}<br>`{row['source']}`, {when}"
+
+
+def _flip_cells(shift: dict[str, Any] | None) -> list[str]:
+    if not shift:
+        return ["not measured"] * 3
+    flipped, films = shift["flipped"], shift["films"]
+    total, n = sum(flipped.values()), films * len(flipped)
+    return [f"{flipped.get(GRAIN, 0)} of {films}", f"{flipped.get(STRONG_SHIFT, 0)} of {films}",
+            f"{total} of {n:,} ({total / n:.1%})"]
 
 
 def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = None) -> list[str]:
@@ -27,10 +40,13 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
              f"the lung mask ({report['films_with_lungs']:,} films with lungs found), where a map spread evenly over "
              f"the lung field puts {report['even_map_lung_share']:.2f}. Brackets: 95% bootstrap intervals "
              f"({report['bootstrap_resamples']} resamples); each difference is against {first} on the same "
-             "resamples.",
+             "resamples. Class flips: of the validation films `measure-shift` reads clean and through each "
+             "acquisition transform, how many change class under the model's decision rule (weights folders only; "
+             "the model card's Acquisition shift section has the intervals).",
              "",
-             "| recipe | input, map | macro F1 | vs first | within-SIIM AUC | vs first | lung energy | vs first |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| recipe | input, map | macro F1 | vs first | within-SIIM AUC | vs first | lung energy | vs first | "
+             "class flips: grain | digitised film | all six transforms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         pooled = "; pooled over the lungs" if row.get("pooling") == "lungs" else ""
         cells = [_model(row, shipped_sha256),
@@ -38,5 +54,6 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
                  + pooled]
         for name in ("macro_f1", "siim_covid_auc", "lung_energy_median"):
             cells += [fmt_ci(row[name]), fmt_difference(row[name].get("vs_first"))]
+        cells += _flip_cells(row.get("shift"))
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]

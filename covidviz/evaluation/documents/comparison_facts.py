@@ -14,7 +14,10 @@ COMPARISON_BLOCK = MarkedBlock(BEGIN, END)
 
 def comparison_block(report: dict[str, Any]) -> str:
     """Markdown between the markers: one row per model, the cross-validation summary, the recipe."""
-    lines = [BEGIN, "", f"Comparison models, {report['recipe']['name']}: {report['recipe']['description']}.", "",
+    candidates = [m for m in report["models"] if m["id"] != "shipped" and not m.get("reduced_recipe", True)]
+    lines = [BEGIN, "", f"Comparison models (reduced recipe), {report['recipe']['name']}: "
+             f"{report['recipe']['description']}."
+             + "".join(f" {m['title']}: {m['recipe']}." for m in candidates), "",
              "| model | params (M) | internal test macro-F1 | Δ vs shipped (paired) | external macro-F1 | "
              "Δ vs shipped (paired) | ms, batch 1 | img/s |", "|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:

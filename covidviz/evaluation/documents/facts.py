@@ -42,8 +42,8 @@ def fmt_difference(difference: dict[str, Any] | None) -> str:
     """A paired difference as "+0.012 (−0.010 to +0.035)"; "reference" where there is none (the model itself)."""
     if not difference:
         return "reference"
-    low, high = difference["ci95"]
-    return f"{difference['value']:+.3f} ({low:+.3f} to {high:+.3f})"
+    value, low, high = (round(v, 3) + 0.0 for v in (difference["value"], *difference["ci95"]))  # no "-0.000"
+    return f"{value:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def _lookup(measures: dict[str, Any] | None, path: tuple[str, ...]) -> dict[str, Any] | None:

@@ -20,6 +20,11 @@ STRONG_SHIFT = "digitised_film"
 HOW_TO_MAKE = "run `python -m covidviz measure-shift --data ../shared/cxr` to write it"
 
 
+def _films(sample: dict[str, Any]) -> dict[str, Any]:
+    """What a sample read (films, seed, transforms), without how long it took."""
+    return {k: v for k, v in sample.items() if k != "seconds"}
+
+
 def _flips(s: dict[str, Any]) -> str:
     return f"{s['flipped']} of {s['films']}: {fmt_mean_ci(s['flip_rate'], 3)}"
 
@@ -33,7 +38,7 @@ def shift_lines(summary: dict[str, Any] | None, previous: dict[str, Any] | None 
     if not summary:
         return []
     sample, transforms = summary["sample"], summary["transforms"]
-    before = previous["transforms"] if previous and previous.get("sample") == sample else None
+    before = previous["transforms"] if previous and _films(previous["sample"]) == _films(sample) else None
     stale = stale_warning(summary.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
     lines = ["## Acquisition shift",
              *([f"> {stale}", ""] if stale else []),

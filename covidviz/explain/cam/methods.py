@@ -14,13 +14,21 @@ METHODS: dict[str, str] = {
     "Ablation-CAM": "AblationCAM",
     "Score-CAM": "ScoreCAM",
 }
-# Score-CAM runs one masked forward pass per feature channel (1024); the seconds per map were measured on
-# 2 CPU cores. Ablation-CAM ablates channels at the last feature layer, so only the head reruns: well under a second.
-SECONDS_PER_MAP: dict[str, int] = {"Score-CAM": 25}
+# Score-CAM runs one masked forward pass per feature channel (1024), so its time follows the model's cost: seconds
+# per map measured on 2 CPU cores, by architecture and input size. Ablation-CAM ablates channels at the last
+# feature layer, so only the head reruns: well under a second.
+SECONDS_PER_MAP: dict[str, dict[tuple[str, int], int]] = {
+    "Score-CAM": {("densenet121", 128): 25}}
 SLOW_METHODS = set(SECONDS_PER_MAP)
 
 
-def time_estimate(method: str) -> str:
-    """What the page tells a user before a slow method runs."""
-    return f"about {SECONDS_PER_MAP[method]} s per map on 2 CPU cores"
+def time_estimate(method: str, architecture: str = "densenet121", input_size: int = 128) -> str:
+    """What the page tells a user before a slow method runs, for the model in use; a model never timed gets the
+    first measurement scaled by its input's pixels."""
+    measured = SECONDS_PER_MAP[method]
+    if (architecture, input_size) in measured:
+        return f"about {measured[architecture, input_size]} s per map on 2 CPU cores"
+    (reference, size), seconds = next(iter(measured.items()))
+    return (f"roughly {round(seconds * (input_size / size) ** 2)} s per map on 2 CPU cores (scaled from {reference} "
+            f"at {size} px)")
 CLASS_AGNOSTIC = {"EigenCAM"}  # first principal component of the activations: the same map for every class
