@@ -20,7 +20,7 @@
 #   compare   compare-build --committed: every comparison run against the new model (4 min)
 #   checks    explain-check --part checks, the fast methods (about 45 min for 30 images at 256 px)
 #   facts, then bench beside the previous model (3 min)
-# Score-CAM is left out of both explain-check parts: about 100 s per map at 256 px; run it on its own if wanted.
+# Score-CAM is left out of both explain-check parts: 110 s per map at 256 px (stride 16); run it on its own if wanted.
 # Then run scripts/recipe_ablation.py --out weights with the recipes worth keeping, and `facts` again.
 set -uo pipefail
 RUN=${1:?usage: scripts/ship_model.sh RUN_DIR [train flags ...]}; shift
