@@ -166,7 +166,7 @@ def run_bench(weights_dir: str | Path, data_dir: str | Path, repeats: int, out: 
         results["lung_segmenter_auto_choice"] = dashboard.segmenter_note
     results["cam"] = bench_cam(baseline, canonical[0], repeats)
     if (previous := latest_previous(weights_dir)) is not None:
-        results["against_previous"] = bench_against_previous(weights_dir, previous, blobs[0], max(3, repeats // 2))
+        results["against_previous"] = bench_against_previous(dashboard, previous, blobs[0], max(3, repeats // 2))
     _print(results, out)
     print(json.dumps(results), file=out)
     return 0

@@ -14,8 +14,6 @@ from covidviz.model.predictor import Predictor
 from covidviz.timing import interleaved_medians
 from covidviz.tools.peak import graph_flops
 
-SLOWER_THAN_SAY = 3.0  # the issue's bar: a page path more than 3x the previous model's is said on the page
-
 
 def page_path(predictor: Predictor, blob: bytes) -> None:
     """One Diagnose reading: decode, lung field, then probabilities and the three maps from one forward pass."""
@@ -23,13 +21,14 @@ def page_path(predictor: Predictor, blob: bytes) -> None:
     cam_pass(predictor.forward_for_maps([image]), predictor.classifier_weight)
 
 
-def bench_against_previous(weights_dir: Path, previous_dir: Path, blob: bytes, repeats: int) -> dict[str, Any]:
-    """Per image: operations, the dashboard's engine and the page path's median ms, for both models; the ratio."""
-    models = {"shipped": Predictor(weights_dir), "previous": Predictor(previous_dir)}
+def bench_against_previous(shipped: Predictor, previous_dir: Path, blob: bytes, repeats: int) -> dict[str, Any]:
+    """Per image: operations, the dashboard's engine and the page path's median ms, for the shipped model (as the
+    dashboard loads it) and the previous one; the ratio."""
+    models = {"shipped": shipped, "previous": Predictor(previous_dir)}
     times = interleaved_medians({name: (lambda p=p: page_path(p, blob)) for name, p in models.items()}, repeats)
     out: dict[str, Any] = {}
     for name, p in models.items():
-        out[name] = {"folder": str(previous_dir if name == "previous" else weights_dir), "version": p.version,
+        out[name] = {"folder": str(p.weights_dir), "version": p.version,
                      "input_size": p.input_size,
                      "gflop_per_image": round(graph_flops(cached_onnx(p.model, p.sidecar)) / 1e9, 3),
                      "engine": p.engine_note, "page_path_ms": round(times[name] * 1000, 1)}
@@ -43,4 +42,4 @@ def print_against_previous(r: dict[str, Any], out: TextIO) -> None:
     print(f"per image against the previous model ({p['folder']}, {p['version']}): {s['input_size']} px "
           f"{s['gflop_per_image']} GFLOP against {p['input_size']} px {p['gflop_per_image']} ({r['gflop_ratio']}x); "
           f"Diagnose page path (decode, lung field, forward, 3 maps) {s['page_path_ms']} ms against "
-          f"{p['page_path_ms']} ms: {r['page_path_ratio']}x (over {SLOWER_THAN_SAY:g}x is said on the page)", file=out)
+          f"{p['page_path_ms']} ms: {r['page_path_ratio']}x", file=out)

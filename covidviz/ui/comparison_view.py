@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
+from covidviz.evaluation.measures.comparison import candidate_models
 
 SPLIT_NAMES = {"test": "Internal test (held-out patients)", "external": "External (Hannover COVID-19, Shenzhen normals)"}
 
@@ -26,7 +27,7 @@ def reduced_note(report: dict[str, Any]) -> str:
     shipped = seen.get("shipped")
     reduced = next((m.get("training_images_seen") for m in report["models"]
                     if m["id"] != "shipped" and m.get("reduced_recipe", True) and m.get("training_images_seen")), None)
-    candidates = [m for m in report["models"] if m["id"] != "shipped" and not m.get("reduced_recipe", True)]
+    candidates = candidate_models(report)
     budget = (f" Each drew {reduced:,} training images; the shipped model drew {shipped:,} over its stages, "
               f"{shipped / reduced:.0f} times as many." if shipped and reduced else "")
     return (f"Every model marked *reduced recipe* was trained on the **{recipe['name']}**: {recipe['description']}."

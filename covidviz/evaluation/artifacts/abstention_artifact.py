@@ -31,8 +31,9 @@ def summarise(weights_dir: str | Path) -> dict[str, Any]:
     weights_dir = Path(weights_dir)
     per_film = pd.read_csv(eval_dir(weights_dir) / PER_FILM_FILE)
     guard = load_guard(weights_dir)
-    rule = rule_from_sidecar(read_sidecar(weights_dir))
-    out: dict[str, Any] = {"weights_sha256": read_sidecar(weights_dir)["weights_sha256"],
+    sidecar = read_sidecar(weights_dir)
+    rule = rule_from_sidecar(sidecar)
+    out: dict[str, Any] = {"weights_sha256": sidecar["weights_sha256"],
                            "ood_threshold": guard.threshold, "rule": rule.name, "sets": {}}
     for split in SETS:
         predictions = load_predictions(weights_dir, split)

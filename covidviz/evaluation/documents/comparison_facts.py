@@ -7,6 +7,7 @@ from typing import Any
 
 from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
 from covidviz.evaluation.documents.marked_block import MarkedBlock
+from covidviz.evaluation.measures.comparison import candidate_models
 
 BEGIN, END = "<!-- comparison:begin (python -m covidviz compare-build) -->", "<!-- comparison:end -->"
 COMPARISON_BLOCK = MarkedBlock(BEGIN, END)
@@ -14,7 +15,7 @@ COMPARISON_BLOCK = MarkedBlock(BEGIN, END)
 
 def comparison_block(report: dict[str, Any]) -> str:
     """Markdown between the markers: one row per model, the cross-validation summary, the recipe."""
-    candidates = [m for m in report["models"] if m["id"] != "shipped" and not m.get("reduced_recipe", True)]
+    candidates = candidate_models(report)
     lines = [BEGIN, "", f"Comparison models (reduced recipe), {report['recipe']['name']}: "
              f"{report['recipe']['description']}."
              + "".join(f" {m['title']}: {m['recipe']}." for m in candidates), "",

@@ -98,6 +98,12 @@ def model_entry(info: dict[str, Any], metrics: dict[str, Any], predictions: dict
     return entry
 
 
+def candidate_models(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparison's full-recipe models that were not shipped (a reduced-recipe row is a backbone under the
+    small shared budget; a candidate is a model that went through the shipping pipeline and was kept out)."""
+    return [m for m in report["models"] if m["id"] != "shipped" and not m.get("reduced_recipe", True)]
+
+
 def crossval_summary(fold_metrics: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Per-fold macro-F1, COVID-19 sensitivity and specificity on each fold's held-out patients (and on the
     external sets), with mean and sample standard deviation over the folds given (fold number to metrics)."""
