@@ -24,21 +24,22 @@ st.caption(f"Files up to {upload_limit_mb()} MB each. Frontal (PA/AP) chest radi
            "Images are processed in memory for this session and never stored; DICOM patient data is never shown "
            "(only the DICOM results offered for download carry it, as DICOM requires).")
 uploads = [*opened_from_pacs(), *(uploads or [])]  # an image opened from the PACS worklist comes first
-settings = settings_panel()
-
-from covidviz.errors import WeightsError  # noqa: E402  (after the controls are on screen)
-
 folder = weights_dir()
-models = available_models(folder)
+models = available_models(folder)  # sidecars only: the picker shows before torch loads
 if len(models) > 1:
     labels = [m.label for m in models]
     picked = models[labels.index(st.selectbox(
         "Model", labels, key="diagnose_model",
-        help="The shipped model is the default. The others were trained for the Model comparison page on a "
-             "reduced recipe; choose one to see how another backbone reads the same film."))]
+        help="The shipped model is the default. The others are on the Model comparison page: backbones trained "
+             "on a reduced recipe, and full-recipe candidates that were not shipped; choose one to see how "
+             "another model reads the same film."))]
     folder = picked.folder
     if picked.note:
         st.caption(picked.note)
+settings = settings_panel(folder)
+
+from covidviz.errors import WeightsError  # noqa: E402  (after the controls are on screen)
+
 try:
     predictor = get_predictor(folder)
     guard = get_guard(folder)

@@ -176,6 +176,29 @@ def test_diagnose_switches_to_a_comparison_model(built, monkeypatch):
         assert got[c] == pytest.approx(p, abs=1e-4)
 
 
+@pytest.mark.slow
+def test_diagnose_estimates_score_cam_for_the_model_picked(monkeypatch):
+    """The slow-method notice and the picker's help follow the model chosen on the page, not the configured one:
+    Score-CAM on the 256 px stride-16 candidate was timed at 110 s per map, on the 128 px shipped model at 25 s."""
+    from covidviz.explain.cam.methods import time_estimate
+    from covidviz.verified import read_sidecar
+    monkeypatch.delenv("COVIDVIZ_WEIGHTS", raising=False)
+    candidate = read_sidecar(WEIGHTS / "comparison" / "densenet121_os16")
+    shipped = read_sidecar(WEIGHTS)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.selectbox(key="method").set_value("Score-CAM").run()
+    expected = {label: time_estimate("Score-CAM", sidecar["architecture"], int(sidecar["input_size"]))
+                for label, sidecar in (("shipped", shipped), ("candidate", candidate))}
+    assert expected["shipped"] != expected["candidate"]
+    assert any(expected["shipped"] in i.value for i in at.info), [i.value for i in at.info]
+    choice = at.selectbox(key="diagnose_model")
+    choice.set_value(next(o for o in choice.options if o.startswith(candidate["name"]))).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(expected["candidate"] in i.value for i in at.info), [i.value for i in at.info]
+    assert expected["candidate"] in at.selectbox(key="method").help
+
+
 def test_page_renders_the_committed_comparison(monkeypatch):
     monkeypatch.delenv("COVIDVIZ_WEIGHTS", raising=False)
     report = saved.load_comparison(WEIGHTS)

@@ -11,7 +11,6 @@ import streamlit as st
 from covidviz import CLASS_TITLES, CLASSES
 from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SCALES, SLOW_METHODS, time_estimate
 from covidviz.explain.overlay import COLORMAPS
-from covidviz.paths import weights_dir
 
 if TYPE_CHECKING:
     from covidviz.explain.reading import Reading
@@ -76,23 +75,24 @@ def _verdict_help(folder: str, mtime: float | None, weights_sha256: str | None) 
             + (f". {stale}" if stale else "") + ":\n" + "\n".join(f"- {method_help(report, m)}" for m in METHODS))
 
 
-def slow_estimate(method: str) -> str:
-    """:func:`time_estimate` for the model in use (its sidecar's architecture and input size)."""
+def slow_estimate(method: str, folder: Path) -> str:
+    """:func:`time_estimate` for the model in ``folder`` (its sidecar's architecture and input size)."""
     try:
         from covidviz.verified import read_sidecar
-        sidecar = read_sidecar(weights_dir())
+        sidecar = read_sidecar(folder)
         return time_estimate(method, sidecar.get("architecture", "densenet121"), int(sidecar["input_size"]))
     except Exception:  # the page reports a missing model itself; the estimate must not break the controls
         return time_estimate(method)
 
 
-def settings_panel() -> Settings:
-    """The heatmap controls, in one row above the results."""
+def settings_panel(folder: Path) -> Settings:
+    """The heatmap controls, in one row above the results; estimates and check verdicts for the model in
+    ``folder`` (the one picked on the page)."""
     c1, c2, c3 = st.columns([2, 3, 2])
     method = c1.selectbox("CAM method", list(METHODS), key="method",
                           help="Grad-CAM comes with the prediction at no extra cost; the others take up to a second. "
-                               f"Score-CAM runs a forward pass per feature channel: {slow_estimate('Score-CAM')}."
-                               + verdict_help(weights_dir()))
+                               f"Score-CAM runs a forward pass per feature channel: {slow_estimate('Score-CAM', folder)}."
+                               + verdict_help(folder))
     view = c2.radio("Heatmap for", VIEWS, key="diagnose_view", horizontal=True)
     scale = c3.radio("Scale", SCALES, key="scale", disabled=method != FAST_METHOD,
                      help="Per map: each map stretched to its own full range (pytorch-grad-cam's convention). "
@@ -110,6 +110,6 @@ def settings_panel() -> Settings:
                      help="Box zoom and pan on every image (double-click resets). Off, the images show at once; "
                           "on, the zoom component loads first (a few seconds the first time in a browser).")
     if method in SLOW_METHODS:
-        st.info(f"{method} is slow here ({slow_estimate(method)}). A progress bar shows how far "
+        st.info(f"{method} is slow here ({slow_estimate(method, folder)}). A progress bar shows how far "
                 "it is; change any control or upload to cancel it.")
     return Settings(method, view, scale, style, COLORMAPS[colormap], opacity, threshold, lung_outline, zoom)

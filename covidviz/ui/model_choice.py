@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from covidviz.errors import WeightsError
 from covidviz.paths import COMPARISON_DIR
 from covidviz.verified import WEIGHTS_FILE, read_sidecar
 
@@ -18,8 +19,13 @@ class ModelChoice:
 
 
 def available_models(weights: Path) -> list[ModelChoice]:
-    """The shipped model first (the default), then the comparison models with weights, by name."""
-    shipped = ModelChoice(f"{read_sidecar(weights).get('name', 'covidviz model')} (shipped)", weights)
+    """The shipped model first (the default), then the comparison models with weights, by name. A shipped
+    model without a readable sidecar is still listed: loading it is where the page says what is wrong."""
+    try:
+        name = read_sidecar(weights).get("name", "covidviz model")
+    except WeightsError:
+        name = "covidviz model"
+    shipped = ModelChoice(f"{name} (shipped)", weights)
     out = [shipped]
     root = weights / COMPARISON_DIR
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
