@@ -140,6 +140,17 @@ class Outcome:
     method_switch_s: float | None = None
     shown: str | None = None
     error: str | None = None
+    waiting_for: str = "the uploader"  # the step under way, named in the error if it never ends
+
+
+async def shown_text(page, chars: int = 400) -> str:
+    """The end of the page's visible text (the demo films carry no patient data), to tell a stuck session
+    from a slow one when a step times out."""
+    try:
+        text = await page.locator("[data-testid=stMain]").inner_text(timeout=10_000)
+    except Exception as exc:  # noqa: BLE001
+        return f"(unreadable: {exc.__class__.__name__})"
+    return " ".join(text.split())[-chars:]
 
 
 async def in_a_session(browser, url: str, name: str, timeout_s: float, steps) -> Outcome:
@@ -158,7 +169,8 @@ async def in_a_session(browser, url: str, name: str, timeout_s: float, steps) ->
         if await page.locator("[data-testid=stException]").count():
             outcome.error = "an exception is shown on the page"
     except Exception as exc:  # noqa: BLE001
-        outcome.error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+        outcome.error = (f"{exc.__class__.__name__} waiting for {outcome.waiting_for}: "
+                         f"{str(exc).splitlines()[0][:200]}; the page then showed: {await shown_text(page)}")
     finally:
         await context.close()
     return outcome
@@ -168,13 +180,17 @@ async def session(browser, url: str, path: Path, timeout_s: float) -> Outcome:
     """Uploads one film, waits for its verdict and first heatmap, then switches to a queued method."""
     async def steps(page, outcome: Outcome, timeout_ms: float) -> None:
         started = time.perf_counter()
+        outcome.waiting_for = "the upload"
         await page.locator("input[type=file]").set_input_files(str(path))
         verdict = page.locator("p", has_text="Model output:").first
+        outcome.waiting_for = "the verdict"
         await verdict.wait_for(timeout=timeout_ms)
+        outcome.waiting_for = "the first heatmap"
         await page.locator("[data-testid=stImage]", has_text=" · p = ").locator("img").first.wait_for(timeout=timeout_ms)
         outcome.upload_to_heatmap_s = time.perf_counter() - started
         outcome.shown = (await verdict.inner_text()).split("Model output:")[-1].strip()
         started = time.perf_counter()
+        outcome.waiting_for = f"the switch to {SECOND_METHOD}"
         await page.get_by_role("combobox", name="CAM method").click()
         await page.get_by_role("option", name=SECOND_METHOD, exact=True).click()
         await page.locator("[data-testid=stImage]", has_text=SECOND_METHOD).first.wait_for(timeout=timeout_ms)
@@ -187,8 +203,11 @@ async def hostile_session(browser, url: str, paths: list[Path], timeout_s: float
     """Uploads the hostile files together; must see the former hang refused and the huge PNG read."""
     async def steps(page, outcome: Outcome, timeout_ms: float) -> None:
         started = time.perf_counter()
+        outcome.waiting_for = "the upload"
         await page.locator("input[type=file]").set_input_files([str(p) for p in paths])
+        outcome.waiting_for = "the refusal of the former hang"
         await page.get_by_text(REFUSAL).first.wait_for(timeout=timeout_ms)
+        outcome.waiting_for = "the huge PNG's verdict"
         await page.locator("p", has_text="Model output:").first.wait_for(timeout=timeout_ms)
         outcome.upload_to_heatmap_s = time.perf_counter() - started
         outcome.shown = "refused and read"
