@@ -109,3 +109,16 @@ def test_resuming_a_run_with_another_architecture_is_refused(trained, toy):
                       epoch_images=16, fast=False, arch=other)
     with pytest.raises(ValueError, match=f"trains {arch}; resume it with --arch {arch}"):
         train(cfg, resume=True)
+
+
+def test_the_low_pass_front_end_blurs_without_weights_of_its_own():
+    from covidviz.model.network import GaussianLowPass
+    blur = GaussianLowPass(1.0)
+    flat = torch.full((1, 3, 32, 32), 0.7)
+    assert torch.allclose(blur(flat), flat, atol=1e-6)  # a flat film stays flat, edges included (reflect)
+    noise = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert blur(noise).shape == noise.shape and blur(noise).std() < 0.4 * noise.std()
+    low_pass, plain = build_model(3, "densenet121_os16_lp"), build_model(3, "densenet121_os16")
+    assert low_pass.state_dict().keys() == plain.state_dict().keys()
+    with pytest.raises(ValueError, match="sigma must be positive"):
+        GaussianLowPass(0.0)

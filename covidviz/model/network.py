@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -71,6 +72,43 @@ def densenet121_stride16(num_classes: int = 3) -> CxrDenseNet:
     net = CxrDenseNet(num_classes)
     net.features.transition3.pool = nn.Identity()
     net.architecture = "densenet121_os16"
+    return net
+
+
+LOW_PASS_SIGMA = 1.0  # canonical (256 px) pixels: about the blur of the 2x antialiased shrink to 128 px
+
+
+class GaussianLowPass(nn.Module):
+    """A fixed Gaussian blur of each input channel, reflect-padded so the size is kept: the low-pass front end.
+
+    At 128 px the shrink from the 256 px lung field averages film grain and detector noise away; at 256 px a
+    network sees them: on validation its class flips under grain about three times as often as the 128 px
+    model's (``weights/eval/ablation.json``). The kernel is a non-persistent buffer, not a weight: it is the same in
+    training, in every engine's graph and after quantisation, and the state dict stays the backbone's."""
+
+    def __init__(self, sigma: float = LOW_PASS_SIGMA, channels: int = 3) -> None:
+        super().__init__()
+        if sigma <= 0:
+            raise ValueError(f"the low-pass sigma must be positive, not {sigma}")
+        self.radius, self.channels = max(1, round(3 * sigma)), channels
+        x = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
+        g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+        g = g / g.sum()
+        kernel = (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+        self.register_buffer("kernel", kernel, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        padded = F.pad(x, (self.radius,) * 4, mode="reflect")
+        return F.conv2d(padded, self.kernel, groups=self.channels)
+
+
+def densenet121_stride16_low_pass(num_classes: int = 3) -> CxrDenseNet:
+    """:func:`densenet121_stride16` reading its input through :class:`GaussianLowPass` (``features.lowpass``):
+    the 16 x 16 map of the stride-16 network at 256 px, with the grain a 128 px model never sees blurred away.
+    Its state dict is the stride-16 network's, so either initialises the other."""
+    net = densenet121_stride16(num_classes)
+    net.features = nn.Sequential(OrderedDict([("lowpass", GaussianLowPass()), *net.features.named_children()]))
+    net.architecture = "densenet121_os16_lp"
     return net
 
 
@@ -143,6 +181,8 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("densenet121", "DenseNet-121", lambda k: CxrDenseNet(k)),
     Architecture("densenet201", "DenseNet-201", lambda k: CxrDenseNet(k, block_config=(6, 12, 48, 32))),
     Architecture("densenet121_os16", "DenseNet-121 at output stride 16", densenet121_stride16),
+    Architecture("densenet121_os16_lp", "DenseNet-121 at output stride 16, low-pass front end",
+                 densenet121_stride16_low_pass),
     Architecture("resnet50", "ResNet-50", CxrResNet50),
     Architecture("vgg19_bn", "VGG-19 (batch norm, average-pool head)", CxrVgg19Bn),
     Architecture("small_cnn", "small CNN", SmallCxrNet),
