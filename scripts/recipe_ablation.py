@@ -7,14 +7,19 @@ lung mask, beside what a map spread evenly over the field would put there; 95% b
 differences against the first model (:mod:`covidviz.evaluation.artifacts.ablation_artifact`). A model is a
 weights folder (its sidecar names the architecture and input size) or a run checkpoint with ``:ARCH:SIZE``;
 ``+lung-pooling`` after either measures the same weights with the feature map averaged over the cells that touch
-the lung mask instead of the whole map (the decision then reads the lungs alone; no retraining).
-The lung fields are prepared once, by the ``--weights`` folder's segmenter, and cached under ``--cache``.
+the lung mask instead of the whole map (the decision then reads the lungs alone; no retraining);
+``+low-pass:SIGMA`` blurs each lung field by a Gaussian of SIGMA pixels first (a low-pass front end, no retraining).
+Each model's class flips are counted on ``measure-shift``'s validation sample, read clean and through each
+acquisition transform, under argmax. The lung fields are prepared once, by the ``--weights`` folder's segmenter,
+and cached under ``--cache``; so is each row's reading (``~/.cache/covidviz/ablation-rows``, keyed by the weights,
+how they are read and the films), so adding a row to the table reads only that row.
 Usage (the model card's table: ``--out weights``, then ``python -m covidviz facts``):
 
     python scripts/recipe_ablation.py --data ../shared/cxr --out weights \\
         --model "128 px lung field (v2)=weights/history/v2" \\
         --model "256 px, acquisition 0.5=~/covidviz-runs/v4-256/best.pt:densenet121:256" \\
-        --model "256 px, stride 16, acquisition 0.5=weights"
+        --model "256 px, stride 16, acquisition 0.5=weights" \\
+        --model "the same, low-pass front end=weights+low-pass:1.0"
 
 Prints one Markdown row per model, then JSON on the last line.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,78 +37,181 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
 
-LUNG_POOLING = "+lung-pooling"
+LUNG_POOLING, LOW_PASS = "lung-pooling", "low-pass"
+CACHE = Path.home() / ".cache" / "covidviz"
 
 
-def load_model(spec: str) -> tuple[dict, object, int]:
-    """``NAME=FOLDER`` or ``NAME=CHECKPOINT:ARCH:SIZE`` to the row's description, the model and its input size;
-    a trailing ``+lung-pooling`` measures the same weights pooling over the lungs only (no retraining)."""
+def parse_spec(spec: str) -> tuple[str, str, dict]:
+    """``NAME=SOURCE[+lung-pooling][+low-pass:SIGMA]`` to the name, the source (a weights folder or
+    ``CHECKPOINT:ARCH:SIZE``) and how to read it: pooled over the lungs, and the lung field blurred by a Gaussian
+    of SIGMA canonical (256 px) pixels before the model (a low-pass front end, tried without retraining)."""
+    name, rest = spec.split("=", 1)
+    source, *options = rest.split("+")
+    reading = {"pooling": "image", "low_pass_sigma": None}
+    for option in options:
+        if option == LUNG_POOLING:
+            reading["pooling"] = "lungs"
+        elif option.startswith(LOW_PASS + ":"):
+            reading["low_pass_sigma"] = float(option.split(":", 1)[1])
+        else:
+            raise SystemExit(f"unknown reading option +{option} in {spec!r}: +{LUNG_POOLING}, +{LOW_PASS}:SIGMA")
+    return name, source, reading
+
+
+def load_model(source: str) -> tuple[dict, object, int]:
+    """A weights folder, or ``CHECKPOINT:ARCH:SIZE``, to the row's description, the model and its input size."""
     import torch
 
-    from covidviz.evaluation.artifacts.ablation_artifact import shift_flips
     from covidviz.model.network import build_model
     from covidviz.model.weights import load_weights
 
-    name, rest = spec.split("=", 1)
-    pooling = "lungs" if rest.endswith(LUNG_POOLING) else "image"
-    rest = rest.removesuffix(LUNG_POOLING)
-    if Path(rest).expanduser().is_dir():
-        model, sidecar = load_weights(Path(rest).expanduser())
+    if Path(source).expanduser().is_dir():
+        model, sidecar = load_weights(Path(source).expanduser())
         size = int(sidecar["input_size"])
-        meta = {"name": name, "source": rest, "architecture": sidecar.get("architecture", "densenet121"),
-                "input_size": size, "weights_sha256": sidecar["weights_sha256"], "pooling": pooling}
-        if pooling == "image" and (flips := shift_flips(Path(rest).expanduser())) is not None:
-            meta["shift"] = flips
-        return meta, model.eval(), size
-    checkpoint, arch, size = rest.rsplit(":", 2)
+        return ({"source": source, "architecture": sidecar.get("architecture", "densenet121"), "input_size": size,
+                 "weights_sha256": sidecar["weights_sha256"]}, model.eval(), size)
+    checkpoint, arch, size = source.rsplit(":", 2)
     model = build_model(3, arch)
     blob = torch.load(Path(checkpoint).expanduser(), map_location="cpu", weights_only=True)
     model.load_state_dict(blob["model"])
-    source = "/".join(Path(checkpoint).parts[-2:])
-    return ({"name": name, "source": source, "architecture": arch, "input_size": int(size),
-             "epoch": blob.get("epoch"), "pooling": pooling}, model.eval(), int(size))
+    return ({"source": "/".join(Path(checkpoint).parts[-2:]), "architecture": arch, "input_size": int(size),
+             "epoch": blob.get("epoch")}, model.eval(), int(size))
+
+
+def low_pass(images: np.ndarray, sigma: float | None) -> np.ndarray:
+    """uint8 lung fields blurred by a Gaussian of ``sigma`` pixels (unchanged for None)."""
+    if not sigma:
+        return images
+    import cv2
+    return np.stack([np.clip(np.round(cv2.GaussianBlur(im.astype(np.float32), (0, 0), sigma)), 0, 255)
+                     .astype(np.uint8) for im in images])
+
+
+def row_key(source: str, reading: dict, films: list[str]) -> str:
+    """What a row's cached reading depends on: the weights (a folder's sidecar hash, a checkpoint's size and
+    time), how they are read, and the films."""
+    import hashlib
+    path = Path(source.rsplit(":", 2)[0]).expanduser()
+    if Path(source).expanduser().is_dir():
+        from covidviz.verified import read_sidecar
+        weights = read_sidecar(Path(source).expanduser())["weights_sha256"]
+    else:
+        weights = f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}:{source.rsplit(':', 2)[1:]}"
+    blob = json.dumps([weights, reading, films])
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cached_fields(cache: Path, files: list[str], read: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Prepared lung fields (``images``, ``lungs``, ``found``) from ``cache`` when it holds these films, else
+    ``read()``, stored there for the next run."""
+    if cache.is_file():
+        stored = np.load(cache, allow_pickle=False)
+        if list(stored["files"]) == files:
+            return {key: stored[key] for key in ("images", "lungs", "found")}
+        print(f"{cache} holds other films: preparing them again")
+    fields = read()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, files=np.array(files), **fields)
+    return fields
+
+
+def shifted_fields(data: Path, weights: Path, segmenter: object, films: int, seed: int
+                   ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``measure-shift``'s validation sample (same films, same per-film transform seeds, full strength), clean
+    and through each acquisition transform, as uint8 lung fields prepared by the upload path: the transform
+    acts on the whole film, the segmenter then finds the lungs on what it made. Rows: transform-major."""
+    from covidviz.data.acquisition import TRANSFORMS
+    from covidviz.evaluation.artifacts.shift_artifact import CLEAN
+    from covidviz.evaluation.artifacts.shift_run import film_rng, sample_validation
+    from covidviz.io.loading import load_xray_file
+    from covidviz.model.preprocessing import prepare
+
+    records, _ = sample_validation(data, weights, films, seed)
+    names = (CLEAN, *TRANSFORMS)
+    keys = [f"{name}/{r.file}" for name in names for r in records]
+
+    def read() -> dict[str, np.ndarray]:
+        grays = [load_xray_file(data / r.file).pixels for r in records]
+        images, lungs, found = [], [], []
+        for name in names:
+            shifted = grays if name == CLEAN else [TRANSFORMS[name](g, film_rng(seed, r.file, name), 1.0)
+                                                   for g, r in zip(grays, records)]
+            for start in range(0, len(shifted), 16):
+                for item in prepare(shifted[start:start + 16], segmenter):
+                    images.append(np.round(item.image * 255).astype(np.uint8))
+                    lungs.append(item.lungs if item.lungs is not None else np.zeros(item.image.shape, bool))
+                    found.append(item.lungs_found)
+            print(f"prepared the sample: {name}", flush=True)
+        return {"images": np.stack(images), "lungs": np.stack(lungs), "found": np.array(found)}
+
+    return list(names), cached_fields(CACHE / f"ablation-shift-{films}-{seed}.npz", keys, read)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/cxr")
     parser.add_argument("--weights", default="weights", help="whose split and lung segmenter to use")
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=FOLDER|CHECKPOINT:ARCH:SIZE",
+    parser.add_argument("--model", action="append", default=[],
+                        metavar="NAME=FOLDER|CHECKPOINT:ARCH:SIZE[+lung-pooling][+low-pass:SIGMA]",
                         help="in order; differences are against the first")
     parser.add_argument("--out", help="a weights folder: write its eval/ablation.json")
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "covidviz" / "ablation-val.npz"))
+    parser.add_argument("--cache", default=str(CACHE / "ablation-val.npz"))
+    parser.add_argument("--shift-films", type=int, default=300, help="measure-shift's sample size (default 300)")
+    parser.add_argument("--shift-seed", type=int, default=20, help="measure-shift's seed (default 20)")
     args = parser.parse_args()
     if not args.model:
         parser.error("name at least one --model")
 
     from covidviz.data.collection import load_prepared
-    from covidviz.evaluation.artifacts.ablation_artifact import ablation_report, read_validation, write_ablation
+    from covidviz.evaluation.artifacts.ablation_artifact import (
+        ValidationReading,
+        ablation_report,
+        flips_against_clean,
+        read_validation,
+        write_ablation,
+    )
     from covidviz.evaluation.artifacts.evaluate import records_for_splits
     from covidviz.lungs.segmenter import load_segmenter
 
     data, weights = Path(args.data), Path(args.weights)
     records = records_for_splits(data, weights)["val"]
-    cache = Path(args.cache)
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        assert list(stored["files"]) == [r.file for r in records], f"{cache} holds other films: delete it"
-        images, lungs, found = stored["images"], stored["lungs"], stored["found"]
-    else:
-        prepared = load_prepared(data, records, load_segmenter(weights), dtype=np.uint8)
-        images, lungs, found = prepared.images, prepared.lungs, prepared.lungs_found
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, images=images, lungs=lungs, found=found, files=np.array([r.file for r in records]))
+    segmenter = load_segmenter(weights)
+
+    def read_val() -> dict[str, np.ndarray]:
+        prepared = load_prepared(data, records, segmenter, dtype=np.uint8)
+        return {"images": prepared.images, "lungs": prepared.lungs, "found": prepared.lungs_found}
+
+    val = cached_fields(Path(args.cache), [r.file for r in records], read_val)
+    images, lungs, found = val["images"], val["lungs"], val["found"]
+    transforms, shifted = shifted_fields(data, weights, segmenter, args.shift_films, args.shift_seed)
     truth = np.array([r.target for r in records])
     siim = np.array([r.source == "SIIM" for r in records])
     even = float(np.median([m.mean() for m, ok in zip(lungs, found) if ok]))
     rows = []
     print(f"validation: {len(records)} films; an even map puts a median {even:.2f} of its energy in the lungs")
+    films = [r.file for r in records] + [f"shift:{args.shift_films}:{args.shift_seed}"]
     for spec in args.model:
-        meta, model, size = load_model(spec)
-        reading = read_validation(model, images, lungs, found, size, meta["pooling"])
+        name, source, how = parse_spec(spec)
+        meta, model, size = load_model(source)
+        meta = {"name": name, **meta, "pooling": how["pooling"],
+                **({"low_pass_sigma": how["low_pass_sigma"]} if how["low_pass_sigma"] else {})}
+        cached = CACHE / "ablation-rows" / f"{row_key(source, how, films)}.npz"
+        if cached.is_file():  # the same weights read the same way on the same films: read before
+            stored = np.load(cached)
+            reading = ValidationReading(stored["probs"], stored["lung_energy"], tuple(int(n) for n in stored["grid"]))
+            labels = stored["shift_labels"]
+        else:
+            reading = read_validation(model, low_pass(images, how["low_pass_sigma"]), lungs, found, size, how["pooling"])
+            labels = read_validation(model, low_pass(shifted["images"], how["low_pass_sigma"]), shifted["lungs"],
+                                     shifted["found"], size, how["pooling"]).probs.argmax(1).reshape(len(transforms), -1)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cached, probs=reading.probs, lung_energy=reading.lung_energy, grid=np.array(reading.feature_map),
+                     shift_labels=labels)
+        meta["shift"] = flips_against_clean(dict(zip(transforms, labels)), transforms[0], args.shift_seed)
         rows.append((meta, reading))
-        print(f"read: {meta['name']} ({reading.feature_map[0]} x {reading.feature_map[1]} map)", flush=True)
+        print(f"read: {meta['name']} ({reading.feature_map[0]} x {reading.feature_map[1]} map); flips "
+              f"{meta['shift']['flipped']}", flush=True)
     report = ablation_report(rows, truth, siim, even, args.bootstrap)
     print("| recipe | map | validation macro-F1 | within-SIIM COVID-19 AUC | lung energy (median) |")
     print("|---|---|---|---|---|")

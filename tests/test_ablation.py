@@ -9,6 +9,7 @@ from covidviz import CLASSES
 from covidviz.evaluation.artifacts.ablation_artifact import (
     ValidationReading,
     ablation_report,
+    flips_against_clean,
     load_ablation,
     write_ablation,
 )
@@ -89,6 +90,21 @@ def test_the_card_table_marks_the_shipped_row_and_round_trips_through_the_file(f
     assert ablation_lines(None) == [] and load_ablation(tmp_path / "none") is None
 
 
+def test_flips_count_films_whose_class_differs_from_the_same_film_read_clean():
+    clean = np.array([0, 1, 2, 2, 1])
+    flips = flips_against_clean({"clean": clean, "grain_noise": np.array([0, 1, 2, 2, 1]),
+                                 "digitised_film": np.array([1, 1, 0, 2, 2])}, "clean", 20)
+    assert flips == {"films": 5, "seed": 20, "rule": "argmax", "flipped": {"grain_noise": 0, "digitised_film": 3}}
+
+
+def test_the_shipped_ablation_measures_every_row_under_the_same_shift_sample():
+    report = load_ablation(WEIGHTS)
+    if report is None:
+        pytest.skip("no ablation shipped")
+    samples = {(row["shift"]["films"], row["shift"]["seed"], row["shift"]["rule"]) for row in report["rows"]}
+    assert len(samples) == 1, f"rows read different shift samples: {samples}"
+
+
 def test_the_shipped_ablation_names_the_shipped_model_when_there_is_one():
     report = load_ablation(WEIGHTS)
     if report is None:
@@ -144,3 +160,33 @@ def test_lung_pooling_reads_only_the_lungs():
     assert moved_whole > 1e-3 and moved_inside < moved_whole / 100  # what remains: the resize's rounding
     with pytest.raises(ValueError, match="unknown pooling"):
         read_validation(model, images, lungs, found, 128, pooling="box")
+
+
+def _recipe_ablation():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "recipe_ablation", Path(__file__).resolve().parent.parent / "scripts" / "recipe_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_model_spec_names_its_source_and_how_it_is_read():
+    script = _recipe_ablation()
+    assert script.parse_spec("v2=weights") == ("v2", "weights", {"pooling": "image", "low_pass_sigma": None})
+    assert script.parse_spec("c=~/runs/os16/best.pt:densenet121_os16:256+lung-pooling+low-pass:0.7") == (
+        "c", "~/runs/os16/best.pt:densenet121_os16:256", {"pooling": "lungs", "low_pass_sigma": 0.7})
+    with pytest.raises(SystemExit, match="unknown reading option"):
+        script.parse_spec("x=weights+sharpen")
+
+
+def test_the_low_pass_front_end_blurs_and_keeps_the_mean():
+    script = _recipe_ablation()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 64, 64)).astype(np.uint8)
+    blurred = script.low_pass(images, 1.0)
+    assert blurred.dtype == np.uint8 and blurred.shape == images.shape
+    assert blurred.astype(float).std() < 0.6 * images.astype(float).std()
+    assert abs(blurred.astype(float).mean() - images.astype(float).mean()) < 1.0
+    assert script.low_pass(images, None) is images

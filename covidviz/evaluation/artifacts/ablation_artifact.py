@@ -1,12 +1,14 @@
 """The recipe ablation: models from different training recipes read the same validation films, so that the next
-person knows what helped (``weights/eval/ablation.json``, the model card's "Recipe ablation" table). Where a model is a
-weights folder that ``measure-shift`` has read, its class flips under the acquisition transforms stand beside.
+person knows what helped (``weights/eval/ablation.json``, the model card's "Recipe ablation" table).
 
 Validation only: test and external films are never read here, so nothing is chosen by them. For each model:
 macro F1 under argmax; the COVID-19 ROC AUC within SIIM, a source holding COVID-19 and other films alike, so
 that source cannot stand in for class; the median share of the predicted class's Grad-CAM energy inside the
-lung mask, beside the share a map spread evenly over the lung field would put there. Every row is resampled
-with the same bootstrap draws, so each difference against the first row comes with a paired interval.
+lung mask, beside the share a map spread evenly over the lung field would put there; and how often its class
+flips on the validation films ``measure-shift`` draws, read clean and through each acquisition transform (the
+same films, transforms and seeds for every row, under argmax, so rows compare whatever rule each model ships
+with). Every row is resampled with the same bootstrap draws, so each difference against the first row comes
+with a paired interval.
 ``scripts/recipe_ablation.py`` runs the models and writes the file.
 """
 
@@ -130,17 +132,13 @@ def ablation_report(rows: list[tuple[dict[str, Any], ValidationReading]], truth:
             "rows": out_rows}
 
 
-def shift_flips(weights_dir: str | Path) -> dict[str, Any] | None:
-    """A weights folder's acquisition-shift reading (``eval/shift.json``, measured on validation films) as the
-    ablation shows it: per transform, how many films changed class against the clean film. None where it was
-    never measured, or measured for other weights."""
-    from covidviz.evaluation.artifacts.shift_artifact import load_shift
-    from covidviz.verified import read_sidecar
-    summary = load_shift(weights_dir)
-    if not summary or summary.get("weights_sha256") != read_sidecar(weights_dir)["weights_sha256"]:
-        return None
-    transforms = {name: int(t["flipped"]) for name, t in summary["transforms"].items() if name != "clean"}
-    return {"films": int(summary["sample"]["films"]), "seed": summary["sample"].get("seed"), "flipped": transforms}
+def flips_against_clean(labels: dict[str, np.ndarray], clean: str, seed: int) -> dict[str, Any]:
+    """Per acquisition transform, how many films changed class against the same film read clean (``labels``:
+    transform name to one class index per film, the clean reading under ``clean``); the ablation's argmax rule."""
+    reference = np.asarray(labels[clean])
+    return {"films": int(len(reference)), "seed": seed, "rule": "argmax",
+            "flipped": {name: int(np.sum(np.asarray(found) != reference))
+                        for name, found in labels.items() if name != clean}}
 
 
 def ablation_path(weights_dir: str | Path) -> Path:

@@ -12,7 +12,7 @@ GRAIN = "grain_noise"
 
 def _model(row: dict[str, Any], shipped_sha256: str | None) -> str:
     when = f"epoch {row['epoch']}" if row.get("epoch") is not None else f"`{row.get('weights_sha256', '?')[:12]}`"
-    as_shipped = row.get("pooling", "image") == "image"  # the same weights read another way are not what ships
+    as_shipped = row.get("pooling", "image") == "image" and not row.get("low_pass_sigma")  # read as shipped
     shipped = " **(shipped)**" if as_shipped and shipped_sha256 and row.get("weights_sha256") == shipped_sha256 else ""
     return f"{row['name']}{shipped}<br>`{row['source']}`, {when}"
 
@@ -40,15 +40,18 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
              f"the lung mask ({report['films_with_lungs']:,} films with lungs found), where a map spread evenly over "
              f"the lung field puts {report['even_map_lung_share']:.2f}. Brackets: 95% bootstrap intervals "
              f"({report['bootstrap_resamples']} resamples); each difference is against {first} on the same "
-             "resamples. Class flips: of the validation films `measure-shift` reads clean and through each "
-             "acquisition transform, how many change class under the model's decision rule (weights folders only; "
-             "the model card's Acquisition shift section has the intervals).",
+             "resamples. Class flips: of the validation films `measure-shift` draws, read clean and through each "
+             "acquisition transform at full strength (the same films and seeds for every row), how many change "
+             "class under argmax; the model card's Acquisition shift section has the shipped model's under its "
+             "decision rule, with intervals.",
              "",
              "| recipe | input, map | macro F1 | vs first | within-SIIM AUC | vs first | lung energy | vs first | "
              "class flips: grain | digitised film | all six transforms |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         pooled = "; pooled over the lungs" if row.get("pooling") == "lungs" else ""
+        if row.get("low_pass_sigma"):
+            pooled += f"; low-pass front end (Gaussian, σ {row['low_pass_sigma']:g} px)"
         cells = [_model(row, shipped_sha256),
                  f"{row['architecture']}, {row['input_size']} px, {row['feature_map'][0]} x {row['feature_map'][1]}"
                  + pooled]
