@@ -31,11 +31,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
+
+if TYPE_CHECKING:
+    from covidviz.lungs.segmenter import LungSegmenter
 
 LUNG_POOLING, LOW_PASS = "lung-pooling", "low-pass"
 CACHE = Path.home() / ".cache" / "covidviz"
@@ -89,7 +93,7 @@ def low_pass(images: np.ndarray, sigma: float | None) -> np.ndarray:
 
 def row_key(source: str, reading: dict, films: list[str]) -> str:
     """What a row's cached reading depends on: the weights (a folder's sidecar hash, a checkpoint's size and
-    time), how they are read, and the films."""
+    time), how they are read, and ``films`` (the films and whatever else prepared them)."""
     import hashlib
     path = Path(source.rsplit(":", 2)[0]).expanduser()
     if Path(source).expanduser().is_dir():
@@ -102,8 +106,8 @@ def row_key(source: str, reading: dict, films: list[str]) -> str:
 
 
 def cached_fields(cache: Path, files: list[str], read: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Prepared lung fields (``images``, ``lungs``, ``found``) from ``cache`` when it holds these films, else
-    ``read()``, stored there for the next run."""
+    """Prepared lung fields (``images``, ``lungs``, ``found``) from ``cache`` when it holds these films (``files``,
+    ending with the segmenter that prepared them), else ``read()``, stored there for the next run."""
     if cache.is_file():
         stored = np.load(cache, allow_pickle=False)
         if list(stored["files"]) == files:
@@ -115,7 +119,7 @@ def cached_fields(cache: Path, files: list[str], read: Callable[[], dict[str, np
     return fields
 
 
-def shifted_fields(data: Path, weights: Path, segmenter: object, films: int, seed: int
+def shifted_fields(data: Path, weights: Path, segmenter: LungSegmenter, films: int, seed: int
                    ) -> tuple[list[str], dict[str, np.ndarray]]:
     """``measure-shift``'s validation sample (same films, same per-film transform seeds, full strength), clean
     and through each acquisition transform, as uint8 lung fields prepared by the upload path: the transform
@@ -128,7 +132,7 @@ def shifted_fields(data: Path, weights: Path, segmenter: object, films: int, see
 
     records, _ = sample_validation(data, weights, films, seed)
     names = (CLEAN, *TRANSFORMS)
-    keys = [f"{name}/{r.file}" for name in names for r in records]
+    keys = [f"{name}/{r.file}" for name in names for r in records] + [f"lungs:{segmenter.sha256}"]
 
     def read() -> dict[str, np.ndarray]:
         grays = [load_xray_file(data / r.file).pixels for r in records]
@@ -182,7 +186,7 @@ def main() -> int:
         prepared = load_prepared(data, records, segmenter, dtype=np.uint8)
         return {"images": prepared.images, "lungs": prepared.lungs, "found": prepared.lungs_found}
 
-    val = cached_fields(Path(args.cache), [r.file for r in records], read_val)
+    val = cached_fields(Path(args.cache), [r.file for r in records] + [f"lungs:{segmenter.sha256}"], read_val)
     images, lungs, found = val["images"], val["lungs"], val["found"]
     transforms, shifted = shifted_fields(data, weights, segmenter, args.shift_films, args.shift_seed)
     truth = np.array([r.target for r in records])
@@ -190,7 +194,8 @@ def main() -> int:
     even = float(np.median([m.mean() for m, ok in zip(lungs, found) if ok]))
     rows = []
     print(f"validation: {len(records)} films; an even map puts a median {even:.2f} of its energy in the lungs")
-    films = [r.file for r in records] + [f"shift:{args.shift_films}:{args.shift_seed}"]
+    # what every row's reading also depends on: the films, the shift sample and the segmenter that found the lungs
+    films = [r.file for r in records] + [f"shift:{args.shift_films}:{args.shift_seed}", f"lungs:{segmenter.sha256}"]
     for spec in args.model:
         name, source, how = parse_spec(spec)
         meta, model, size = load_model(source)
