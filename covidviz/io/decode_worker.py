@@ -16,6 +16,7 @@ import resource
 import sys
 import warnings
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +34,15 @@ def address_space(pid: int | str = "self") -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_seconds(pid: int | str = "self") -> float | None:
+    """A process's processor time so far (user and system, in seconds); None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def caused_by_memory(exc: BaseException | None) -> bool:

@@ -4,8 +4,12 @@ message, never the server.
 A decoder that loops or allocates without bound inside the serving process holds whatever that process
 serves: on the dashboard, every session. So :func:`read_untrusted` hands the bytes to a pre-started worker
 process that runs :func:`~covidviz.io.loading.load_xray` under an address-space limit (``RLIMIT_AS``) and
-waits at most ``DECODE_SECONDS`` for it; a worker that overruns, runs out of memory or dies is killed and
-replaced, and the caller gets an :class:`XrayInputError` saying which. Pixels come back through a
+lets it spend at most ``DECODE_SECONDS`` of processor time on the file (and ``WALL_FACTOR`` times that on the
+clock, for a decoder stuck without computing); a worker that overruns, runs out of memory or dies is killed
+and replaced, and the caller gets an :class:`XrayInputError` saying which. The limit counts the worker's
+processor time, not the clock, because on a busy server the clock also counts the other sessions' work: a
+46-megapixel PNG that reads in 3 s alone took over 10 s of clock time under eight sessions on two cores, and
+was refused as malformed. Pixels come back through a
 shared-memory block the caller creates and removes (one copy on each side), not pickled through the pipe;
 where shared memory cannot be had (a small ``/dev/shm``) they come through the pipe instead.
 
@@ -29,11 +33,14 @@ import numpy as np
 
 from covidviz.errors import XrayInputError
 from covidviz.io.child_process import start_child
-from covidviz.io.decode_worker import address_space
+from covidviz.io.decode_worker import address_space, cpu_seconds
 from covidviz.io.loading import file_bytes
 from covidviz.io.xray import Xray
 
-DECODE_SECONDS = float(os.environ.get("COVIDVIZ_DECODE_SECONDS", "10"))
+DECODE_SECONDS = float(os.environ.get("COVIDVIZ_DECODE_SECONDS", "10"))  # of the worker's processor time
+WALL_FACTOR = 8.0  # the clock allows this many times DECODE_SECONDS: a decoder frozen or starved that long
+POLL_SECONDS = 0.05  # how often a waiting caller looks at the worker's processor time
+_SIZES_READ_FAST = "a radiograph of any accepted size reads in a few seconds"
 DECODE_MEMORY = int(os.environ.get("COVIDVIZ_DECODE_MEMORY_MB", "2048")) * 2**20  # above a started worker's own
 DECODE_WORKERS = int(os.environ.get("COVIDVIZ_DECODE_WORKERS", "2"))
 START_SECONDS = 120.0  # a worker imports numpy, Pillow and pydicom: seconds on a loaded machine, never minutes
@@ -73,24 +80,22 @@ class DecodeWorker:
         """The :class:`Xray` of ``data``, or :class:`XrayInputError` for a file that is refused, overruns its
         time or memory, or stops the decoder."""
         self.wait_ready()
-        deadline = time.monotonic() + self.seconds
+        budget = _Budget(self._proc.pid, self.seconds)
         carrier = _shared_copy(data) if len(data) > PIPE_BYTES else None
         try:
             if carrier is None:
                 self._outbox.send(("bytes", data, filename))
             else:
                 self._outbox.send(("shared", carrier.name, len(data), filename))
-            reply = self._reply(deadline)
+            reply = self._reply(budget)
             if carrier is not None:
                 _remove(carrier)
                 carrier = None
             if reply[0] == "ok":
-                return self._receive(reply, deadline)
-        except _Overrun:
+                return self._receive(reply, budget)
+        except _Overrun as overrun:
             self.restart()
-            raise XrayInputError(f"This file took longer than {self.seconds:.0f} s to read and was stopped; a "
-                                 "radiograph of any accepted size reads in a few seconds, so the file is "
-                                 "malformed.") from None
+            raise XrayInputError(str(overrun)) from None
         except (EOFError, OSError):
             code = self._proc.wait(5)
             self.restart()
@@ -111,12 +116,16 @@ class DecodeWorker:
             raise XrayInputError(f"The file could not be read ({reply[1]}).")
         raise XrayInputError(reply[1])
 
-    def _reply(self, deadline: float) -> tuple:
-        if not self._inbox.poll(max(0.0, deadline - time.monotonic())):
-            raise _Overrun
+    def _reply(self, budget: _Budget) -> tuple:
+        self._wait(budget)
         return self._inbox.recv()
 
-    def _receive(self, reply: tuple, deadline: float) -> Xray:
+    def _wait(self, budget: _Budget) -> None:
+        """Return once the worker has answered; :class:`_Overrun` once it has spent its budget first."""
+        while not self._inbox.poll(min(POLL_SECONDS, budget.seconds)):
+            budget.check()
+
+    def _receive(self, reply: tuple, budget: _Budget) -> Xray:
         _, shape, info, warnings = reply
         nbytes = int(np.prod(shape)) * 4
         try:
@@ -126,13 +135,12 @@ class DecodeWorker:
         if block is None:
             self._outbox.send(("pipe",))
             pixels = np.empty(shape, np.float32)
-            if not self._inbox.poll(max(0.0, deadline - time.monotonic())):
-                raise _Overrun
+            self._wait(budget)
             self._inbox.recv_bytes_into(memoryview(pixels).cast("B"))
         else:
             try:
                 self._outbox.send(("shared", block.name))
-                self._reply(deadline)
+                self._reply(budget)
                 pixels = block.array(shape)
             finally:
                 block.remove()
@@ -197,7 +205,32 @@ def _remove(block: SharedMemory) -> None:
 
 
 class _Overrun(Exception):
-    """The worker did not answer in time."""
+    """The worker did not answer within its budget; ``str()`` is the refusal its sender reads."""
+
+
+class _Budget:
+    """What one decode may spend: ``seconds`` of the worker's processor time, and ``WALL_FACTOR`` times that
+    on the clock. Where /proc cannot tell processor time, the clock alone counts, at ``seconds``."""
+
+    def __init__(self, pid: int, seconds: float) -> None:
+        self.pid, self.seconds = pid, seconds
+        self.began = time.monotonic()
+        self.cpu_began = cpu_seconds(pid)
+        self.wall = seconds if self.cpu_began is None else seconds * WALL_FACTOR
+
+    def check(self) -> None:
+        now = cpu_seconds(self.pid)
+        used = None if self.cpu_began is None or now is None else now - self.cpu_began
+        if used is not None and used > self.seconds:
+            raise _Overrun(f"This file took longer than {self.seconds:.0f} s of processor time to read and was "
+                           f"stopped; {_SIZES_READ_FAST}, so the file is malformed.")
+        if time.monotonic() - self.began > self.wall:
+            if used is None:
+                raise _Overrun(f"This file took longer than {self.wall:.0f} s to read and was stopped; "
+                               f"{_SIZES_READ_FAST}, so the file is malformed.")
+            raise _Overrun(f"This file took longer than {self.wall:.0f} s to read, having used {used:.1f} s of "
+                           "processor time, and was stopped: the decoder was stuck on it, or the server is "
+                           f"overloaded ({_SIZES_READ_FAST}).")
 
 
 class DecodePool:
