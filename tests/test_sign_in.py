@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from covidviz.ui.navigation import PAGES
@@ -114,23 +113,23 @@ def test_admin_opens_the_audit_log_and_sees_who_was_refused(browser, context, se
 
 
 def test_sign_out_is_recorded_and_ends_the_session(context, server):
+    """Sign out, and follow where it leads: the dashboard records it and sends the browser (through its own
+    /auth/logout, which drops the identity cookie) to the provider's end-session page, which returns it to the
+    dashboard's sign-in screen. The test navigates nowhere itself before that: a page reloaded before the
+    click's rerun has run would cut the rerun off, the sign-out unrecorded and the reader still signed in."""
     page = context.new_page()
     sign_in(page, server, "reader-1")
     page.get_by_role("button", name="Sign out").click()
-    page.wait_for_load_state()
-    end_session = page.get_by_role("button", name="End session")  # the provider's own sign-out page, if shown
-    if end_session.count():
-        end_session.click()
-    for attempt in range(5):  # the sign-out's redirects may still be navigating: that aborts a goto, so wait it out
-        try:
-            page.goto(server.url)
-            break
-        except PlaywrightError as exc:
-            if "ERR_ABORTED" not in str(exc) or attempt == 4:
-                raise
-            page.wait_for_timeout(1000)
-    page.get_by_text(SIGN_IN_TEXT).wait_for(timeout=60_000)
+    end_session = page.get_by_role("button", name="End session")  # the provider's own sign-out page
+    end_session.wait_for(timeout=60_000)
+    end_session.click()
+    page.wait_for_url(f"{server.url}/**", timeout=60_000)
+    signed_out = page.get_by_text(SIGN_IN_TEXT)
+    signed_out.wait_for(timeout=60_000)
     assert "reader-1" in set(audit_rows(server, "sign_out")["user_sub"])
+    assert "_streamlit_user" not in {cookie["name"] for cookie in context.cookies()}
+    page.goto(server.url)  # a fresh page load is not signed in either
+    signed_out.wait_for(timeout=60_000)
 
 
 def _identity_cookie(context) -> dict:

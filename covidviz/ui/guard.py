@@ -184,6 +184,9 @@ def _sidebar(key: tuple, name: Any, roles: frozenset[str], config: AccessConfig)
             store.entries[key] = _SignIn(last_seen=time.time(), ended=True)
         record_access("sign_out")
         st.logout()
+        # Nothing more in this run: the idle watch below would see the session ended and rerun, and a rerun
+        # drops the browser's queued redirect to /auth/logout, leaving the identity cookie in place.
+        st.stop()
     _idle_watch(key, config.idle_minutes * 60)
 
 
