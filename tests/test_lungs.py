@@ -129,11 +129,15 @@ def test_segmenter_training_exports_verified_weights_with_held_out_scores(tmp_pa
         writer.writeheader()
         writer.writerows(rows)
     cfg = LungTrainConfig(str(data), str(tmp_path / "run"), epochs=2, batch_size=4, threads=1,
-                          export_dir=str(tmp_path / "w"))
+                          export_dir=str(tmp_path / "w"), acquisition=0.5)
     sidecar = train_lungs(cfg)
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
     assert [h["epoch"] for h in sidecar["training"]["history"]] == [1, 2]
     assert sidecar["test"]["n"] == sidecar["data"]["test"] and 0.0 <= sidecar["test"]["dice_mean"] <= 1.0
+    from covidviz.data.acquisition import TRANSFORMS
+    assert sidecar["training"]["acquisition"] == 0.5 and "50% of films through" in sidecar["training"]["augmentation"]
+    under = sidecar["test"]["dice_under_acquisition"]
+    assert set(under) == set(TRANSFORMS) and all(0.0 <= dice <= 1.0 for dice in under.values())
     segmenter = load_segmenter(tmp_path / "w")
     from covidviz.verified import sha256_of
     assert segmenter.sha256 == sha256_of(tmp_path / "w" / "lungs" / "model.safetensors")

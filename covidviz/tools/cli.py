@@ -48,7 +48,8 @@ def _compare_build(args: argparse.Namespace) -> int:
 def _train_lungs(args: argparse.Namespace) -> int:
     from covidviz.training.lungs import LungTrainConfig, train_lungs
     cfg = LungTrainConfig(data_dir=args.data, run_dir=args.run, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, seed=args.seed, threads=args.threads, limit=args.limit, export_dir=args.export)
+                          lr=args.lr, seed=args.seed, threads=args.threads, limit=args.limit, export_dir=args.export,
+                          acquisition=args.acquisition)
     sidecar = train_lungs(cfg, resume=args.resume)
     if sidecar:
         test = sidecar["test"]
@@ -193,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="masks per split (smoke tests)")
     s.add_argument("--resume", action="store_true")
     s.add_argument("--export", help="write <export>/lungs (safetensors + sidecar), e.g. weights")
+    s.add_argument("--acquisition", type=float, default=0.0,
+                   help="share of training films through one acquisition transform (grain, vendor curves, digitised "
+                        "film...), so the lungs are found however the film was made (default 0)")
     s.set_defaults(func=_train_lungs)
 
     e = sub.add_parser("evaluate", help="write weights/eval/: predictions, metrics, calibration")
