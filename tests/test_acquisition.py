@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from covidviz.data.acquisition import TRANSFORMS
+from covidviz.data.acquisition import DIGITISED_PARTS, TRANSFORMS, digitised_film
 from covidviz.evaluation.artifacts.shift_artifact import CLEAN, COLUMNS, load_shift, shift_summary, summarise
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
 
@@ -86,6 +86,20 @@ def test_digitised_film_replaces_fine_detail_and_adds_a_uniform_bright_film_edge
     sides = [out[:2], out[-2:], out[:, :2], out[:, -2:]]
     assert any(side.std() < 1e-6 and side.mean() > 0.8 for side in sides)  # unexposed film along one edge
     assert not any(side.std() < 1e-6 for side in (film[:2], film[-2:], film[:, :2], film[:, -2:]))
+
+
+def test_digitised_film_parts_draw_as_the_whole_transform_does(film):
+    """A part applied alone is that part of the whole transform, drawn from the same random numbers: no part
+    leaves the film as it was, the edge alone puts the whole transform's band on the untouched film, and all
+    five are the whole transform."""
+    whole = _run("digitised_film", film)
+    np.testing.assert_array_equal(digitised_film(film, np.random.default_rng(0), 1.0, parts=DIGITISED_PARTS), whole)
+    np.testing.assert_array_equal(digitised_film(film, np.random.default_rng(0), 1.0, parts=()), film)
+    edge = digitised_film(film, np.random.default_rng(0), 1.0, parts=("edge",))
+    band = edge != film
+    assert band.any() and np.ptp(edge[band]) == 0 and np.all(whole[band] == edge[band])
+    with pytest.raises(ValueError, match="unknown digitised-film part"):
+        digitised_film(film, np.random.default_rng(0), 1.0, parts=("grain", "dust"))
 
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 64, 64), np.float32), np.zeros((64, 64), np.uint8),

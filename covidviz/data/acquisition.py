@@ -147,12 +147,22 @@ def _ramp(distance: np.ndarray, soft: float) -> np.ndarray:
     return np.clip(distance / soft + 0.5, 0.0, 1.0)
 
 
-def digitised_film(gray: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+DIGITISED_PARTS = ("curve", "blur", "grain", "light", "edge")
+
+
+def digitised_film(gray: np.ndarray, rng: np.random.Generator, strength: float = 1.0,
+                   parts: tuple[str, ...] = DIGITISED_PARTS) -> np.ndarray:
     """A screen-film radiograph scanned on a film digitiser, the strong shift built here: the film's S-shaped
-    characteristic curve with base fog (no true black or white), silver grain, the scanner's blur, uneven
+    characteristic curve with base fog (no true black or white), the scanner's blur, silver grain, uneven
     scanner light (vignetting and a gradient across the film) and a bright band of unexposed film along one
-    edge. Normals digitised from film at an unseen hospital were the case the guard missed (issue 20)."""
+    edge. Normals digitised from film at an unseen hospital were the case the guard missed (issue 20).
+
+    ``parts`` applies only some of these five (:data:`DIGITISED_PARTS`), to find which one moves a model; every
+    random draw is made all the same, so a part looks exactly as it does inside the whole transform."""
     gray, strength = check_gray(gray), _check_strength(strength)
+    unknown = set(parts) - set(DIGITISED_PARTS)
+    if unknown:
+        raise ValueError(f"unknown digitised-film part(s) {sorted(unknown)}: choose from {', '.join(DIGITISED_PARTS)}")
     h, w = gray.shape
     scale = _scale(gray)
     # characteristic (H&D) curve: an S-curve squeezed between base-plus-fog and the film's maximum density
@@ -160,15 +170,20 @@ def digitised_film(gray: np.ndarray, rng: np.random.Generator, strength: float =
     s = 1 / (1 + np.exp(-slope * (gray - centre)))
     fog, top = rng.uniform(0.08, 0.15) * strength, 1 - rng.uniform(0.05, 0.12) * strength
     mix = min(0.8 * strength, 1.0)  # how much of the curve replaces the film's own contrast
-    film = (1 - mix) * gray + mix * (fog + (top - fog) * s)
-    film = cv2.GaussianBlur(film.astype(np.float32), (0, 0), max(rng.uniform(0.8, 1.4) * scale * strength, 1e-3))
-    film = film + rng.uniform(0.02, 0.035) * strength * _grain((h, w), rng, 1.0 * scale)
+    film = (1 - mix) * gray + mix * (fog + (top - fog) * s) if "curve" in parts else gray
+    blur = max(rng.uniform(0.8, 1.4) * scale * strength, 1e-3)
+    if "blur" in parts:
+        film = cv2.GaussianBlur(film.astype(np.float32), (0, 0), blur)
+    grain = rng.uniform(0.02, 0.035) * strength * _grain((h, w), rng, 1.0 * scale)
+    if "grain" in parts:
+        film = film + grain
     # uneven scanner light: a radial fall-off and a linear gradient in a random direction
     y, x = np.linspace(-1, 1, h, dtype=np.float32)[:, None], np.linspace(-1, 1, w, dtype=np.float32)[None, :]
     angle = rng.uniform(0, 2 * np.pi)
     light = (1 - rng.uniform(0.12, 0.2) * strength * (x ** 2 + y ** 2) / 2
              + rng.uniform(0.05, 0.1) * strength * (np.cos(angle) * x + np.sin(angle) * y))
-    film = film * light
+    if "light" in parts:
+        film = film * light
     # the film's edge: a band of unexposed (clear, so bright) film along one side
     width = max(1, int(rng.uniform(0.03, 0.06) * min(strength, 1.5) * (h if rng.integers(2) else w)))
     side = int(rng.integers(4))
@@ -176,7 +191,9 @@ def digitised_film(gray: np.ndarray, rng: np.random.Generator, strength: float =
     if strength > 0:
         band[(slice(0, width), slice(h - width, h), slice(None), slice(None))[side],
              (slice(None), slice(None), slice(0, width), slice(w - width, w))[side]] = True
-    film = np.where(band, rng.uniform(0.85, 0.95), film)
+    clear = rng.uniform(0.85, 0.95)
+    if "edge" in parts:
+        film = np.where(band, clear, film)
     return _finish(film)
 
 
