@@ -30,13 +30,18 @@ def _config(toy, run, **kw):
     return TrainConfig(data_dir=str(toy), run_dir=str(run), **settings)
 
 
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path):
-    # with acquisition augmentation on, so its random draws are part of what must resume exactly
-    train(_config(toy, tmp_path / "straight", acquisition=0.5))
-    train(_config(toy, tmp_path / "resumed", acquisition=0.5, stop_after=1))
+@pytest.mark.parametrize("recipe", [{"acquisition": 0.5}, {"acquisition": 0.5, "consistency": 4.0}],
+                         ids=["acquisition", "acquisition-consistency"])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, recipe):
+    # with acquisition augmentation on (and the twins of the consistency term), so their random draws are part of
+    # what must resume exactly
+    train(_config(toy, tmp_path / "straight", **recipe))
+    train(_config(toy, tmp_path / "resumed", stop_after=1, **recipe))
     first = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
     assert json.loads(first["progress"])["epoch"] == 1
-    train(_config(toy, tmp_path / "resumed", acquisition=0.5), resume=True)
+    train(_config(toy, tmp_path / "resumed", **recipe), resume=True)
+    stage = torch.load(tmp_path / "resumed" / "best.pt", weights_only=True)["stages"][-1]
+    assert stage["consistency"] == recipe.get("consistency", 0.0)
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
     for name in a:

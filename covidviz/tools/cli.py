@@ -25,7 +25,8 @@ def _train(args: argparse.Namespace) -> int:
                       threads=args.threads, fast={"auto": None, "fp32": False, "bf16": True}[args.precision],
                       stop_after=args.stop_after, segmenter_dir=args.lungs, previous_split=args.previous_split,
                       radiologist_labels=not args.report_labels, epoch_images=args.epoch_images,
-                      source_power=args.source_power, acquisition=args.acquisition, arch=args.arch)
+                      source_power=args.source_power, acquisition=args.acquisition, arch=args.arch,
+                      consistency=args.consistency)
     best = train(cfg, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0
@@ -156,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--acquisition", type=float, default=0.0,
                    help="share of training images passed through one acquisition transform (grain, vendor curves, "
                         "edge enhancement, low resolution and JPEG, collimation and text, digitised film)")
+    t.add_argument("--consistency", type=float, default=0.0,
+                   help="weight of a term asking each film and its twin through an acquisition transform for the same "
+                        "answer (Jensen-Shannon, as AugMix; 0: off). Each step then reads twice the images")
     t.add_argument("--arch", default="densenet121", choices=ARCHITECTURE_NAMES,
                    help="the backbone (recorded in the sidecar; loading refuses weights of another one)")
     t.set_defaults(func=_train)

@@ -80,6 +80,19 @@ def _batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, 
     return standardise(augment(resize_batch(batch, size), gen)).to(device), torch.from_numpy(targets[idx]).to(device)
 
 
+def _paired_batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, gen: torch.Generator,
+                  device: torch.device, acquisition: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each film (through an acquisition transform at ``acquisition`` share, as :func:`_batch`) and its twin: the
+    same film through one acquisition transform for certain, both under the same geometric and photometric
+    augmentation (stacked as two channels), so the twins differ only in how the film was made."""
+    unit = _as_unit(images[idx])
+    first = random_acquisition(unit, gen, acquisition) if acquisition > 0 else unit
+    twin = random_acquisition(unit, gen, 1.0)
+    pair = augment(resize_batch(torch.from_numpy(np.stack([first, twin], 1)), size), gen)
+    return (standardise(pair[:, :1]).to(device), standardise(pair[:, 1:]).to(device),
+            torch.from_numpy(targets[idx]).to(device))
+
+
 def _as_unit(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255 if images.dtype == np.uint8 else images.astype(np.float32)
 
@@ -88,6 +101,24 @@ def _step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Ten
           label_smoothing: float) -> torch.Tensor:
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss
+
+
+def _consistent_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, twin: torch.Tensor,
+                     y: torch.Tensor, bf16: bool, label_smoothing: float, weight: float) -> torch.Tensor:
+    """Cross-entropy on a film and its acquisition-shifted twin, plus ``weight`` times the Jensen-Shannon
+    divergence between their predictions (AugMix's consistency term): augmentation alone taught the models to
+    classify shifted films, not to give them the same answer as the clean film (issue 20's class flips)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(torch.cat([x, twin])).float()
+    loss = F.cross_entropy(logits, torch.cat([y, y]), label_smoothing=label_smoothing)
+    p, q = logits.softmax(1).chunk(2)
+    mean = ((p + q) / 2).clamp_min(1e-7).log()
+    agreement = (F.kl_div(mean, p, reduction="batchmean") + F.kl_div(mean, q, reduction="batchmean")) / 2
+    loss = loss + weight * agreement
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -181,8 +212,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs} @{cfg.size}px", unit="batch")
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].numpy()
-            x, y = _batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
-            loss = _step(model, optimiser, x, y, cfg.fast, cfg.label_smoothing)
+            if cfg.consistency > 0:
+                x, twin, y = _paired_batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
+                loss = _consistent_step(model, optimiser, x, twin, y, cfg.fast, cfg.label_smoothing, cfg.consistency)
+            else:
+                x, y = _batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
+                loss = _step(model, optimiser, x, y, cfg.fast, cfg.label_smoothing)
             schedule.step()
             running += loss.item()
             bar.set_postfix(loss=f"{running / (step + 1):.3f}", lr=f"{schedule.get_last_lr()[0]:.1e}")
@@ -200,7 +235,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         this_stage = {"stage": stage_name, **{k: v for k, v in asdict(cfg).items()
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
                                                        "label_smoothing", "seed", "fast", "arch", "epoch_images",
-                                                       "fold", "recipe", "acquisition", "source_power")},
+                                                       "fold", "recipe", "acquisition", "source_power",
+                                                       "consistency")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
             state_["best"] = list(score)
