@@ -23,8 +23,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -49,36 +47,34 @@ def main() -> int:
     if not args.model:
         parser.error("name at least one --model")
 
-    from recipe_ablation import load_model
+    from recipe_ablation import load_model, upload_fields
 
     from covidviz import CLASSES
     from covidviz.data.acquisition import digitised_film
     from covidviz.evaluation.artifacts.ablation_artifact import read_validation
+    from covidviz.evaluation.artifacts.shift_artifact import CLEAN
     from covidviz.evaluation.artifacts.shift_run import film_rng, sample_validation
+    from covidviz.evaluation.documents.shift_facts import STRONG_SHIFT
     from covidviz.io.loading import load_xray_file
     from covidviz.lungs.segmenter import load_segmenter
-    from covidviz.model.preprocessing import prepare
 
     data, weights = Path(args.data), Path(args.weights)
     segmenter = load_segmenter(weights)
     records, _ = sample_validation(data, weights, args.films, args.seed)
     grays = [load_xray_file(data / r.file).pixels for r in records]
     fields = {}
-    for name, parts in {"clean": None, **variants()}.items():
+    for name, parts in {CLEAN: None, **variants()}.items():
         shifted = grays if parts is None else [
-            digitised_film(g, film_rng(args.seed, r.file, "digitised_film"), 1.0, parts=parts)
+            digitised_film(g, film_rng(args.seed, r.file, STRONG_SHIFT), 1.0, parts=parts)
             for g, r in zip(grays, records)]
-        items = [item for start in range(0, len(shifted), 16) for item in prepare(shifted[start:start + 16], segmenter)]
-        fields[name] = (np.stack([np.round(i.image * 255).astype(np.uint8) for i in items]),
-                        np.stack([i.lungs if i.lungs is not None else np.zeros(i.image.shape, bool) for i in items]),
-                        np.array([i.lungs_found for i in items]))
+        fields[name] = upload_fields(shifted, segmenter)
         print(f"prepared: {name}", flush=True)
     report = {"films": len(records), "seed": args.seed, "rule": "argmax", "models": []}
     for spec in args.model:
         label, source = spec.split("=", 1)
         _, model, size = load_model(source)
         classes = {name: read_validation(model, *f, size).probs.argmax(1) for name, f in fields.items()}
-        clean = classes.pop("clean")
+        clean = classes.pop(CLEAN)
         row = {"name": label, "source": source, "flipped": {}, "directions": {}}
         for name, found in classes.items():
             moved = Counter(f"{CLASSES[a]} to {CLASSES[b]}" for a, b in zip(clean, found) if a != b)

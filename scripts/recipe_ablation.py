@@ -119,6 +119,16 @@ def cached_fields(cache: Path, files: list[str], read: Callable[[], dict[str, np
     return fields
 
 
+def upload_fields(grays: list[np.ndarray], segmenter: LungSegmenter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole films to what the upload path reads, as ``read_validation`` takes it: uint8 lung fields, their lung
+    masks (empty where none was found) and whether a plausible pair of lungs was found."""
+    from covidviz.model.preprocessing import prepare
+    items = [item for start in range(0, len(grays), 16) for item in prepare(grays[start:start + 16], segmenter)]
+    return (np.stack([np.round(item.image * 255).astype(np.uint8) for item in items]),
+            np.stack([item.lungs if item.lungs is not None else np.zeros(item.image.shape, bool) for item in items]),
+            np.array([item.lungs_found for item in items]))
+
+
 def shifted_fields(data: Path, weights: Path, segmenter: LungSegmenter, films: int, seed: int
                    ) -> tuple[list[str], dict[str, np.ndarray]]:
     """``measure-shift``'s validation sample (same films, same per-film transform seeds, full strength), clean
@@ -128,7 +138,6 @@ def shifted_fields(data: Path, weights: Path, segmenter: LungSegmenter, films: i
     from covidviz.evaluation.artifacts.shift_artifact import CLEAN
     from covidviz.evaluation.artifacts.shift_run import film_rng, sample_validation
     from covidviz.io.loading import load_xray_file
-    from covidviz.model.preprocessing import prepare
 
     records, _ = sample_validation(data, weights, films, seed)
     names = (CLEAN, *TRANSFORMS)
@@ -136,17 +145,13 @@ def shifted_fields(data: Path, weights: Path, segmenter: LungSegmenter, films: i
 
     def read() -> dict[str, np.ndarray]:
         grays = [load_xray_file(data / r.file).pixels for r in records]
-        images, lungs, found = [], [], []
+        parts = []
         for name in names:
             shifted = grays if name == CLEAN else [TRANSFORMS[name](g, film_rng(seed, r.file, name), 1.0)
                                                    for g, r in zip(grays, records)]
-            for start in range(0, len(shifted), 16):
-                for item in prepare(shifted[start:start + 16], segmenter):
-                    images.append(np.round(item.image * 255).astype(np.uint8))
-                    lungs.append(item.lungs if item.lungs is not None else np.zeros(item.image.shape, bool))
-                    found.append(item.lungs_found)
+            parts.append(upload_fields(shifted, segmenter))
             print(f"prepared the sample: {name}", flush=True)
-        return {"images": np.stack(images), "lungs": np.stack(lungs), "found": np.array(found)}
+        return {key: np.concatenate([part[i] for part in parts]) for i, key in enumerate(("images", "lungs", "found"))}
 
     return list(names), cached_fields(CACHE / f"ablation-shift-{films}-{seed}.npz", keys, read)
 

@@ -152,8 +152,8 @@ def dice_under_acquisition(model: torch.nn.Module, images: np.ndarray, masks: np
     made differently. The transforms act on the square here, not on the full-size film as on upload."""
     from covidviz.data.acquisition import TRANSFORMS
     out = {}
-    for name, transform in TRANSFORMS.items():
-        rng = np.random.default_rng([seed, len(name)])
+    for index, (name, transform) in enumerate(TRANSFORMS.items()):
+        rng = np.random.default_rng([seed, index])
         shifted = np.stack([transform(image, rng, 1.0) for image in images]).astype(np.float32)
         out[name] = float(dice_iou(_predict(model, shifted), masks)[0].mean())
     return out
