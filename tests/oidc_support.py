@@ -147,16 +147,22 @@ idle_timeout_minutes = {idle_minutes}
 @contextmanager
 def running_dashboard(folder: Path, provider: Provider, idle_minutes: float = 1.0,
                       address: str = "127.0.0.1", extra_args: tuple[str, ...] = (), scheme: str = "http",
-                      env: dict[str, str] | None = None) -> Iterator[SignInServer]:
-    """``python -m covidviz.ui.serve`` with sign-in through ``provider`` and its own audit database."""
-    port = free_port()
-    cookie_secret, client_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+                      env: dict[str, str] | None = None, again: SignInServer | None = None) -> Iterator[SignInServer]:
+    """``python -m covidviz.ui.serve`` with sign-in through ``provider`` and its own audit database.
+
+    ``again``: the same dashboard restarted (a stopped one's port, secrets and database, so its cookies are
+    still validly signed); ``folder`` must be the one it ran in."""
+    port = int(again.url.rsplit(":", 1)[1]) if again else free_port()
+    if again:
+        cookie_secret, client_secret = again.cookie_secret, again.client_secret
+    else:
+        cookie_secret, client_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     secrets_file = folder / "secrets.toml"
     secrets_file.write_text(secrets_toml(port, provider, cookie_secret, client_secret, idle_minutes, scheme))
     log = folder / "streamlit.log"
     db_url = f"sqlite:///{folder / 'audit.sqlite'}"
     environment = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "COVIDVIZ_DB_URL": db_url, **(env or {})}
-    with log.open("w") as out:
+    with log.open("a" if again else "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "covidviz.ui.serve", "--server.address", address, "--server.port", str(port),
              "--server.headless", "true", "--browser.gatherUsageStats", "false", "--secrets.files",

@@ -43,6 +43,7 @@ from covidviz.audit.recorder import (
     record_rejection,
     write_events,
 )
+from covidviz.audit.sign_ins import SignInKey, StoredSignIn, end_sign_in, load_sign_in, note_activity
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
 
 pytest_plugins = ["tests.postgres_support"]  # its fixtures
@@ -139,6 +140,26 @@ def test_concurrent_writers_lose_nothing(db_url):
     assert len(frame) == 2 * threads * per_thread and recorder.dropped == 0
     assert set(frame["input_sha256"]) == expected
     assert frame["id"].is_unique
+
+
+def test_a_sign_in_once_ended_stays_ended(db_url):
+    """The state a restarted dashboard reads back (covidviz.ui.guard): two tabs' first writes at once make one
+    row, an ended sign-in is never reopened by later activity, and the same person's other sign-in (another
+    browser, another issued-at) is a sign-in of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+    key = SignInKey("https://idp.example", "reader-1", 1_700_000_000)
+    assert load_sign_in(key, db_url) is None
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda at: note_activity(key, at, db_url), (10.0, 11.0, 12.0, 13.0)))
+    assert load_sign_in(key, db_url) in {StoredSignIn(at, False) for at in (10.0, 11.0, 12.0, 13.0)}
+    end_sign_in(key, 30.0, "sign_out", db_url)
+    note_activity(key, 40.0, db_url)
+    assert load_sign_in(key, db_url) == StoredSignIn(30.0, True)
+    assert load_sign_in(key._replace(issued_at=1_700_000_100), db_url) is None
+    with migrate(db_url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM sign_ins")).scalar() == 1
+    with pytest.raises(ValueError, match="end reason"):
+        end_sign_in(key, 50.0, "logout", db_url)
 
 
 def test_a_broken_database_is_logged_and_never_raises(tmp_path, caplog):

@@ -210,3 +210,47 @@ def test_idle_session_times_out(context, server):
     page.reload()  # a reload does not restart the clock: the sign-in itself has ended
     page.get_by_text(SIGN_IN_TEXT).wait_for(timeout=60_000)
     assert "reader-1" in set(audit_rows(server, "session_timeout", least=2)["user_sub"])
+
+
+def test_a_restart_keeps_ended_sign_ins_ended_and_open_ones_open(browser, provider, tmp_path):
+    """Which sign-ins ended, and when each was last active, is kept in the audit database: after a restart
+    the cookie of a reader who signed out is refused, a sign-in in use carries on (not recorded as a new
+    sign-in), and one left idle keeps its idle clock and times out on time."""
+    idle_minutes = 1.0  # room for two sign-ins, a sign-out and a restart inside it
+    contexts = {sub: browser.new_context() for sub in ("admin-1", "chief-1", "reader-1")}
+    try:
+        with running_dashboard(tmp_path, provider, idle_minutes=idle_minutes) as first:
+            pages = {sub: context.new_page() for sub, context in contexts.items()}
+            sign_in(pages["admin-1"], first, "admin-1")  # then left: no tab open to time it out
+            idle_since = time.monotonic()
+            idle_cookie = _identity_cookie(contexts["admin-1"])
+            contexts.pop("admin-1").close()
+            sign_in(pages["chief-1"], first, "chief-1")
+            sign_in(pages["reader-1"], first, "reader-1")
+            signed_out_cookie = _identity_cookie(contexts["reader-1"])
+            pages["reader-1"].get_by_role("button", name="Sign out").click()
+            pages["reader-1"].get_by_role("button", name="End session").wait_for(timeout=60_000)
+            assert "reader-1" in set(audit_rows(first, "sign_out")["user_sub"])
+        with running_dashboard(tmp_path, provider, idle_minutes=idle_minutes, again=first) as second:
+            pages["chief-1"].goto(second.url)
+            pages["chief-1"].get_by_text("Signed in as").first.wait_for(timeout=60_000)
+            assert pages["chief-1"].get_by_role("button", name="Sign in").count() == 0
+            for cookie, reason in ((signed_out_cookie, "Your session has ended"), (idle_cookie, "without activity")):
+                if reason == "without activity":
+                    time.sleep(max(0.0, idle_since + idle_minutes * 60 + 3 - time.monotonic()))
+                returning = browser.new_context()
+                try:
+                    returning.add_cookies([cookie])
+                    page = returning.new_page()
+                    page.goto(f"{second.url}/audit")
+                    page.get_by_text(SIGN_IN_TEXT).wait_for(timeout=60_000)
+                    page.get_by_text(reason).wait_for(timeout=10_000)
+                    assert page.get_by_role("heading", name="Audit log").count() == 0
+                finally:
+                    returning.close()
+            assert "admin-1" in set(audit_rows(second, "session_timeout")["user_sub"])
+            signed_in = audit_rows(second, "sign_in", least=3)
+            assert (signed_in["user_sub"] == "chief-1").sum() == 1  # carried on across the restart
+    finally:
+        for context in contexts.values():
+            context.close()

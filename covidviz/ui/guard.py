@@ -11,6 +11,7 @@ the user's subject and issuer.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,12 +21,16 @@ import streamlit as st
 
 from covidviz.audit.identity import Actor, act_as, os_actor
 from covidviz.audit.recorder import record_access
+from covidviz.audit.sign_ins import SignInKey, StoredSignIn, end_sign_in, load_sign_in, note_activity
 from covidviz.ui.access import ROLES, AccessConfig, roles_from_claims
 from covidviz.ui.exposure import LOCAL, SIGN_IN, TRUSTED_NETWORK_ENV, mode
 from covidviz.ui.navigation import PageSpec, build_locked_navigation
 
 IDENTITY_COOKIE = "_streamlit_user"  # Streamlit's signed identity cookie (st.login)
 MAX_SIGN_INS = 10_000  # remembered sign-ins per process; only bounds memory
+ACTIVITY_WRITE_S = 30.0  # at most this often (and a quarter of the idle timeout) a sign-in's activity is saved
+
+log = logging.getLogger("covidviz.ui")
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,14 @@ class Visitor:
 class _SignIn:
     last_seen: float
     ended: bool = False
+    saved: float = 0.0  # the last activity written to the database
 
 
 @dataclass
 class _SignIns:
     """Every sign-in this process has seen, by (issuer, subject, issued-at): shared by a user's tabs, so
-    activity in any of them keeps the sign-in alive and a reload does not restart the idle clock."""
+    activity in any of them keeps the sign-in alive and a reload does not restart the idle clock. The audit
+    database keeps the same state (:mod:`covidviz.audit.sign_ins`) for the next process: this is its cache."""
 
     entries: dict[tuple, _SignIn] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -122,16 +129,27 @@ def _signed_in(config: AccessConfig) -> Visitor:
 
 
 def _check_session(key: tuple, claims: dict[str, Any], config: AccessConfig, now: float) -> str | None:
-    """None when the sign-in is good (its activity noted); else why it ended (recorded once)."""
+    """None when the sign-in is good (its activity noted); else why it ended (recorded once).
+
+    A sign-in this process has not seen yet is looked up in the database first: made before a restart, it
+    keeps its idle clock, and one that was signed out or timed out stays ended."""
     store = _sign_ins()
     actor = Actor(sub=key[1], issuer=key[0])
+    issued = claims.get("iat")
+    valid = bool(key[1]) and isinstance(issued, (int, float))  # both are required in an ID token
+    stored_key = SignInKey(key[0], key[1], issued) if valid else None
+    with store.lock:
+        known = key in store.entries
+    stored = _stored(stored_key) if valid and not known else None
     with store.lock:
         entry = store.entries.get(key)
+        if entry is None and stored is not None:
+            entry = _SignIn(last_seen=stored.last_seen, ended=stored.ended, saved=stored.last_seen)
         if entry is not None and entry.ended:
+            store.entries[key] = entry
             return "Your session has ended. Sign in again to continue."
         reason = None
-        issued = claims.get("iat")
-        if not key[1] or not isinstance(issued, (int, float)):  # both are required in an ID token
+        if not valid:
             reason = "Your sign-in does not say who you are or when it was made. Sign in again to continue."
         elif now - issued > config.session_hours * 3600:
             reason = (f"Your sign-in is more than {config.session_hours:g} hours old. Sign in again to "
@@ -143,15 +161,38 @@ def _check_session(key: tuple, claims: dict[str, Any], config: AccessConfig, now
             store.entries[key] = _SignIn(last_seen=now, ended=True)
         else:
             first = entry is None
-            store.entries[key] = _SignIn(last_seen=now)
+            saved = 0.0 if entry is None else entry.saved
+            save = now - saved >= min(ACTIVITY_WRITE_S, config.idle_minutes * 15)
+            store.entries[key] = _SignIn(last_seen=now, saved=now if save else saved)
             while len(store.entries) > MAX_SIGN_INS:
                 store.entries.pop(next(iter(store.entries)))
     if reason:
+        if stored_key is not None:
+            _save(end_sign_in, stored_key, now, "session_timeout")
         record_access("session_timeout", note=reason, actor=actor)
         return reason
+    if save:
+        _save(note_activity, stored_key, now)
     if first:
         record_access("sign_in", actor=actor)
     return None
+
+
+def _stored(key: SignInKey) -> StoredSignIn | None:
+    """The database's memory of a sign-in; None when it has none or cannot be read (then this process's
+    memory alone decides, as it would without a database: the dashboard stays usable, and the log says so)."""
+    try:
+        return load_sign_in(key)
+    except Exception as exc:  # noqa: BLE001  (any database failure; its message may carry the URL)
+        log.warning("sign-in state could not be read from the audit database (%s)", type(exc).__name__)
+        return None
+
+
+def _save(write, *args: Any) -> None:
+    try:
+        write(*args)
+    except Exception as exc:  # noqa: BLE001  (as _stored)
+        log.warning("sign-in state could not be written to the audit database (%s)", type(exc).__name__)
 
 
 def _note_refused_cookie() -> None:
@@ -179,9 +220,11 @@ def _sign_in_screen(config: AccessConfig, reason: str | None) -> None:
 def _sidebar(key: tuple, name: Any, roles: frozenset[str], config: AccessConfig) -> None:
     st.sidebar.caption(f"Signed in as **{name}**  \nroles: {', '.join(sorted(roles)) or 'none'}")
     if st.sidebar.button("Sign out", key="sign_out", icon=":material/logout:"):
-        store = _sign_ins()
+        store, now = _sign_ins(), time.time()
         with store.lock:
-            store.entries[key] = _SignIn(last_seen=time.time(), ended=True)
+            store.entries[key] = _SignIn(last_seen=now, ended=True)
+        if key[1] and isinstance(key[2], (int, float)):
+            _save(end_sign_in, SignInKey(*key), now, "sign_out")
         record_access("sign_out")
         st.logout()
         # Nothing more in this run: the idle watch below would see the session ended and rerun, and a rerun

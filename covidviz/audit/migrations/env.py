@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from covidviz.audit import verdicts  # noqa: F401  (its table joins Base.metadata)
+from covidviz.audit import sign_ins, verdicts  # noqa: F401  (their tables join Base.metadata)
 from covidviz.audit.models import Base
 
 config = context.config
