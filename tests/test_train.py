@@ -15,6 +15,7 @@ from covidviz.evaluation.artifacts.evaluate import evaluate
 from covidviz.model.weights import load_weights
 from covidviz.training.config import TrainConfig
 from covidviz.training.train import sample_weights, train
+from tests.conftest import WEIGHTS
 from tests.toy_data import make_toy_collection
 
 pytestmark = pytest.mark.slow
@@ -30,8 +31,9 @@ def _config(toy, run, **kw):
     return TrainConfig(data_dir=str(toy), run_dir=str(run), **settings)
 
 
-@pytest.mark.parametrize("recipe", [{"acquisition": 0.5}, {"acquisition": 0.5, "consistency": 4.0}],
-                         ids=["acquisition", "acquisition-consistency"])
+@pytest.mark.parametrize("recipe", [{"acquisition": 0.5}, {"acquisition": 0.5, "consistency": 4.0},
+                                    {"acquisition": 0.5, "outside_lungs": 0.3, "segmenter_dir": str(WEIGHTS)}],
+                         ids=["acquisition", "acquisition-consistency", "acquisition-outside-lungs"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, recipe):
     # with acquisition augmentation on (and the twins of the consistency term), so their random draws are part of
     # what must resume exactly
@@ -42,12 +44,20 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, 
     train(_config(toy, tmp_path / "resumed", **recipe), resume=True)
     stage = torch.load(tmp_path / "resumed" / "best.pt", weights_only=True)["stages"][-1]
     assert stage["consistency"] == recipe.get("consistency", 0.0)
+    assert stage["outside_lungs"] == recipe.get("outside_lungs", 0.0)
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
     for name in a:
         assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
     history = json.loads((tmp_path / "resumed" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_the_outside_the_lungs_penalty_says_what_it_needs(toy, tmp_path):
+    with pytest.raises(ValueError, match="needs lung masks"):
+        train(_config(toy, tmp_path / "whole", outside_lungs=0.3))
+    with pytest.raises(ValueError, match="not combined"):
+        train(_config(toy, tmp_path / "both", outside_lungs=0.3, consistency=4.0, segmenter_dir=str(WEIGHTS)))
 
 
 def test_export_then_evaluate_writes_dashboard_artifacts(toy, tmp_path):

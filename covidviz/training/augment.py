@@ -77,6 +77,15 @@ def augment(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return random_cutout(random_photometric(random_affine(batch, gen), gen), gen)
 
 
+def augment_with_masks(batch: torch.Tensor, masks: torch.Tensor, gen: torch.Generator
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`augment`, drawing exactly what it draws, with N x 1 x H x W masks moved by the same geometry (and
+    nothing else) so they still outline the lungs of the augmented images."""
+    theta = random_theta(batch.shape[0], gen)
+    images = random_cutout(random_photometric(warp(batch, theta), gen), gen)
+    return images, warp(masks, theta)
+
+
 ACQUISITION_STRENGTH = (0.25, 1.0)  # uniform: from a hint of the look up to the strength measure-shift applies
 
 

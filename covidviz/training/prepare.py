@@ -4,6 +4,7 @@ folder keyed by the lung segmenter's sha256 (preparing 9,000 films takes minutes
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,22 +41,40 @@ def training_segmenter(cfg: TrainConfig) -> LungSegmenter | None:
     return segmenter
 
 
-def prepared_images(cfg: TrainConfig, run: Path, name: str, records: list[Record],
-                    segmenter: LungSegmenter | None) -> np.ndarray:
-    """uint8 prepared images, cached per split and segmenter (preparing 9,000 films takes minutes)."""
+@dataclass(frozen=True)
+class PreparedFields:
+    """A split's prepared images (N x 256 x 256 uint8) and, with a segmenter, their lung masks packed along the
+    last axis (``np.packbits``; all zero where the lungs were not found), for the outside-the-lungs penalty."""
+
+    images: np.ndarray
+    lungs_packed: np.ndarray | None
+
+
+def prepared_fields(cfg: TrainConfig, run: Path, name: str, records: list[Record],
+                    segmenter: LungSegmenter | None) -> PreparedFields:
+    """Prepared images and lung masks, cached per split and segmenter (preparing 9,000 films takes minutes). The
+    shared store (``cfg.prepared_dir``) keeps images only."""
     key = segmenter.sha256[:12] if segmenter is not None else "whole-image"
     if cfg.prepared_dir:
         from covidviz.training.prepared_store import prepared_from_store
-        return prepared_from_store(Path(cfg.prepared_dir) / f"prepared-{key}.npz", cfg.data_dir, records, segmenter)
+        return PreparedFields(prepared_from_store(Path(cfg.prepared_dir) / f"prepared-{key}.npz", cfg.data_dir,
+                                                  records, segmenter), None)
     cache = run / f"prepared-{name}-{key}.npz"
     files = np.array([r.file for r in records])
     if cache.exists():
         with np.load(cache) as blob:
-            if np.array_equal(blob["files"], files):
-                return blob["images"]
+            if np.array_equal(blob["files"], files) and ("lungs" in blob or segmenter is None):
+                return PreparedFields(blob["images"], blob["lungs"] if segmenter is not None else None)
     prepared = load_prepared(cfg.data_dir, records, segmenter, dtype=np.uint8)
-    np.savez(run / f"prepared-{name}.tmp.npz", images=prepared.images, files=files)
+    lungs = np.packbits(prepared.lungs & prepared.lungs_found[:, None, None], axis=-1)
+    np.savez(run / f"prepared-{name}.tmp.npz", images=prepared.images, lungs=lungs, files=files)
     os.replace(run / f"prepared-{name}.tmp.npz", cache)
     print(f"{name}: {len(records)} images prepared; lung field found for {prepared.lung_field.mean():.1%}",
           flush=True)
-    return prepared.images
+    return PreparedFields(prepared.images, lungs if segmenter is not None else None)
+
+
+def prepared_images(cfg: TrainConfig, run: Path, name: str, records: list[Record],
+                    segmenter: LungSegmenter | None) -> np.ndarray:
+    """uint8 prepared images, as :func:`prepared_fields`."""
+    return prepared_fields(cfg, run, name, records, segmenter).images

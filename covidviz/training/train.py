@@ -31,11 +31,12 @@ from covidviz.model.inference import predict_canonical
 from covidviz.model.network import build_model, load_compatible_state
 from covidviz.model.precision import bf16_speedup, native_bf16
 from covidviz.model.preprocessing import resize_batch, standardise
-from covidviz.training.augment import augment, random_acquisition
+from covidviz.training.augment import augment, augment_with_masks, random_acquisition
 from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
 from covidviz.training.config import TrainConfig
 from covidviz.training.export import export
-from covidviz.training.prepare import make_splits, prepared_images, training_segmenter
+from covidviz.training.lung_attention import gradcam_energy, outside_lung_share
+from covidviz.training.prepare import make_splits, prepared_fields, training_segmenter
 
 
 def sample_weights(records: list[Record], power: float = 0.5) -> np.ndarray:
@@ -80,6 +81,19 @@ def _batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, 
     return standardise(augment(resize_batch(batch, size), gen)).to(device), torch.from_numpy(targets[idx]).to(device)
 
 
+def _batch_with_lungs(images: np.ndarray, lungs_packed: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int,
+                      gen: torch.Generator, device: torch.device, acquisition: float = 0.0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_batch` (the same draws) with each film's lung mask moved by the film's own geometric augmentation."""
+    unit = _as_unit(images[idx])
+    if acquisition > 0:
+        unit = random_acquisition(unit, gen, acquisition)
+    masks = torch.from_numpy(np.unpackbits(lungs_packed[idx], axis=-1, count=unit.shape[-1]).astype(np.float32))
+    batch, moved = augment_with_masks(resize_batch(torch.from_numpy(unit).unsqueeze(1), size),
+                                      resize_batch(masks.unsqueeze(1), size), gen)
+    return standardise(batch).to(device), moved.to(device), torch.from_numpy(targets[idx]).to(device)
+
+
 def _paired_batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, gen: torch.Generator,
                   device: torch.device, acquisition: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each film (through an acquisition transform at ``acquisition`` share, as :func:`_batch`) and its twin: the
@@ -101,6 +115,22 @@ def _step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Ten
           label_smoothing: float) -> torch.Tensor:
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss
+
+
+def _lung_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, masks: torch.Tensor,
+               y: torch.Tensor, bf16: bool, label_smoothing: float, weight: float) -> torch.Tensor:
+    """Cross-entropy plus ``weight`` times the share of weighted activation outside the lungs
+    (:mod:`covidviz.training.lung_attention`): the heatmaps put half their energy outside the lungs (issue 20)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        feature_map = model.features(x)
+        logits = model.head(feature_map).float()
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    energy = gradcam_energy(feature_map.float(), model.classifier.weight)
+    loss = loss + weight * outside_lung_share(energy, masks)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -171,8 +201,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         train_recs = [train_recs[i] for i in sorted(rng.permutation(len(train_recs))[:cfg.limit])]
         val_recs = [val_recs[i] for i in sorted(rng.permutation(len(val_recs))[:cfg.limit])]
     segmenter = training_segmenter(cfg)
-    train_img = prepared_images(cfg, run, "train", train_recs, segmenter)
-    val_img = prepared_images(cfg, run, "val", val_recs, segmenter)
+    if cfg.outside_lungs > 0 and segmenter is None:
+        raise ValueError("the outside-the-lungs penalty needs lung masks: train on lung fields (--lungs weights)")
+    if cfg.outside_lungs > 0 and cfg.consistency > 0:
+        raise ValueError("the outside-the-lungs penalty and the consistency term are not combined yet: "
+                         "choose one")
+    train_fields = prepared_fields(cfg, run, "train", train_recs, segmenter)
+    train_img, train_lungs = train_fields.images, train_fields.lungs_packed
+    if cfg.outside_lungs > 0 and train_lungs is None:
+        raise ValueError("the outside-the-lungs penalty needs the lung masks, which the shared prepared store "
+                         "does not keep: train without --prepared-dir")
+    val_img = prepared_fields(cfg, run, "val", val_recs, segmenter).images
     train_y = np.array([r.target for r in train_recs])
     val_y = np.array([r.target for r in val_recs])
 
@@ -215,6 +254,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if cfg.consistency > 0:
                 x, twin, y = _paired_batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
                 loss = _consistent_step(model, optimiser, x, twin, y, cfg.fast, cfg.label_smoothing, cfg.consistency)
+            elif cfg.outside_lungs > 0:
+                x, masks, y = _batch_with_lungs(train_img, train_lungs, train_y, idx, cfg.size, gen, device,
+                                                cfg.acquisition)
+                loss = _lung_step(model, optimiser, x, masks, y, cfg.fast, cfg.label_smoothing, cfg.outside_lungs)
             else:
                 x, y = _batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
                 loss = _step(model, optimiser, x, y, cfg.fast, cfg.label_smoothing)
@@ -236,7 +279,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
                                                        "label_smoothing", "seed", "fast", "arch", "epoch_images",
                                                        "fold", "recipe", "acquisition", "source_power",
-                                                       "consistency")},
+                                                       "consistency", "outside_lungs")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
             state_["best"] = list(score)
