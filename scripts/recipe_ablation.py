@@ -12,7 +12,9 @@ the lung mask instead of the whole map (the decision then reads the lungs alone;
 Each model's class flips are counted on ``measure-shift``'s validation sample, read clean and through each
 acquisition transform, under argmax. The lung fields are prepared once, by the ``--weights`` folder's segmenter,
 and cached under ``--cache``; so is each row's reading (``~/.cache/covidviz/ablation-rows``, keyed by the weights,
-how they are read and the films), so adding a row to the table reads only that row.
+how they are read and the films), so adding a row to the table reads only that row. Where earlier rows'
+checkpoints are gone (a new machine), ``--append`` adds rows to the stored table: the first ``--model`` is read
+again and must reproduce the stored first row, so every added difference is paired as in one run.
 Usage (the model card's table: ``--out weights``, then ``python -m covidviz facts``):
 
     python scripts/recipe_ablation.py --data ../shared/cxr --out weights \\
@@ -164,6 +166,9 @@ def main() -> int:
                         metavar="NAME=FOLDER|CHECKPOINT:ARCH:SIZE[+lung-pooling][+low-pass:SIGMA]",
                         help="in order; differences are against the first")
     parser.add_argument("--out", help="a weights folder: write its eval/ablation.json")
+    parser.add_argument("--append", action="store_true",
+                        help="add these models' rows to --out's table instead of writing it anew (for when earlier "
+                             "rows' checkpoints are gone): the first --model must reproduce its first row")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--cache", default=str(CACHE / "ablation-val.npz"))
     parser.add_argument("--shift-films", type=int, default=300, help="measure-shift's sample size (default 300)")
@@ -171,12 +176,16 @@ def main() -> int:
     args = parser.parse_args()
     if not args.model:
         parser.error("name at least one --model")
+    if args.append and not args.out:
+        parser.error("--append adds rows to --out's table: name --out")
 
     from covidviz.data.collection import load_prepared
     from covidviz.evaluation.artifacts.ablation_artifact import (
         ValidationReading,
         ablation_report,
+        extend_ablation,
         flips_against_clean,
+        load_ablation,
         read_validation,
         write_ablation,
     )
@@ -229,6 +238,11 @@ def main() -> int:
         print(f"| {row['name']} | {row['feature_map'][0]} x {row['feature_map'][1]} | {row['macro_f1']['value']:.3f} | "
               f"{row['siim_covid_auc']['value']:.3f} | {row['lung_energy_median']['value']:.2f} |")
     if args.out:
+        if args.append:
+            stored = load_ablation(args.out)
+            if stored is None:
+                raise SystemExit(f"--append: {args.out} has no ablation table yet")
+            report = extend_ablation(stored, report)
         print(f"wrote {write_ablation(args.out, report)}")
     print(json.dumps(report))
     return 0

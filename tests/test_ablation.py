@@ -9,6 +9,7 @@ from covidviz import CLASSES
 from covidviz.evaluation.artifacts.ablation_artifact import (
     ValidationReading,
     ablation_report,
+    extend_ablation,
     flips_against_clean,
     load_ablation,
     write_ablation,
@@ -61,6 +62,27 @@ def test_the_same_model_twice_differs_by_exactly_nothing(films):
     meta = {"name": "m", "source": "s", "architecture": "densenet121", "input_size": 128, "epoch": 1}
     report = ablation_report([(meta, reading), (meta, reading)], truth, siim, 0.43, n_boot=100)
     assert report["rows"][1]["macro_f1"]["vs_first"] == {"value": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_rows_added_later_equal_one_run_of_every_row_and_need_the_first_row_reproduced(films):
+    truth, siim, rng = films
+    meta = {"source": "s", "architecture": "densenet121", "input_size": 128, "epoch": 1}
+    first, second, third = (_reading(truth, rng.random(600) < p, e) for p, e in ((0.7, 0.5), (0.6, 0.4), (0.8, 0.6)))
+    everything = ablation_report([({"name": "a", **meta}, first), ({"name": "b", **meta}, second),
+                                  ({"name": "c", **meta}, third)], truth, siim, 0.43, n_boot=100)
+    stored = ablation_report([({"name": "a", **meta}, first), ({"name": "b", **meta}, second)], truth, siim, 0.43,
+                             n_boot=100)
+    fresh = ablation_report([({"name": "a", **meta, "source": "elsewhere"}, first), ({"name": "c", **meta}, third)],
+                            truth, siim, 0.43, n_boot=100)
+    assert extend_ablation(stored, fresh)["rows"][1:] == everything["rows"][1:]
+    # a row of the same name is replaced, not repeated
+    assert [r["name"] for r in extend_ablation(everything, fresh)["rows"]] == ["a", "b", "c"]
+    moved = ablation_report([({"name": "a", **meta}, second), ({"name": "c", **meta}, third)], truth, siim, 0.43,
+                            n_boot=100)
+    with pytest.raises(ValueError, match="does not reproduce the stored first row"):
+        extend_ablation(stored, moved)
+    with pytest.raises(ValueError, match="bootstrap_resamples"):
+        extend_ablation(stored, ablation_report([({"name": "a", **meta}, first)], truth, siim, 0.43, n_boot=50))
 
 
 def test_no_models_is_a_clear_error(films):

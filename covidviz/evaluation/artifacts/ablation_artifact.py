@@ -132,6 +132,27 @@ def ablation_report(rows: list[tuple[dict[str, Any], ValidationReading]], truth:
             "rows": out_rows}
 
 
+SHARED_FIELDS = ("split", "films", "siim_films", "films_with_lungs", "even_map_lung_share", "bootstrap_resamples",
+                 "rule")
+
+
+def extend_ablation(stored: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with the rows of ``fresh`` after its first, which replace stored rows of the same name: for
+    adding models when earlier rows' checkpoints are gone. ``fresh`` must have read the same films with the same
+    resamples, and its first row must be the stored first row, figures and intervals equal, so each added row's
+    paired difference is the one a single run would have written."""
+    for name in SHARED_FIELDS:
+        if stored.get(name) != fresh.get(name):
+            raise ValueError(f"the new reading differs from the stored ablation in {name!r}: "
+                             f"{fresh.get(name)!r} against {stored.get(name)!r}; run every row again")
+    first, again = stored["rows"][0], fresh["rows"][0]
+    if {k: v for k, v in first.items() if k != "source"} != {k: v for k, v in again.items() if k != "source"}:
+        raise ValueError(f"the first model read now ({again['name']!r}) does not reproduce the stored first row "
+                         f"({first['name']!r}); run every row again")
+    added = {row["name"] for row in fresh["rows"][1:]}
+    return {**stored, "rows": [row for row in stored["rows"] if row["name"] not in added] + fresh["rows"][1:]}
+
+
 def flips_against_clean(labels: dict[str, np.ndarray], clean: str, seed: int) -> dict[str, Any]:
     """Per acquisition transform, how many films changed class against the same film read clean (``labels``:
     transform name to one class index per film, the clean reading under ``clean``); the ablation's argmax rule."""
