@@ -122,19 +122,21 @@ def _step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Ten
 
 
 def _lung_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, masks: torch.Tensor,
-               y: torch.Tensor, bf16: bool, label_smoothing: float, weight: float) -> torch.Tensor:
-    """Cross-entropy plus ``weight`` times the share of weighted activation outside the lungs
-    (:mod:`covidviz.training.lung_attention`): the heatmaps put half their energy outside the lungs (issue 20)."""
+               y: torch.Tensor, bf16: bool, label_smoothing: float, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy plus ``weight`` times the share of the Grad-CAM maps outside the lungs
+    (:mod:`covidviz.training.lung_attention`): the heatmaps put half their energy outside the lungs (issue 20).
+    Returns the loss and that share, which the run logs."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         feature_map = model.features(x)
         logits = model.head(feature_map).float()
     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     energy = gradcam_energy(feature_map.float(), model.classifier.weight)
-    loss = loss + weight * outside_lung_share(energy, masks)
+    share = outside_lung_share(energy, masks)
+    loss = loss + weight * share
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
-    return loss
+    return loss, share.detach()
 
 
 def _consistent_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, twin: torch.Tensor,
@@ -240,6 +242,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     weights = torch.from_numpy(sample_weights(train_recs, cfg.source_power))
     if cfg.fast is None:
         cfg.fast = _bf16_pays(model, cfg, device)
+    else:
+        emulated = cfg.fast and device.type == "cpu" and not native_bf16()
+        cfg.notes.append(f"precision: {'bf16 autocast' if cfg.fast else 'fp32'}, as asked"
+                         + ("; this CPU has no native bf16, so it is emulated and several times slower" if emulated
+                            else ""))
+        print(cfg.notes[-1], flush=True)
 
     for epoch in range(state_["epoch"] + 1, cfg.epochs + 1):
         if state_["bad_epochs"] >= cfg.patience:
@@ -247,7 +255,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             break
         model.train()
         order = torch.multinomial(weights, steps_per_epoch * cfg.batch_size, replacement=True, generator=gen)
-        started, running = time.time(), 0.0
+        started, running, outside = time.time(), 0.0, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs} @{cfg.size}px", unit="batch")
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].numpy()
@@ -257,7 +265,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             elif cfg.outside_lungs > 0:
                 x, masks, y = _batch_with_lungs(train_img, train_lungs, train_y, idx, cfg.size, gen, device,
                                                 cfg.acquisition)
-                loss = _lung_step(model, optimiser, x, masks, y, cfg.fast, cfg.label_smoothing, cfg.outside_lungs)
+                loss, share = _lung_step(model, optimiser, x, masks, y, cfg.fast, cfg.label_smoothing,
+                                         cfg.outside_lungs)
+                outside += share.item()
             else:
                 x, y = _batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
                 loss = _step(model, optimiser, x, y, cfg.fast, cfg.label_smoothing)
@@ -266,6 +276,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             bar.set_postfix(loss=f"{running / (step + 1):.3f}", lr=f"{schedule.get_last_lr()[0]:.1e}")
         val = evaluate_split(model, val_img, val_y, cfg.size, cfg.fast)
         val.update(epoch=epoch, train_loss=running / steps_per_epoch, seconds=round(time.time() - started, 1))
+        if cfg.outside_lungs > 0:
+            val["train_outside_share"] = outside / steps_per_epoch
         state_["history"].append(val)
         score = (val["macro_f1"], -val["loss"])
         improved = state_["best"] is None or score > tuple(state_["best"])
@@ -273,7 +285,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         state_["bad_epochs"] = 0 if improved else state_["bad_epochs"] + 1
         print(f"epoch {epoch}: train loss {val['train_loss']:.3f} | val loss {val['loss']:.3f} acc {val['accuracy']:.3f} "
               f"macro-F1 {val['macro_f1']:.3f} covid sens {val['covid_sensitivity']:.3f} prec {val['covid_precision']:.3f}"
-              f" | {val['seconds']}s{' *' if improved else ''}", flush=True)
+              + (f" | maps outside the lungs {val['train_outside_share']:.3f}" if cfg.outside_lungs > 0 else "")
+              + f" | {val['seconds']}s{' *' if improved else ''}", flush=True)
         stage_name = f"{cfg.size}px" + (" lung field" if segmenter is not None else "")
         this_stage = {"stage": stage_name, **{k: v for k, v in asdict(cfg).items()
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
