@@ -72,12 +72,15 @@ def _load_init(path: str) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]
     return blob, [{"stage": "external initialisation", "checkpoint": p.name}]
 
 
+def _acquired(images: np.ndarray, idx: np.ndarray, gen: torch.Generator, acquisition: float) -> np.ndarray:
+    """The films ``idx`` in [0, 1], a share ``acquisition`` of them through one acquisition transform."""
+    unit = _as_unit(images[idx])
+    return random_acquisition(unit, gen, acquisition) if acquisition > 0 else unit
+
+
 def _batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, gen: torch.Generator,
            device: torch.device, acquisition: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    unit = _as_unit(images[idx])
-    if acquisition > 0:
-        unit = random_acquisition(unit, gen, acquisition)
-    batch = torch.from_numpy(unit).unsqueeze(1)
+    batch = torch.from_numpy(_acquired(images, idx, gen, acquisition)).unsqueeze(1)
     return standardise(augment(resize_batch(batch, size), gen)).to(device), torch.from_numpy(targets[idx]).to(device)
 
 
@@ -85,9 +88,7 @@ def _batch_with_lungs(images: np.ndarray, lungs_packed: np.ndarray, targets: np.
                       gen: torch.Generator, device: torch.device, acquisition: float = 0.0
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`_batch` (the same draws) with each film's lung mask moved by the film's own geometric augmentation."""
-    unit = _as_unit(images[idx])
-    if acquisition > 0:
-        unit = random_acquisition(unit, gen, acquisition)
+    unit = _acquired(images, idx, gen, acquisition)
     masks = torch.from_numpy(np.unpackbits(lungs_packed[idx], axis=-1, count=unit.shape[-1]).astype(np.float32))
     batch, moved = augment_with_masks(resize_batch(torch.from_numpy(unit).unsqueeze(1), size),
                                       resize_batch(masks.unsqueeze(1), size), gen)
@@ -100,7 +101,7 @@ def _paired_batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size
     same film through one acquisition transform for certain, both under the same geometric and photometric
     augmentation (stacked as two channels), so the twins differ only in how the film was made."""
     unit = _as_unit(images[idx])
-    first = random_acquisition(unit, gen, acquisition) if acquisition > 0 else unit
+    first = _acquired(images, idx, gen, acquisition)
     twin = random_acquisition(unit, gen, 1.0)
     pair = augment(resize_batch(torch.from_numpy(np.stack([first, twin], 1)), size), gen)
     return (standardise(pair[:, :1]).to(device), standardise(pair[:, 1:]).to(device),

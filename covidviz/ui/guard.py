@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,8 +137,8 @@ def _check_session(key: tuple, claims: dict[str, Any], config: AccessConfig, now
     store = _sign_ins()
     actor = Actor(sub=key[1], issuer=key[0])
     issued = claims.get("iat")
-    valid = bool(key[1]) and isinstance(issued, (int, float))  # both are required in an ID token
-    stored_key = SignInKey(key[0], key[1], issued) if valid else None
+    stored_key = _database_key(key)
+    valid = stored_key is not None
     with store.lock:
         known = key in store.entries
     stored = _stored(stored_key) if valid and not known else None
@@ -178,6 +179,13 @@ def _check_session(key: tuple, claims: dict[str, Any], config: AccessConfig, now
     return None
 
 
+def _database_key(key: tuple) -> SignInKey | None:
+    """The (issuer, subject, issued-at) of a sign-in as the database keys it; None when the ID token lacks the
+    subject or the issued-at time, both of which it must carry."""
+    issuer, subject, issued = key
+    return SignInKey(issuer, subject, issued) if subject and isinstance(issued, (int, float)) else None
+
+
 def _stored(key: SignInKey) -> StoredSignIn | None:
     """The database's memory of a sign-in; None when it has none or cannot be read (then this process's
     memory alone decides, as it would without a database: the dashboard stays usable, and the log says so)."""
@@ -188,7 +196,7 @@ def _stored(key: SignInKey) -> StoredSignIn | None:
         return None
 
 
-def _save(write, *args: Any) -> None:
+def _save(write: Callable[..., None], *args: Any) -> None:
     try:
         write(*args)
     except Exception as exc:  # noqa: BLE001  (as _stored)
@@ -223,8 +231,8 @@ def _sidebar(key: tuple, name: Any, roles: frozenset[str], config: AccessConfig)
         store, now = _sign_ins(), time.time()
         with store.lock:
             store.entries[key] = _SignIn(last_seen=now, ended=True)
-        if key[1] and isinstance(key[2], (int, float)):
-            _save(end_sign_in, SignInKey(*key), now, "sign_out")
+        if (stored_key := _database_key(key)) is not None:
+            _save(end_sign_in, stored_key, now, "sign_out")
         record_access("sign_out")
         st.logout()
         # Nothing more in this run: the idle watch below would see the session ended and rerun, and a rerun
