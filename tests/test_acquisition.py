@@ -192,3 +192,19 @@ def test_training_draws_acquisition_transforms_from_its_generator_only(film):
     assert 70 <= changed <= 130
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         random_acquisition(batch, torch.Generator(), 1.5)
+
+
+def test_training_can_draw_from_chosen_acquisition_transforms_only(film):
+    # the consistency term's twins can be asked for one look (grain, digitised film); contrast curves are monotone,
+    # so a twin drawn from them alone keeps every pixel's order, which grain or text would break
+    import torch
+
+    from covidviz.training.augment import random_acquisition
+    batch = np.stack([film[::4, ::4]] * 8)
+    order = np.argsort(batch[0], axis=None, kind="stable")
+    curved = random_acquisition(batch, torch.Generator().manual_seed(3), 1.0, ["contrast_curve"])
+    assert all(np.all(np.diff(image.ravel()[order]) >= -1e-6) for image in curved)
+    anything = random_acquisition(batch, torch.Generator().manual_seed(3), 1.0)
+    assert not all(np.all(np.diff(image.ravel()[order]) >= -1e-6) for image in anything)
+    with pytest.raises(ValueError, match="unknown acquisition transform.*grain_noise"):
+        random_acquisition(batch, torch.Generator(), 1.0, ["film_grain"])

@@ -32,8 +32,11 @@ def _config(toy, run, **kw):
 
 
 @pytest.mark.parametrize("recipe", [{"acquisition": 0.5}, {"acquisition": 0.5, "consistency": 4.0},
-                                    {"acquisition": 0.5, "outside_lungs": 0.3, "segmenter_dir": str(WEIGHTS)}],
-                         ids=["acquisition", "acquisition-consistency", "acquisition-outside-lungs"])
+                                    {"acquisition": 0.5, "outside_lungs": 0.3, "segmenter_dir": str(WEIGHTS)},
+                                    {"acquisition": 0.5, "outside_lungs": 0.3, "segmenter_dir": str(WEIGHTS),
+                                     "consistency": 4.0, "twin_transforms": ("grain_noise", "digitised_film")}],
+                         ids=["acquisition", "acquisition-consistency", "acquisition-outside-lungs",
+                              "outside-lungs-and-grain-consistency"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, recipe):
     # with acquisition augmentation on (and the twins of the consistency term), so their random draws are part of
     # what must resume exactly
@@ -45,19 +48,24 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, 
     stage = torch.load(tmp_path / "resumed" / "best.pt", weights_only=True)["stages"][-1]
     assert stage["consistency"] == recipe.get("consistency", 0.0)
     assert stage["outside_lungs"] == recipe.get("outside_lungs", 0.0)
+    assert tuple(stage["twin_transforms"]) == recipe.get("twin_transforms", ())
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
     for name in a:
         assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
     history = json.loads((tmp_path / "resumed" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
+    if recipe.get("outside_lungs"):  # the penalty's share is logged, with or without the twins
+        assert all(0 < h["train_outside_share"] < 1 for h in history)
 
 
-def test_the_outside_the_lungs_penalty_says_what_it_needs(toy, tmp_path):
+def test_the_lung_penalty_and_the_twins_say_what_they_need(toy, tmp_path):
     with pytest.raises(ValueError, match="needs lung masks"):
         train(_config(toy, tmp_path / "whole", outside_lungs=0.3))
-    with pytest.raises(ValueError, match="not combined"):
-        train(_config(toy, tmp_path / "both", outside_lungs=0.3, consistency=4.0, segmenter_dir=str(WEIGHTS)))
+    with pytest.raises(ValueError, match="needs --consistency"):
+        train(_config(toy, tmp_path / "twins", twin_transforms=("grain_noise",)))
+    with pytest.raises(ValueError, match="unknown acquisition transform"):
+        train(_config(toy, tmp_path / "grain", consistency=4.0, twin_transforms=("grain",)))
 
 
 def test_export_then_evaluate_writes_dashboard_artifacts(toy, tmp_path):

@@ -26,7 +26,8 @@ def _train(args: argparse.Namespace) -> int:
                       stop_after=args.stop_after, segmenter_dir=args.lungs, previous_split=args.previous_split,
                       radiologist_labels=not args.report_labels, epoch_images=args.epoch_images,
                       source_power=args.source_power, acquisition=args.acquisition, arch=args.arch,
-                      consistency=args.consistency, outside_lungs=args.outside_lungs)
+                      consistency=args.consistency, outside_lungs=args.outside_lungs,
+                      twin_transforms=tuple(args.twin_transforms.split(",")) if args.twin_transforms else ())
     best = train(cfg, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0
@@ -160,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--consistency", type=float, default=0.0,
                    help="weight of a term asking each film and its twin through an acquisition transform for the same "
                         "answer (Jensen-Shannon, as AugMix; 0: off). Each step then reads twice the images")
+    t.add_argument("--twin-transforms",
+                   help="comma-separated acquisition transforms the consistency term's twins are drawn from, e.g. "
+                        "grain_noise,digitised_film (default: all of them)")
     t.add_argument("--outside-lungs", type=float, default=0.0,
                    help="weight of a penalty on the share of the class evidence (the maps the page draws) outside "
                         "the lung mask (right for the right reasons; needs --lungs; 0: off)")

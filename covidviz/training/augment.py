@@ -13,6 +13,7 @@ depending on them (issue 20, part 2).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -89,17 +90,27 @@ def augment_with_masks(batch: torch.Tensor, masks: torch.Tensor, gen: torch.Gene
 ACQUISITION_STRENGTH = (0.25, 1.0)  # uniform: from a hint of the look up to the strength measure-shift applies
 
 
-def random_acquisition(images: np.ndarray, gen: torch.Generator, p: float) -> np.ndarray:
+def acquisition_names(names: Sequence[str] = ()) -> list[str]:
+    """The acquisition transforms to draw from: ``names`` (every one of :data:`TRANSFORMS` when empty), or a
+    ValueError naming the unknown ones and the known."""
+    unknown = sorted(set(names) - set(TRANSFORMS))
+    if unknown:
+        raise ValueError(f"unknown acquisition transform(s) {', '.join(unknown)}; known: {', '.join(TRANSFORMS)}")
+    return list(names) or list(TRANSFORMS)
+
+
+def random_acquisition(images: np.ndarray, gen: torch.Generator, p: float, names: Sequence[str] = ()) -> np.ndarray:
     """N x H x W float images in [0, 1]; each, with probability ``p``, through one acquisition transform chosen
-    uniformly at a strength drawn from :data:`ACQUISITION_STRENGTH`. All randomness comes from ``gen`` (whose
-    state a training checkpoint saves), so a resumed run draws what an uninterrupted one would."""
+    uniformly from ``names`` (default: all) at a strength drawn from :data:`ACQUISITION_STRENGTH`. All randomness
+    comes from ``gen`` (whose state a training checkpoint saves), so a resumed run draws what an uninterrupted one
+    would."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"the acquisition probability must lie in [0, 1], got {p}")
+    names = acquisition_names(names)
     chosen = torch.rand(len(images), generator=gen) < p
     if not bool(chosen.any()):
         return images
     rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
-    names = list(TRANSFORMS)
     out = images.copy()
     for i in torch.nonzero(chosen).flatten().tolist():
         transform = TRANSFORMS[names[int(rng.integers(len(names)))]]

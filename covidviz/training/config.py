@@ -36,6 +36,7 @@ class TrainConfig:
     source_power: float = 0.5  # within a class, source shares ~ count**power (0 = equal per source)
     acquisition: float = 0.0  # share of training images through one covidviz.data.acquisition transform
     consistency: float = 0.0  # weight of the agreement term between each film and its acquisition-shifted twin
+    twin_transforms: tuple[str, ...] = ()  # the acquisition transforms the twins are drawn from (empty: all)
     outside_lungs: float = 0.0  # weight of the penalty on class evidence outside the lung mask
     arch: str = ARCHITECTURE  # one of covidviz.model.network.ARCHITECTURES
     fold: int | None = None  # cross-validation: test on this fold of the pool (0-based), train and validate on the rest

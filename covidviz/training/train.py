@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from covidviz.model.inference import predict_canonical
 from covidviz.model.network import build_model, load_compatible_state
 from covidviz.model.precision import bf16_speedup, native_bf16
 from covidviz.model.preprocessing import resize_batch, standardise
-from covidviz.training.augment import augment, augment_with_masks, random_acquisition
+from covidviz.training.augment import acquisition_names, augment, augment_with_masks, random_acquisition
 from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
 from covidviz.training.config import TrainConfig
 from covidviz.training.export import export
@@ -84,28 +85,43 @@ def _batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, 
     return standardise(augment(resize_batch(batch, size), gen)).to(device), torch.from_numpy(targets[idx]).to(device)
 
 
+def _lung_masks(lungs_packed: np.ndarray, idx: np.ndarray, width: int, size: int) -> torch.Tensor:
+    """The films ``idx``'s lung masks, unpacked from the cache's bits (rows ``width`` wide), N x 1 x size x size."""
+    masks = torch.from_numpy(np.unpackbits(lungs_packed[idx], axis=-1, count=width).astype(np.float32))
+    return resize_batch(masks.unsqueeze(1), size)
+
+
 def _batch_with_lungs(images: np.ndarray, lungs_packed: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int,
                       gen: torch.Generator, device: torch.device, acquisition: float = 0.0
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`_batch` (the same draws) with each film's lung mask moved by the film's own geometric augmentation."""
     unit = _acquired(images, idx, gen, acquisition)
-    masks = torch.from_numpy(np.unpackbits(lungs_packed[idx], axis=-1, count=unit.shape[-1]).astype(np.float32))
     batch, moved = augment_with_masks(resize_batch(torch.from_numpy(unit).unsqueeze(1), size),
-                                      resize_batch(masks.unsqueeze(1), size), gen)
+                                      _lung_masks(lungs_packed, idx, unit.shape[-1], size), gen)
     return standardise(batch).to(device), moved.to(device), torch.from_numpy(targets[idx]).to(device)
 
 
 def _paired_batch(images: np.ndarray, targets: np.ndarray, idx: np.ndarray, size: int, gen: torch.Generator,
-                  device: torch.device, acquisition: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  device: torch.device, acquisition: float = 0.0, twin_transforms: Sequence[str] = (),
+                  lungs_packed: np.ndarray | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Each film (through an acquisition transform at ``acquisition`` share, as :func:`_batch`) and its twin: the
-    same film through one acquisition transform for certain, both under the same geometric and photometric
-    augmentation (stacked as two channels), so the twins differ only in how the film was made."""
+    same film through one of ``twin_transforms`` (default: any) for certain, both under the same geometric and
+    photometric augmentation (stacked as two channels), so the twins differ only in how the film was made. With
+    ``lungs_packed``, also the films' lung masks, moved by the same geometry (as :func:`_batch_with_lungs`);
+    otherwise None."""
     unit = _as_unit(images[idx])
     first = _acquired(images, idx, gen, acquisition)
-    twin = random_acquisition(unit, gen, 1.0)
-    pair = augment(resize_batch(torch.from_numpy(np.stack([first, twin], 1)), size), gen)
+    twin = random_acquisition(unit, gen, 1.0, twin_transforms)
+    pair = resize_batch(torch.from_numpy(np.stack([first, twin], 1)), size)
+    moved = None
+    if lungs_packed is None:
+        pair = augment(pair, gen)
+    else:
+        pair, moved = augment_with_masks(pair, _lung_masks(lungs_packed, idx, unit.shape[-1], size), gen)
+        moved = moved.to(device)
     return (standardise(pair[:, :1]).to(device), standardise(pair[:, 1:]).to(device),
-            torch.from_numpy(targets[idx]).to(device))
+            torch.from_numpy(targets[idx]).to(device), moved)
 
 
 def _as_unit(images: np.ndarray) -> np.ndarray:
@@ -141,21 +157,31 @@ def _lung_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torc
 
 
 def _consistent_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, x: torch.Tensor, twin: torch.Tensor,
-                     y: torch.Tensor, bf16: bool, label_smoothing: float, weight: float) -> torch.Tensor:
+                     y: torch.Tensor, bf16: bool, label_smoothing: float, weight: float,
+                     masks: torch.Tensor | None = None, outside_weight: float = 0.0
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Cross-entropy on a film and its acquisition-shifted twin, plus ``weight`` times the Jensen-Shannon
     divergence between their predictions (AugMix's consistency term): augmentation alone taught the models to
-    classify shifted films, not to give them the same answer as the clean film (issue 20's class flips)."""
+    classify shifted films, not to give them the same answer as the clean film (issue 20's class flips). With
+    ``masks``, also ``outside_weight`` times the share of both readings' maps outside the lungs, as
+    :func:`_lung_step`. Returns the loss and that share (None without masks)."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model(torch.cat([x, twin])).float()
+        feature_map = model.features(torch.cat([x, twin]))
+        logits = model.head(feature_map).float()
     loss = F.cross_entropy(logits, torch.cat([y, y]), label_smoothing=label_smoothing)
     p, q = logits.softmax(1).chunk(2)
     mean = ((p + q) / 2).clamp_min(1e-7).log()
     agreement = (F.kl_div(mean, p, reduction="batchmean") + F.kl_div(mean, q, reduction="batchmean")) / 2
     loss = loss + weight * agreement
+    share = None
+    if masks is not None:
+        share = outside_lung_share(gradcam_energy(feature_map.float(), model.classifier.weight),
+                                   torch.cat([masks, masks]))
+        loss = loss + outside_weight * share
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
-    return loss
+    return loss, None if share is None else share.detach()
 
 
 def _bf16_pays(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> bool:
@@ -193,6 +219,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) one training stage; return the path of the best checkpoint."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.twin_transforms and cfg.consistency <= 0:
+        raise ValueError("--twin-transforms chooses the consistency term's twins: it needs --consistency")
+    acquisition_names(cfg.twin_transforms)
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     device = _device()
@@ -206,9 +235,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     segmenter = training_segmenter(cfg)
     if cfg.outside_lungs > 0 and segmenter is None:
         raise ValueError("the outside-the-lungs penalty needs lung masks: train on lung fields (--lungs weights)")
-    if cfg.outside_lungs > 0 and cfg.consistency > 0:
-        raise ValueError("the outside-the-lungs penalty and the consistency term are not combined yet: "
-                         "choose one")
     train_fields = prepared_fields(cfg, run, "train", train_recs, segmenter)
     train_img, train_lungs = train_fields.images, train_fields.lungs_packed
     if cfg.outside_lungs > 0 and train_lungs is None:
@@ -261,8 +287,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].numpy()
             if cfg.consistency > 0:
-                x, twin, y = _paired_batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition)
-                loss = _consistent_step(model, optimiser, x, twin, y, cfg.fast, cfg.label_smoothing, cfg.consistency)
+                x, twin, y, masks = _paired_batch(train_img, train_y, idx, cfg.size, gen, device, cfg.acquisition,
+                                                  cfg.twin_transforms,
+                                                  train_lungs if cfg.outside_lungs > 0 else None)
+                loss, share = _consistent_step(model, optimiser, x, twin, y, cfg.fast, cfg.label_smoothing,
+                                               cfg.consistency, masks, cfg.outside_lungs)
+                outside += 0.0 if share is None else share.item()
             elif cfg.outside_lungs > 0:
                 x, masks, y = _batch_with_lungs(train_img, train_lungs, train_y, idx, cfg.size, gen, device,
                                                 cfg.acquisition)
@@ -293,7 +323,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
                                                        "label_smoothing", "seed", "fast", "arch", "epoch_images",
                                                        "fold", "recipe", "acquisition", "source_power",
-                                                       "consistency", "outside_lungs")},
+                                                       "consistency", "twin_transforms", "outside_lungs")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
             state_["best"] = list(score)
