@@ -122,3 +122,12 @@ def test_the_low_pass_front_end_blurs_without_weights_of_its_own():
     assert low_pass.state_dict().keys() == plain.state_dict().keys()
     with pytest.raises(ValueError, match="sigma must be positive"):
         GaussianLowPass(0.0)
+
+
+def test_the_stride_8_network_draws_16_by_16_at_128_px_with_densenet_weights():
+    # issue 20: a 16 x 16 map without the 256 px input whose grain the 256 px models read as disease
+    stride8, plain = build_model(3, "densenet121_os8").eval(), build_model(3, "densenet121").eval()
+    assert stride8.state_dict().keys() == plain.state_dict().keys()
+    with torch.no_grad():
+        assert stride8.features(torch.zeros(1, 3, 128, 128)).shape[-2:] == (16, 16)
+        assert plain.features(torch.zeros(1, 3, 128, 128)).shape[-2:] == (4, 4)

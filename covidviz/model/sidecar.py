@@ -10,8 +10,8 @@ from typing import Any
 from covidviz.verified import SIDECAR_FILE, read_sidecar
 
 # The backbones covidviz builds (covidviz.model.network.ARCHITECTURES), named here for light callers: the CLI.
-ARCHITECTURE_NAMES = ("densenet121", "densenet201", "densenet121_os16", "densenet121_os16_lp", "resnet50", "vgg19_bn",
-                      "small_cnn")
+ARCHITECTURE_NAMES = ("densenet121", "densenet201", "densenet121_os16", "densenet121_os16_lp", "densenet121_os8",
+                      "resnet50", "vgg19_bn", "small_cnn")
 
 
 def update_sidecar(directory: str | Path, **fields: Any) -> None:
