@@ -107,7 +107,8 @@ def model_line(sidecar: dict[str, Any]) -> str:
     training = sidecar["training"]
     stages = "; ".join(f"{s['stage']} (best epoch {s.get('best_epoch') or s.get('epochs_run')})"
                        for s in training["stages"])
-    return (f"Model `{sidecar['weights_sha256'][:12]}`: DenseNet-121, input {sidecar['input_size']} px, "
+    title = sidecar.get("name", "covidviz DenseNet-121").removeprefix("covidviz ")
+    return (f"Model `{sidecar['weights_sha256'][:12]}`: {title}, input {sidecar['input_size']} px, "
             f"initialisation: {sidecar['initialisation']}; stages: {stages}; {training.get('precision', '')}; "
             f"temperature {sidecar.get('temperature', 1.0):.3f} (validation).")
 
