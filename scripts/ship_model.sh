@@ -53,7 +53,7 @@ step export "$PY" -m covidviz train --data "$DATA" --run "$RUN" --lungs weights 
   --previous-split weights/split.csv --resume --export weights "$@"
 PREVIOUS=$(find weights/history -maxdepth 1 -name 'v*' | sort -V | tail -1)
 step evaluate "$PY" -m covidviz evaluate --data "$DATA" --previous "$PREVIOUS"
-step decision "$PY" -m covidviz fit-decision
+step decision "$PY" -m covidviz fit-decision --data "$DATA"
 step quantise "$PY" -m covidviz quantise --data "$DATA"
 step localise "$PY" -m covidviz explain-check --data "$DATA" --part localisation --methods "${FAST[@]}"
 step drift "$PY" -m covidviz site drift-reference --data "$DATA"

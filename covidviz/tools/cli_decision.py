@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 
@@ -11,8 +12,15 @@ def _fit_decision(args: argparse.Namespace) -> int:
     from covidviz.evaluation.artifacts.decision_artifact import decision_path, fit_decision, summary_lines
     report = fit_decision(args.weights, target=args.sensitivity, n_boot=args.bootstrap)
     print("\n".join(summary_lines(report)))
-    print(f"wrote the rule into {args.weights}/model.json and the report to {decision_path(args.weights)}; "
-          "run `python -m covidviz facts` to regenerate the model card")
+    print(f"wrote the rule into {args.weights}/model.json and the report to {decision_path(args.weights)}")
+    if Path(args.data).is_dir():  # the gallery shows the errors of the rule the product uses: the new one
+        from covidviz.evaluation.artifacts.gallery import build_gallery
+        from covidviz.model.predictor import Predictor
+        shown = build_gallery(Path(args.data), Path(args.weights), Predictor(args.weights))
+        print(f"rebuilt the error gallery under the new rule: {shown} shippable errors")
+    else:
+        print(f"no data at {args.data}: the error gallery still shows the old rule's errors; rerun with --data")
+    print("run `python -m covidviz facts` to regenerate the model card")
     return 0
 
 
@@ -48,6 +56,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--sensitivity", type=float, default=0.90,
                    help="the validation COVID-19 sensitivity the threshold must keep (default 0.90)")
     d.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    d.add_argument("--data", default=str(DEFAULT_DATA_DIR),
+                   help="the pool, to rebuild the error gallery under the new rule (skipped, with a warning, without)")
     d.set_defaults(func=_fit_decision)
     a = sub.add_parser("measure-abstention", help="run the model over validation, test and external films once: "
                        "per film OOD distance and lung plausibility, per set how often no class is given")
