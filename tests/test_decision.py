@@ -15,7 +15,14 @@ from covidviz import CLASSES
 from covidviz.evaluation.artifacts.decision_artifact import load_decision_report
 from covidviz.evaluation.artifacts.saved import load_predictions
 from covidviz.evaluation.measures.decision_fit import covid_rates, fit_rule
-from covidviz.model.decision import ARGMAX_RULE, COVID, DecisionRule, abstention_reason, rule_from_sidecar
+from covidviz.model.decision import (
+    ARGMAX_RULE,
+    COLOUR_REASON,
+    COVID,
+    DecisionRule,
+    abstention_reason,
+    rule_from_sidecar,
+)
 from covidviz.verified import read_sidecar
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, fixture_rows
 
@@ -85,22 +92,31 @@ def test_a_sidecar_without_a_rule_keeps_argmax_and_still_loads(tmp_path):
 
 
 def test_abstention_reasons():
-    assert abstention_reason(30.0, 56.0, True) is None
-    assert abstention_reason(None, None, None) is None  # a model without the checks never abstains for them
-    assert abstention_reason(184.4, 55.6, True) == ("unlike the films the model was trained on (OOD distance 184 > "
-                                                   "threshold 56)")
-    assert abstention_reason(30.0, 56.0, False) == "no plausible pair of lungs found"
+    assert abstention_reason(30.0, 56.0, True, False) is None
+    assert abstention_reason(None, None, None, False) is None  # a model without the checks never abstains for them
+    assert abstention_reason(184.4, 55.6, True, False) == ("unlike the films the model was trained on (OOD distance "
+                                                          "184 > threshold 56)")
+    assert abstention_reason(30.0, 56.0, False, False) == "no plausible pair of lungs found"
+    # a colour picture gets no class even where its features lie among the films' and its "lungs" look plausible
+    assert abstention_reason(30.0, 56.0, True, True) == COLOUR_REASON
+    assert abstention_reason(None, None, None, True) == COLOUR_REASON
 
 
-def test_predict_json_gives_no_class_for_noise_and_a_class_for_a_real_xray(noise_jpeg):
-    """The real CLI on a real noise JPEG and a real chest film from the pool's fixtures."""
+def test_predict_json_gives_no_class_for_noise_and_a_class_for_a_real_xray(noise_jpeg, tmp_path):
+    """The real CLI on a real noise JPEG, the same noise in gray (so the colour check cannot be what stops it)
+    and a real chest film from the pool's fixtures."""
     xray = FIXTURES / fixture_rows()[0]["fixture"]
+    gray_noise = tmp_path / "gray_noise.jpg"
+    Image.open(noise_jpeg).convert("L").save(gray_noise, quality=90)
     result = subprocess.run([sys.executable, "-m", "covidviz", "predict", "--json", "--engine", "torch",
-                             str(noise_jpeg), str(xray)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                             str(noise_jpeg), str(gray_noise), str(xray)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
-    noise, film = (json.loads(line) for line in result.stdout.splitlines())
+    noise, gray, film = (json.loads(line) for line in result.stdout.splitlines())
     assert "label" in noise and noise["label"] is None
-    assert "unlike the films the model was trained on" in noise["abstained"]
+    assert "unlike the films the model was trained on" in noise["abstained"] and COLOUR_REASON in noise["abstained"]
+    assert gray["label"] is None and COLOUR_REASON not in gray["abstained"]
+    assert "unlike the films the model was trained on" in gray["abstained"]
     assert set(noise["probabilities"]) == set(CLASSES)  # kept for the record, not as an answer
     assert film["abstained"] is None and film["label"] in CLASSES
     rule = rule_from_sidecar(read_sidecar(WEIGHTS))
@@ -111,7 +127,8 @@ def test_predict_plain_line_says_no_class(noise_jpeg):
     result = subprocess.run([sys.executable, "-m", "covidviz", "predict", "--engine", "torch", str(noise_jpeg)],
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     fields = result.stdout.strip().split("\t")
-    assert fields[1] == "NO CLASS" and fields[3].startswith("ABSTAINED: unlike the films")
+    assert fields[1] == "NO CLASS" and fields[3].startswith(f"ABSTAINED: {COLOUR_REASON}")
+    assert "unlike the films the model was trained on" in fields[3]
 
 
 def test_the_model_card_carries_the_decision_table_from_its_artifact():

@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASS_TITLES, CLASSES
+from covidviz.model.decision import COLOUR_REASON
 from covidviz.model.predictor import Predictor
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
 
@@ -145,11 +146,10 @@ def test_a_photograph_is_flagged_before_its_prediction_is_read_as_meaningful():
     at.file_uploader(key="uploads").set_value([("holiday.jpg", buf.getvalue(), "image/jpeg")])
     at.run()
     assert not at.exception
-    assert any("unlike the chest X-rays the model was trained on" in e.value for e in at.error)
+    assert any("This is a colour picture, and radiographs are grayscale" in e.value for e in at.error)
     assert any("colour image" in w.value for w in at.warning)
     # no class at all: the reason takes the verdict's place, the probabilities are greyed and said to mean nothing
-    assert any(m.value.startswith("**Model output:** no class given: unlike the films the model was trained on")
-               for m in at.markdown)
+    assert any(m.value.startswith(f"**Model output:** no class given: {COLOUR_REASON}") for m in at.markdown)
     assert not any(re.match(r"\*\*Model output:\*\* .+ \([\d.]+%\)", m.value) for m in at.markdown)
     assert any("not meaningful for this image" in c.value for c in at.caption)
 

@@ -179,3 +179,33 @@ def test_every_pydicom_test_file_loads_or_is_rejected_cleanly():
             assert xray.pixels.ndim == 2 and np.isfinite(xray.pixels).all()
             assert 0 <= xray.pixels.min() and xray.pixels.max() <= 1
     assert seen > 50
+
+
+def _rgb_secondary_capture(rgb: np.ndarray) -> bytes:
+    """An uncompressed RGB Secondary Capture of a chest, as a screen grab or an export from a viewer is stored."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    return _bytes(ds)
+
+
+def test_a_colour_dicom_is_measured_for_colour_not_judged_by_its_photometric(xray_gray):
+    """An RGB DICOM whose channels are equal (a radiograph exported in colour) is gray: it is read as a film.
+    One holding a colour photograph is a colour picture: the model gives it no class (``Xray.colourful``)."""
+    from skimage.data import astronaut
+    gray = load_xray(_rgb_secondary_capture(np.repeat(xray_gray[..., None], 3, axis=2)), "export.dcm")
+    expected = (xray_gray - xray_gray.min()) / float(xray_gray.max() - xray_gray.min())  # DICOM: min-max scaled
+    assert np.abs(gray.pixels - expected).max() < 1e-5
+    assert gray.colourfulness < 1e-6 and not gray.colourful
+    assert any("colour image" in w for w in gray.warnings)  # the photometric is still worth a note
+    photo = load_xray(_rgb_secondary_capture(astronaut()), "photo.dcm")
+    assert photo.colourful and photo.pixels.ndim == 2

@@ -45,7 +45,7 @@ def test_gray_content_in_other_png_modes_loads_unchanged_without_colour_warning(
     image = Image.fromarray(xray_gray).convert(mode)
     xray = load_xray(_png(image), f"chest_{mode}.png")
     np.testing.assert_allclose(xray.pixels, xray_gray / 255.0, atol=1 / 255 + 1e-6)
-    assert xray.warnings == ()
+    assert xray.warnings == () and xray.colourfulness < 1e-6 and not xray.colourful
 
 
 def test_jpeg_exif_orientation_is_applied(xray_gray):
@@ -59,10 +59,20 @@ def test_jpeg_exif_orientation_is_applied(xray_gray):
 
 
 def test_colour_photograph_is_flagged_not_rejected():
+    """Loaded and flagged: the model then gives it no class (``Xray.colourful``), with its probabilities shown."""
     from skimage.data import astronaut
     xray = load_xray(_jpeg(Image.fromarray(astronaut())), "photo.jpg")
     assert xray.pixels.ndim == 2
     assert any("colour" in w for w in xray.warnings)
+    assert xray.colourful and xray.colourfulness == pytest.approx(0.077, abs=0.01)
+
+
+def test_a_radiograph_with_a_few_coloured_marks_is_not_a_colour_picture(xray_gray):
+    """An exported film with a red arrow drawn on it is still read (the arrow is under 1% of the pixels)."""
+    rgb = np.repeat(xray_gray[..., None], 3, axis=2)
+    rgb[100:110, 60:160] = (255, 0, 0)
+    xray = load_xray(_png(Image.fromarray(rgb)), "marked.png")
+    assert 0 < xray.colourfulness < 0.04 and not xray.colourful
 
 
 def _patch_png_size(data: bytes, width: int, height: int) -> bytes:

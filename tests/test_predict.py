@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from covidviz import CLASSES
+from covidviz.verified import read_sidecar
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
 
 
@@ -115,7 +116,7 @@ def test_bench_compares_engines_on_the_same_images_and_prints_json():
             assert summary["int8"]["agreement"]["internal_test"]["images"] > 0 and "internal_test" in result.stdout
 
 
-def test_cli_flags_a_photograph_as_out_of_distribution(tmp_path):
+def test_cli_gives_a_colour_photograph_no_class(tmp_path):
     from PIL import Image
     from skimage.data import chelsea
     photo = tmp_path / "cat.png"
@@ -124,5 +125,8 @@ def test_cli_flags_a_photograph_as_out_of_distribution(tmp_path):
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr  # scored, with warnings: not a rejection
     line = json.loads(result.stdout)
-    assert any("unlike the chest X-rays the model was trained on" in w for w in line["warnings"])
+    # no class: a colour picture is not a radiograph, whatever the feature distance says (README, Bad input)
+    assert line["label"] is None and "a colour picture, not a radiograph" in line["abstained"]
     assert any("colour image" in w for w in line["warnings"])
+    assert any("This is a colour picture, and radiographs are grayscale" in w for w in line["warnings"])
+    assert line["ood_distance"] > read_sidecar(WEIGHTS)["ood"]["caution"]  # the guard cautions at least

@@ -20,7 +20,7 @@ from covidviz.explain.overlay import downscale
 from covidviz.io.xray import Xray
 from covidviz.lungs.field import LungCheck, lung_energy
 from covidviz.model.inference import softmax
-from covidviz.model.ood import OodGuard, lung_message, ood_message
+from covidviz.model.ood import OodGuard, colour_message, lung_message, ood_message
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import CropBox, Prepared, model_batch
 
@@ -51,9 +51,10 @@ class Reading:
 
     @property
     def is_outlier(self) -> bool:
-        """Unlike any chest X-ray the model knows, or no plausible lungs: the prediction is not meaningful."""
+        """Unlike any chest X-ray the model knows, a colour picture, or no plausible lungs: the prediction is not
+        meaningful."""
         no_lungs = self.lung_check is not None and not self.lung_check.plausible
-        return no_lungs or (self.guard is not None and self.ood_distance > self.guard.threshold)
+        return no_lungs or self.xray.colourful or (self.guard is not None and self.ood_distance > self.guard.threshold)
 
     @property
     def is_unusual(self) -> bool:
@@ -62,7 +63,8 @@ class Reading:
 
     @property
     def ood_note(self) -> str | None:
-        notes = [n for n in (lung_message(self.lung_check), ood_message(self.ood_distance, self.guard)) if n]
+        notes = [n for n in (colour_message(self.xray.colourful), lung_message(self.lung_check),
+                             ood_message(self.ood_distance, self.guard)) if n]
         return " ".join(notes) or None
 
     @property

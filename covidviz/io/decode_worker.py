@@ -2,7 +2,7 @@
 
 One request at a time over two pipes (:class:`multiprocessing.connection.Connection` framing):
 ``("bytes", data, filename)`` in, or ``("shared", block name, size, filename)`` for a large file the parent
-put in shared memory; then ``("ok", shape, info, warnings)`` followed by the pixels (into the shared
+put in shared memory; then ``("ok", shape, info, warnings, colourfulness)`` followed by the pixels (into the shared
 memory block the parent names, or as raw bytes down the pipe), or ``("rejected", problem)``, ``("memory",)``
 or ``("failed", exception type)``. It runs as its own program, not a multiprocessing child, so it never
 re-imports whatever script the parent was started as.
@@ -67,7 +67,7 @@ def answer(data: bytes, filename: str) -> tuple[tuple, np.ndarray | None]:
     except Exception as exc:  # noqa: BLE001 (a reader bug must still reach the caller as a refusal)
         return ("failed", type(exc).__name__), None
     pixels = np.ascontiguousarray(xray.pixels, dtype=np.float32)
-    return ("ok", pixels.shape, xray.info, xray.warnings), pixels
+    return ("ok", pixels.shape, xray.info, xray.warnings, xray.colourfulness), pixels
 
 
 def read_shared(name: str, size: int) -> bytes:

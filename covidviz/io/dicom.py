@@ -19,7 +19,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from covidviz.errors import XrayInputError
 from covidviz.io.limits import check_jpeg_density, check_size
-from covidviz.io.xray import MAX_PIXELS, Xray, rgb_to_gray, to_unit_range
+from covidviz.io.xray import MAX_PIXELS, Xray, colourfulness, rgb_to_gray, to_unit_range
 
 RADIOGRAPH_MODALITIES = {"CR", "DX"}
 LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
@@ -108,9 +108,9 @@ def _to_xray(ds: pydicom.Dataset) -> Xray:
     rows, cols = _int_tag(ds, "Rows", 0), _int_tag(ds, "Columns", 0)
     check_size(cols, rows, "DICOM")
     _check_codestream(ds, rows, cols)
-    pixels = _decode_pixels(ds)
+    pixels, colour = _decode_pixels(ds)
     info = _reader_info(ds, pixels.shape)
-    return Xray(pixels=pixels, info=info, warnings=tuple(_warnings(ds)))
+    return Xray(pixels=pixels, info=info, warnings=tuple(_warnings(ds)), colourfulness=colour)
 
 
 def _check_codestream(ds: pydicom.Dataset, rows: int, cols: int) -> None:
@@ -178,7 +178,8 @@ _CODESTREAM_SIZE = {
 }
 
 
-def _decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
+def _decode_pixels(ds: pydicom.Dataset) -> tuple[np.ndarray, float]:
+    """The image in [0, 1] (bright = dense) and its colourfulness (0 for a grayscale photometric)."""
     try:
         raw = ds.pixel_array  # honours BitsStored and PixelRepresentation
     except Exception as exc:  # pydicom raises many types for broken or unsupported pixel data
@@ -192,14 +193,16 @@ def _decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
                              f"{'colour' if colour else 'grayscale'} image; upload a single-frame radiograph.")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if colour:  # colour DICOM (secondary capture): luminance, with a warning from _warnings
-        return to_unit_range(rgb_to_gray(raw))
+        rgb = to_unit_range(raw[..., :3])
+        gray = rgb_to_gray(rgb)
+        return to_unit_range(gray), colourfulness(rgb, gray)
     values = _checked_range(apply_modality_lut(raw, ds))  # rescale slope/intercept or modality LUT
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
         values = _apply_voi_if_sane(values, ds)
     image = to_unit_range(np.asarray(values))
     if photometric == "MONOCHROME1":  # 0 is white: invert (in place: the array is ours) so that bright means dense
         np.subtract(np.float32(1.0), image, out=image)
-    return image
+    return image, 0.0
 
 
 def _checked_range(values: np.ndarray) -> np.ndarray:

@@ -126,7 +126,7 @@ class DecodeWorker:
             budget.check()
 
     def _receive(self, reply: tuple, budget: _Budget) -> Xray:
-        _, shape, info, warnings = reply
+        _, shape, info, warnings, colour = reply
         nbytes = int(np.prod(shape)) * 4
         try:
             block = _SharedFile(max(nbytes, 1))
@@ -145,7 +145,7 @@ class DecodeWorker:
             finally:
                 block.remove()
         self._retire_if_bloated()
-        return Xray(pixels=pixels, info=info, warnings=tuple(warnings))
+        return Xray(pixels=pixels, info=info, warnings=tuple(warnings), colourfulness=colour)
 
     def _retire_if_bloated(self) -> None:
         """Replace a worker that kept most of its memory limit (a big decode can leave glibc holding it)."""

@@ -10,9 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from covidviz.errors import XrayInputError
 from covidviz.io.limits import check_jpeg_density, check_size
-from covidviz.io.xray import Xray, rgb_to_gray, to_unit_range
-
-COLOUR_THRESHOLD = 0.04  # mean |channel - gray| above this: a colour picture, not a radiograph
+from covidviz.io.xray import COLOUR_THRESHOLD, Xray, colourfulness, rgb_to_gray, to_unit_range
 
 
 def read_raster(data: bytes, kind: str) -> Xray:
@@ -41,14 +39,14 @@ def read_raster(data: bytes, kind: str) -> Xray:
         except Exception as exc:  # a malformed EXIF block: the orientation, and so left and right, is unknown
             raise XrayInputError(f"The JPEG file's EXIF metadata is corrupt, so its orientation is unknown "
                                  f"({type(exc).__name__}).") from None
-    gray, colourfulness = _to_gray(image)
+    gray, colour = _to_gray(image)
     found_warnings = []
-    if colourfulness > COLOUR_THRESHOLD:
+    if colour > COLOUR_THRESHOLD:
         found_warnings.append(
             "This is a colour image; radiographs are grayscale. It may be a photograph or an annotated "
             "figure, which the model was not built for. It was converted to grayscale.")
     info = {"format": kind, "size": f"{image.width} x {image.height} px", "mode": image.mode}
-    return Xray(pixels=gray, info=info, warnings=tuple(found_warnings))
+    return Xray(pixels=gray, info=info, warnings=tuple(found_warnings), colourfulness=colour)
 
 
 def _to_gray(image: Image.Image) -> tuple[np.ndarray, float]:
@@ -67,7 +65,7 @@ def _to_gray(image: Image.Image) -> tuple[np.ndarray, float]:
     if mode == "RGB":
         rgb = np.asarray(image, dtype=np.float32) / 255.0
         gray = rgb_to_gray(rgb)
-        return gray, float(np.abs(rgb - gray[..., None]).mean())
+        return gray, colourfulness(rgb, gray)
     if mode == "1":
         return np.asarray(image, dtype=np.float32), 0.0
     if mode == "L":

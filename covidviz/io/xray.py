@@ -8,6 +8,7 @@ import numpy as np
 
 MIN_SIDE = 64
 MAX_PIXELS = 50_000_000  # ~7000 x 7000: above any detector, below what exhausts memory
+COLOUR_THRESHOLD = 0.04  # mean |channel - gray| above this: a colour picture, not a radiograph
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,20 @@ class Xray:
     ``info`` holds display facts only (format, size, and for DICOM modality, view position,
     body part, pixel spacing); patient identifiers are never copied into it.
     ``warnings`` are reasons to doubt the prediction that do not stop it.
+    ``colourfulness`` is how far the decoded picture was from gray (mean |channel - gray|, 0 to 1 units;
+    0 for a grayscale file): a radiograph has no colour, so above :data:`COLOUR_THRESHOLD` the model
+    gives the image no class (a photograph can otherwise pass the feature guard, see ``ood.py``).
     """
 
     pixels: np.ndarray
     info: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    colourfulness: float = 0.0
+
+    @property
+    def colourful(self) -> bool:
+        """A colour picture (a photograph, a figure with coloured marks), not a radiograph."""
+        return self.colourfulness > COLOUR_THRESHOLD
 
     @property
     def height(self) -> int:
@@ -33,6 +43,12 @@ class Xray:
 
 
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's convert("L")
+
+
+def colourfulness(rgb: np.ndarray, gray: np.ndarray) -> float:
+    """Mean |channel - gray| of an H x W x 3+ colour image in [0, 1] and its luminance ``gray``: 0 when the
+    channels are equal (a radiograph saved as RGB), about 0.08 to 0.18 for a colour photograph."""
+    return float(np.abs(rgb[..., :3] - gray[..., None]).mean())
 
 
 def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:

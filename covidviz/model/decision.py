@@ -29,6 +29,7 @@ DECISION_KEY = "decision"
 COVID = CLASSES.index("covid")
 ARGMAX, COVID_THRESHOLD = "argmax", "covid_threshold"
 NO_LUNGS_REASON = "no plausible pair of lungs found"
+COLOUR_REASON = "a colour picture, not a radiograph (radiographs are grayscale)"
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,15 @@ def rule_from_sidecar(sidecar: Mapping[str, Any] | None) -> DecisionRule:
 
 
 def abstention_reason(ood_distance: float | None, ood_threshold: float | None,
-                      lungs_plausible: bool | None) -> str | None:
+                      lungs_plausible: bool | None, colourful: bool) -> str | None:
     """Why no class is given for an image (short, for a JSON field, an SR and the page), or None when one is.
-    ``None`` inputs mean the check does not exist for this model and cannot cause an abstention."""
+    ``None`` inputs mean the check does not exist for this model and cannot cause an abstention.
+
+    ``colourful`` (the upload was a colour picture) is checked apart from the feature distance: a colour
+    photograph can lie as close to the training films' features as an unusual film does (README, OOD guard)."""
     reasons = []
+    if colourful:
+        reasons.append(COLOUR_REASON)
     if ood_distance is not None and ood_threshold is not None and ood_distance > ood_threshold:
         reasons.append(f"unlike the films the model was trained on (OOD distance {ood_distance:.0f} > threshold "
                        f"{ood_threshold:.0f})")

@@ -56,6 +56,16 @@ def ood_message(distance: float | None, guard: OodGuard | None) -> str | None:
             "projection: read the output with extra care.")
 
 
+def colour_message(colourful: bool) -> str | None:
+    """The reader's note when the upload was a colour picture (None when it was not). Checked apart from the
+    feature distance: a colour photograph can lie as close to the training films' features as an unusual
+    film does, so the distance alone cannot be trusted to catch it (README, OOD guard)."""
+    if not colourful:
+        return None
+    return ("This is a colour picture, and radiographs are grayscale: the model gives it no class. Upload the "
+            "radiograph itself: a DICOM file, or a grayscale PNG or JPEG export.")
+
+
 def lung_message(check: LungCheck | None) -> str | None:
     """The reader's note when the lung segmenter found no plausible pair of lungs (None when it did,
     or when the model does not use lung fields)."""

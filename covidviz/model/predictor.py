@@ -23,7 +23,7 @@ from covidviz.model.decision import ARGMAX_RULE, DecisionRule, abstention_reason
 from covidviz.model.engine import build_engine
 from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.inference import softmax
-from covidviz.model.ood import load_guard, lung_message, ood_message
+from covidviz.model.ood import colour_message, load_guard, lung_message, ood_message
 from covidviz.model.preprocessing import Prepared, model_batch, prepare
 from covidviz.model.segmenter_engine import serve_segmenter
 from covidviz.model.serving_plan import LeanEngines, lean_engines, record_plan
@@ -151,12 +151,13 @@ class Predictor:
         """K x C: what the one-pass Grad-CAM weighs the feature map with."""
         return self._classifier_weight
 
-    def verdict(self, probabilities: np.ndarray, ood_distance: float | None, lung_check: LungCheck | None
-                ) -> tuple[str | None, str | None]:
+    def verdict(self, probabilities: np.ndarray, ood_distance: float | None, lung_check: LungCheck | None,
+                colourful: bool) -> tuple[str | None, str | None]:
         """(class, None) by this model's decision rule, or (None, reason) where it gives no class: one answer
-        for every interface that holds the pieces of a reading rather than a :class:`Prediction`."""
+        for every interface that holds the pieces of a reading rather than a :class:`Prediction`.
+        ``colourful``: the upload was a colour picture (:attr:`~covidviz.io.xray.Xray.colourful`)."""
         reason = abstention_reason(ood_distance, None if self.guard is None else self.guard.threshold,
-                                   None if lung_check is None else bool(lung_check.plausible))
+                                   None if lung_check is None else bool(lung_check.plausible), colourful)
         return (None, reason) if reason else (self.decision.label(np.asarray(probabilities, float)), None)
 
     def prepare(self, grays: list[np.ndarray]) -> list[Prepared]:
@@ -195,12 +196,13 @@ class Predictor:
         distances = self.guard.distance(result.pooled) if self.guard is not None else [None] * len(xrays)
         out = []
         for name, xray, row, distance, one in zip(names, xrays, probs, distances, prepared):
-            notes = tuple(n for n in (lung_message(one.check), ood_message(distance, self.guard)) if n)
+            notes = tuple(n for n in (colour_message(xray.colourful), lung_message(one.check),
+                                      ood_message(distance, self.guard)) if n)
             distance = None if distance is None else float(distance)
             out.append(Prediction(name=name, probabilities={c: float(p) for c, p in zip(CLASSES, row)},
                                   warnings=notes + xray.warnings, info=xray.info, ood_distance=distance,
                                   lungs_plausible=None if one.check is None else bool(one.check.plausible),
-                                  abstained=self.verdict(row, distance, one.check)[1], rule=self.decision))
+                                  abstained=self.verdict(row, distance, one.check, xray.colourful)[1], rule=self.decision))
         return out
 
     def predict_bytes(self, data: bytes, name: str) -> Prediction:

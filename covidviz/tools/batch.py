@@ -70,7 +70,8 @@ class Scorer:
             shape = (int(batch["height"][i]), int(batch["width"][i]))
             pixels = np.frombuffer(batch["pixels"][i], dtype=np.float32).reshape(shape)
             todo.append((i, Xray(pixels=pixels, info=json.loads(batch["info"][i]),
-                                 warnings=tuple(json.loads(batch["warnings"][i])))))
+                                 warnings=tuple(json.loads(batch["warnings"][i])),
+                                 colourfulness=float(batch["colourfulness"][i]))))
         for i, prediction in self._score(todo, keys):
             outcomes[i] = prediction
         return result_table([result_row(outcomes[i].as_json(), batch["sha256"][i], self.model_sha256)

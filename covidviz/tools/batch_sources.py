@@ -102,7 +102,7 @@ def read_error(exc: Exception) -> str:
 
 DECODED_SCHEMA = pa.schema([("key", pa.string()), ("sha256", pa.string()), ("pixels", pa.large_binary()),
                             ("height", pa.int64()), ("width", pa.int64()), ("info", pa.string()),
-                            ("warnings", pa.string()), ("error", pa.string())])
+                            ("warnings", pa.string()), ("colourfulness", pa.float64()), ("error", pa.string())])
 
 
 def decode_batch(batch: dict[str, np.ndarray], source: ArchiveSource) -> pa.Table:
@@ -113,21 +113,22 @@ def decode_batch(batch: dict[str, np.ndarray], source: ArchiveSource) -> pa.Tabl
     from covidviz.errors import XrayInputError
     from covidviz.io.isolation import read_untrusted
     out: dict[str, list] = {k: [] for k in ("key", "sha256", "pixels", "height", "width", "info", "warnings",
-                                             "error")}
+                                             "colourfulness", "error")}
     for key in batch["key"]:
         key = str(key)
-        pixels, shape, info, warnings, error, sha = None, (0, 0), "{}", "[]", None, None
+        pixels, shape, info, warnings, colour, error, sha = None, (0, 0), "{}", "[]", 0.0, None, None
         try:
             data = source.read(key)
             sha = hashlib.sha256(data).hexdigest()
             xray = read_untrusted(data, Path(key).name)
             pixels, shape = np.ascontiguousarray(xray.pixels, dtype=np.float32).tobytes(), xray.pixels.shape
-            info, warnings = json.dumps(xray.info), json.dumps(list(xray.warnings))
+            info, warnings, colour = json.dumps(xray.info), json.dumps(list(xray.warnings)), xray.colourfulness
         except XrayInputError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001  (one odd file never stops an archive job)
             error = read_error(exc) if sha is None else f"The file could not be decoded ({exc.__class__.__name__}: {exc})."
         for name, value in (("key", key), ("sha256", sha), ("pixels", pixels), ("height", shape[0]),
-                            ("width", shape[1]), ("info", info), ("warnings", warnings), ("error", error)):
+                            ("width", shape[1]), ("info", info), ("warnings", warnings), ("colourfulness", colour),
+                            ("error", error)):
             out[name].append(value)
     return pa.table(out, schema=DECODED_SCHEMA)

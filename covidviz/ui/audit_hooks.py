@@ -15,7 +15,7 @@ import streamlit as st
 from covidviz.audit.events import content_sha256
 from covidviz.audit.recorder import record_heatmap, record_prediction, record_rejection
 from covidviz.explain.reading import Reading
-from covidviz.model.ood import lung_message, ood_message
+from covidviz.model.ood import colour_message, lung_message, ood_message
 from covidviz.model.predictor import Predictor
 
 INTERFACE = "dashboard"
@@ -66,11 +66,13 @@ def audit_reading(predictor: Predictor, data: bytes, outcome: Reading | str) -> 
     if outcome.guard is not None:
         ood = "outlier" if outcome.is_outlier else "unusual" if outcome.is_unusual else "typical"
     check = outcome.lung_check
-    notes = tuple(n for n in (lung_message(check), ood_message(outcome.ood_distance, outcome.guard)) if n)
+    notes = tuple(n for n in (colour_message(outcome.xray.colourful), lung_message(check),
+                              ood_message(outcome.ood_distance, outcome.guard)) if n)
     record_prediction(INTERFACE, data, outcome.probabilities, sidecar=predictor.sidecar,
                       warnings=notes + outcome.xray.warnings, ood=ood, ood_distance=outcome.ood_distance,
                       lung_field_plausible=None if check is None else bool(check.plausible),
-                      verdict=predictor.verdict(outcome.probabilities, outcome.ood_distance, check))
+                      verdict=predictor.verdict(outcome.probabilities, outcome.ood_distance, check,
+                                                outcome.xray.colourful))
 
 
 @_never_raises

@@ -30,6 +30,7 @@ from covidviz.evaluation.measures.lung_reading import lung_energy_summary, reads
 from covidviz.evaluation.measures.metrics import brier_score, expected_calibration_error, reliability_bins
 from covidviz.evaluation.measures.report import metrics_report
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
+from covidviz.io.xray import COLOUR_THRESHOLD
 from covidviz.lungs.field import lung_energy
 from covidviz.lungs.segmenter import LungSegmenter
 from covidviz.model.inference import pooled_and_logits, softmax
@@ -85,18 +86,20 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
                           weights_dir: Path) -> dict[str, Any]:
     """Fit the OOD guard (train features; thresholds from validation and offline non-chest images), save it,
     and measure it: detection on the non-chest images (also leave-one-out), false alarms on test and external.
-    An image is flagged when its distance is above the threshold or (lung-field models) no plausible
-    pair of lungs was found; both parts are reported on their own too."""
+    An image is flagged when its distance is above the threshold, it is a colour picture, or (lung-field
+    models) no plausible pair of lungs was found; each part is reported on its own too. The pool's films are
+    all grayscale, so the colour check raises no false alarm on test or external."""
     others = {**skimage_pictures(), **non_chest_dicoms()}
     names = sorted(others)
     prepared = predictor.prepare([others[n].pixels for n in names])
     other_pooled, _ = pooled_and_logits(predictor.model, [p.image for p in prepared], predictor.input_size)
     other_no_lungs = np.array([p.check is not None and not p.check.plausible for p in prepared])
+    other_colour = np.array([others[n].colourful for n in names])
     guard = fit_guard(pooled["train"], pooled["val"], other_pooled)
     save_guard(guard, weights_dir)
     val_d, other_d = guard.distance(pooled["val"]), guard.distance(other_pooled)
-    flagged = (other_d > guard.threshold) | other_no_lungs
-    held_out = other_no_lungs | np.array([other_d[i] > hard_threshold(val_d, np.delete(other_d, i))
+    flagged = (other_d > guard.threshold) | other_no_lungs | other_colour
+    held_out = other_no_lungs | other_colour | np.array([other_d[i] > hard_threshold(val_d, np.delete(other_d, i))
                                           for i in range(len(names))])
     report: dict[str, Any] = {
         "method": "Mahalanobis distance of pooled DenseNet features (Ledoit-Wolf covariance, fitted on train)",
@@ -105,6 +108,7 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
         "caution_rule": f"{VAL_QUANTILE:.0%} quantile of validation distances",
         "lung_check": "flagged too when the lung segmenter finds no plausible pair of lungs"
                       if predictor.segmenter is not None else None,
+        "colour_check": f"flagged too when the upload is a colour picture (mean |channel - gray| > {COLOUR_THRESHOLD})",
         "detection": {}, "false_alarm": {}, "caution_rate": {},
         "per_image": {n: round(float(d), 1) for n, d in zip(names, other_d)}}
     for label, prefix in (("skimage pictures", "skimage:"), ("non-chest DICOMs", "dicom:")):
@@ -112,7 +116,8 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
         report["detection"][label] = {"n": int(mask.sum()), "rate": float(flagged[mask].mean()),
                                       "rate_leave_one_out": float(held_out[mask].mean()),
                                       "rate_distance_only": float((other_d[mask] > guard.threshold).mean()),
-                                      "rate_lung_check_only": float(other_no_lungs[mask].mean())}
+                                      "rate_lung_check_only": float(other_no_lungs[mask].mean()),
+                                      "rate_colour_check_only": float(other_colour[mask].mean())}
     for split in ("test", "external"):
         distances = guard.distance(pooled[split])
         far = distances > guard.threshold

@@ -141,8 +141,10 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
             def parts(v: dict[str, Any], digits: int) -> str:
                 if "rate_lung_check_only" not in v or not ood.get("lung_check"):
                     return ""
+                colour = (f", colour picture alone {v['rate_colour_check_only']:.{digits}%}"
+                          if "rate_colour_check_only" in v else "")
                 return (f"; distance alone {v['rate_distance_only']:.{digits}%}, no plausible lungs alone "
-                        f"{v['rate_lung_check_only']:.{digits}%}")
+                        f"{v['rate_lung_check_only']:.{digits}%}{colour}")
             det = "; ".join(f"{k}: {v['rate']:.0%} of {v['n']} (leave-one-out {v['rate_leave_one_out']:.0%}"
                             f"{parts(v, 0)})" for k, v in ood["detection"].items())
             alarms = "; ".join(f"{k}: {v['rate']:.1%} of {v['n']} ({parts(v, 1).removeprefix('; ') or 'distance'})"
@@ -151,8 +153,10 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
             lines += ["## Out-of-distribution guard",
                       f"{ood['method']}. An upload is flagged as not meaningful above {ood['threshold']:.1f} "
                       f"({ood['threshold_rule']}) and gets a caution above {ood['caution']:.1f} ({ood['caution_rule']})"
-                      + (f"; it is also flagged when {ood['lung_check'].removeprefix('flagged too when ')}."
-                         if ood.get("lung_check") else "."),
+                      + (f"; it is also flagged when {ood['lung_check'].removeprefix('flagged too when ')}"
+                         if ood.get("lung_check") else "")
+                      + (f", and when {ood['colour_check'].removeprefix('flagged too when ')}."
+                         if ood.get("colour_check") else "."),
                       f"- Non-chest images flagged: {det}.",
                       f"- Real chest X-rays flagged (false alarms): {alarms}.",
                       f"- Real chest X-rays with a caution: {caution}. The Hannover hospital is new to the model, "
