@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from covidviz import CLASSES
+from covidviz.paths import latest_previous
 from covidviz.verified import read_sidecar
 from tests.conftest import FIXTURES, ROOT, WEIGHTS, dicom_path, fixture_rows
 
@@ -101,7 +102,9 @@ def test_bench_compares_engines_on_the_same_images_and_prints_json():
     assert "onnxruntime-fp32" in result.stdout and "limit: " in result.stdout and "share of the peak" in result.stdout
     # beside the previous model (the newest under weights/history/): its operations and page path per image
     previous = summary["against_previous"]
-    assert previous["previous"]["folder"].endswith(f"history{os.sep}v1")
+    kept = latest_previous(WEIGHTS)  # the newest under weights/history/: v1 while v2 is shipped, v2 after v3
+    assert previous["previous"]["folder"].endswith(f"history{os.sep}{kept.name}")
+    assert previous["previous"]["version"] == read_sidecar(kept)["weights_sha256"][:12]
     assert previous["gflop_ratio"] == pytest.approx(
         previous["shipped"]["gflop_per_image"] / previous["previous"]["gflop_per_image"], abs=0.01)
     assert previous["shipped"]["page_path_ms"] > 0 and previous["previous"]["page_path_ms"] > 0
