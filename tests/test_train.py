@@ -66,6 +66,8 @@ def test_the_lung_penalty_and_the_twins_say_what_they_need(toy, tmp_path):
         train(_config(toy, tmp_path / "twins", twin_transforms=("grain_noise",)))
     with pytest.raises(ValueError, match="unknown acquisition transform"):
         train(_config(toy, tmp_path / "grain", consistency=4.0, twin_transforms=("grain",)))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train(_config(toy, tmp_path / "adults", adult_pneumonia=1.0))
 
 
 def test_export_then_evaluate_writes_dashboard_artifacts(toy, tmp_path):
@@ -109,6 +111,26 @@ def test_sampling_balances_classes_and_dampens_big_sources():
     w = sample_weights(recs)
     assert w[:10].sum() == pytest.approx(0.5)  # each class half the draws
     assert w[10:100].sum() / w[100:].sum() == pytest.approx(3.0)  # sqrt(90) / sqrt(10)
+
+
+def test_adult_pneumonia_gets_the_share_of_its_class_it_is_given():
+    """Kermany (children) 100 films, NIH 36 and ieee8023 4 (adults): by size the children take sqrt(100) of
+    sqrt(100) + sqrt(36) + sqrt(4) = 10 / 18 of the pneumonia draws; asked for 0.75, the adults take 0.75,
+    split 6 : 2 between their sources; the other classes do not move."""
+    from covidviz.data.collection import Record
+    def films(label, source, n):
+        return [Record(f"{source}{label}{i}", label, f"{source}{label}{i}", source, "pool", False) for i in range(n)]
+    recs = (films("pneumonia", "Kermany", 100) + films("pneumonia", "NIH", 36) + films("pneumonia", "ieee8023", 4)
+            + films("normal", "NIH", 50))
+    kermany, nih, ieee, normal = slice(0, 100), slice(100, 136), slice(136, 140), slice(140, 190)
+    by_size = sample_weights(recs)
+    assert by_size[kermany].sum() == pytest.approx(0.5 * 10 / 18)
+    asked = sample_weights(recs, adult_pneumonia=0.75)
+    assert asked[nih].sum() + asked[ieee].sum() == pytest.approx(0.5 * 0.75)
+    assert asked[nih].sum() / asked[ieee].sum() == pytest.approx(3.0)
+    assert asked[kermany].sum() == pytest.approx(0.5 * 0.25) and asked[normal].sum() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="adult and paediatric pneumonia films"):
+        sample_weights(films("pneumonia", "NIH", 5) + films("normal", "NIH", 5), adult_pneumonia=0.75)
 
 
 def test_a_config_from_a_recipe_trains_by_every_field_the_recipe_names():

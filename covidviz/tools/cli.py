@@ -25,7 +25,8 @@ def _train(args: argparse.Namespace) -> int:
                       threads=args.threads, fast={"auto": None, "fp32": False, "bf16": True}[args.precision],
                       stop_after=args.stop_after, segmenter_dir=args.lungs, previous_split=args.previous_split,
                       radiologist_labels=not args.report_labels, epoch_images=args.epoch_images,
-                      source_power=args.source_power, acquisition=args.acquisition, arch=args.arch,
+                      source_power=args.source_power, adult_pneumonia=args.adult_pneumonia,
+                      acquisition=args.acquisition, arch=args.arch,
                       consistency=args.consistency, outside_lungs=args.outside_lungs,
                       twin_transforms=tuple(args.twin_transforms.split(",")) if args.twin_transforms else ())
     best = train(cfg, resume=args.resume)
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epoch-images", type=int, help="images sampled per epoch (default: the training set's size)")
     t.add_argument("--source-power", type=float, default=0.5,
                    help="within a class, sample sources in proportion to count**power (0: every source equally)")
+    t.add_argument("--adult-pneumonia", type=float, metavar="SHARE",
+                   help="share of the pneumonia class's draws from adult sources (NIH, ieee8023), the rest from the "
+                        "children's (Kermany); default: by source size like the other classes (about 0.44 here)")
     t.add_argument("--acquisition", type=float, default=0.0,
                    help="share of training images passed through one acquisition transform (grain, vendor curves, "
                         "edge enhancement, low resolution and JPEG, collimation and text, digitised film)")

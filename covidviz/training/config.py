@@ -34,6 +34,7 @@ class TrainConfig:
     radiologist_labels: bool = True  # NIH: the RSNA radiologists' reading where one exists
     epoch_images: int | None = None  # images sampled per epoch (default: the training set's size)
     source_power: float = 0.5  # within a class, source shares ~ count**power (0 = equal per source)
+    adult_pneumonia: float | None = None  # share of pneumonia draws from adult sources (None: as source_power gives)
     acquisition: float = 0.0  # share of training images through one covidviz.data.acquisition transform
     consistency: float = 0.0  # weight of the agreement term between each film and its acquisition-shifted twin
     twin_transforms: tuple[str, ...] = ()  # the acquisition transforms the twins are drawn from (empty: all)

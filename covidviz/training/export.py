@@ -72,6 +72,8 @@ def export(best: Path, cfg: TrainConfig, splits: dict[str, list[Record]]) -> Pat
         "training": {"stages": ckpt["stages"], "best_epoch": ckpt["epoch"], "validation": ckpt["val"],
                      "history": history,
                      "sampling": f"class-balanced; within a class, sources weighted by count^{cfg.source_power:g}"
+                                 + (f"; adult sources {cfg.adult_pneumonia:.0%} of the pneumonia draws"
+                                    if cfg.adult_pneumonia is not None else "")
                                  + (f"; {cfg.epoch_images} images per epoch" if cfg.epoch_images else ""),
                      "augmentation": "rotation +-10 deg, zoom 0.85-1.2, independent horizontal/vertical stretch "
                                      "0.85-1.18, shift +-6%, gamma 0.7-1.5, contrast, brightness, blur, noise, "

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from covidviz import CLASSES
 from covidviz.data.collection import Record
 from covidviz.data.split import write_split
+from covidviz.evaluation.measures.age_groups import GROUPS, age_group
 from covidviz.evaluation.measures.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
 from covidviz.model.inference import predict_canonical
 from covidviz.model.network import build_model, load_compatible_state
@@ -40,16 +41,29 @@ from covidviz.training.lung_attention import gradcam_energy, outside_lung_share
 from covidviz.training.prepare import make_splits, prepared_fields, training_segmenter
 
 
-def sample_weights(records: list[Record], power: float = 0.5) -> np.ndarray:
+def sample_weights(records: list[Record], power: float = 0.5, adult_pneumonia: float | None = None) -> np.ndarray:
     """Per-image sampling weights: every class equally often; within a class, each source in
     proportion to its size to the ``power`` (0.5: the square root, so small sources count without
-    being repeated into memorisation; 0: every source equally)."""
+    being repeated into memorisation; 0: every source equally).
+
+    ``adult_pneumonia`` (0 to 1): the share of the pneumonia class's draws that go to adult sources, the rest to
+    the paediatric one (Kermany), each group's sources still in proportion to size to the ``power``. The
+    pneumonia class is mostly children's films, and adult pneumonia that is not COVID-19 is the distinction
+    clinicians need; None keeps the class like the others."""
     counts: dict[tuple[str, str], int] = {}
     for r in records:
         counts[(r.label, r.source)] = counts.get((r.label, r.source), 0) + 1
     share: dict[tuple[str, str], float] = {}
     for label in {r.label for r in records}:
         roots = {k: math.pow(n, power) for k, n in counts.items() if k[0] == label}
+        if label == "pneumonia" and adult_pneumonia is not None:
+            groups = {g: sum(v for k, v in roots.items() if age_group(k[1]) == g) for g in GROUPS}
+            if not all(groups.values()):
+                raise ValueError(f"--adult-pneumonia needs adult and paediatric pneumonia films in training; "
+                                 f"found {', '.join(f'{g}: {n:.0f}' for g, n in groups.items())}")
+            wanted = {"adults": adult_pneumonia, "children": 1.0 - adult_pneumonia}
+            share.update({k: v / groups[age_group(k[1])] * wanted[age_group(k[1])] for k, v in roots.items()})
+            continue
         total = sum(roots.values())
         share.update({k: v / total for k, v in roots.items()})
     weights = np.array([share[(r.label, r.source)] / counts[(r.label, r.source)] for r in records])
@@ -222,6 +236,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.twin_transforms and cfg.consistency <= 0:
         raise ValueError("--twin-transforms chooses the consistency term's twins: it needs --consistency")
     acquisition_names(cfg.twin_transforms)
+    if cfg.adult_pneumonia is not None and not 0 < cfg.adult_pneumonia < 1:
+        raise ValueError(f"--adult-pneumonia is a share of the pneumonia class's draws, between 0 and 1 (exclusive); "
+                         f"got {cfg.adult_pneumonia}")
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     device = _device()
@@ -266,7 +283,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         state_, ckpt = load_checkpoint(last, model, optimiser, schedule, gen)
         stages = json.loads(ckpt["stages"])
         print(f"resumed from {last} after epoch {state_['epoch']}")
-    weights = torch.from_numpy(sample_weights(train_recs, cfg.source_power))
+    weights = torch.from_numpy(sample_weights(train_recs, cfg.source_power, cfg.adult_pneumonia))
     if cfg.fast is None:
         cfg.fast = _bf16_pays(model, cfg, device)
     else:
@@ -323,6 +340,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                                               if k in ("size", "epochs", "batch_size", "lr", "weight_decay",
                                                        "label_smoothing", "seed", "fast", "arch", "epoch_images",
                                                        "fold", "recipe", "acquisition", "source_power",
+                                                       "adult_pneumonia",
                                                        "consistency", "twin_transforms", "outside_lungs")},
                       "epochs_run": epoch, "best_epoch": epoch if improved else None}
         if improved:
