@@ -31,11 +31,12 @@ def _config(toy, run, **kw):
     return TrainConfig(data_dir=str(toy), run_dir=str(run), **settings)
 
 
-@pytest.mark.parametrize("recipe", [{"acquisition": 0.5}, {"acquisition": 0.5, "consistency": 4.0},
+@pytest.mark.parametrize("recipe", [{"acquisition": 0.5, "adult_pneumonia": 0.75},
+                                    {"acquisition": 0.5, "consistency": 4.0},
                                     {"acquisition": 0.5, "outside_lungs": 0.3, "segmenter_dir": str(WEIGHTS)},
                                     {"acquisition": 0.5, "outside_lungs": 0.3, "segmenter_dir": str(WEIGHTS),
                                      "consistency": 4.0, "twin_transforms": ("grain_noise", "digitised_film")}],
-                         ids=["acquisition", "acquisition-consistency", "acquisition-outside-lungs",
+                         ids=["acquisition-adult-pneumonia", "acquisition-consistency", "acquisition-outside-lungs",
                               "outside-lungs-and-grain-consistency"])
 def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, recipe):
     # with acquisition augmentation on (and the twins of the consistency term), so their random draws are part of
@@ -49,12 +50,20 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(toy, tmp_path, 
     assert stage["consistency"] == recipe.get("consistency", 0.0)
     assert stage["outside_lungs"] == recipe.get("outside_lungs", 0.0)
     assert tuple(stage["twin_transforms"]) == recipe.get("twin_transforms", ())
+    assert stage["adult_pneumonia"] == recipe.get("adult_pneumonia")
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
     for name in a:
         assert torch.allclose(a[name].float(), b[name].float(), atol=1e-5), name
     history = json.loads((tmp_path / "resumed" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
+    # pneumonia recall for adults (NIH) and children (Kermany) apart, each [recalled, films] on validation
+    p = CLASSES.index("pneumonia")
+    for h in history:
+        groups = h["pneumonia_recall"]
+        assert set(groups) <= {"adults", "children"} and sum(h["confusion"][p]) > 0
+        assert [sum(k for k, _ in groups.values()), sum(n for _, n in groups.values())] == \
+            [h["confusion"][p][p], sum(h["confusion"][p])]
     if recipe.get("outside_lungs"):  # the penalty's share is logged, with or without the twins
         assert all(0 < h["train_outside_share"] < 1 for h in history)
 

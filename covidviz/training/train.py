@@ -27,7 +27,7 @@ from tqdm import tqdm
 from covidviz import CLASSES
 from covidviz.data.collection import Record
 from covidviz.data.split import write_split
-from covidviz.evaluation.measures.age_groups import GROUPS, age_group
+from covidviz.evaluation.measures.age_groups import GROUPS, age_group, pneumonia_recall_by_age
 from covidviz.evaluation.measures.metrics import confusion_matrix, macro_f1, negative_log_likelihood, per_class_rates
 from covidviz.model.inference import predict_canonical
 from covidviz.model.network import build_model, load_compatible_state
@@ -217,7 +217,9 @@ def _bf16_pays(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -
 
 
 def evaluate_split(model: torch.nn.Module, images: np.ndarray, targets: np.ndarray, size: int,
-                   fast: bool) -> dict[str, Any]:
+                   fast: bool, sources: Sequence[str]) -> dict[str, Any]:
+    """Argmax measures on a split, with pneumonia recall for adults and children apart (``[recalled, n]``
+    per group): the pooled recall is mostly the children's."""
     probs = predict_canonical(model, _as_unit(images), size, batch_size=64, fast=fast)
     predicted = probs.argmax(1)
     matrix = confusion_matrix(targets, predicted, len(CLASSES))
@@ -226,6 +228,8 @@ def evaluate_split(model: torch.nn.Module, images: np.ndarray, targets: np.ndarr
     return {"loss": nll, "accuracy": float((predicted == targets).mean()),
             "macro_f1": macro_f1(targets, predicted, len(CLASSES)),
             "covid_sensitivity": rates[0]["sensitivity"], "covid_precision": rates[0]["precision"],
+            "pneumonia_recall": {g: [r.recalled, r.n]
+                                 for g, r in pneumonia_recall_by_age(sources, targets, predicted).items()},
             "confusion": matrix.tolist()}
 
 
@@ -322,7 +326,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             schedule.step()
             running += loss.item()
             bar.set_postfix(loss=f"{running / (step + 1):.3f}", lr=f"{schedule.get_last_lr()[0]:.1e}")
-        val = evaluate_split(model, val_img, val_y, cfg.size, cfg.fast)
+        val = evaluate_split(model, val_img, val_y, cfg.size, cfg.fast, [r.source for r in val_recs])
         val.update(epoch=epoch, train_loss=running / steps_per_epoch, seconds=round(time.time() - started, 1))
         if cfg.outside_lungs > 0:
             val["train_outside_share"] = outside / steps_per_epoch
@@ -333,6 +337,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         state_["bad_epochs"] = 0 if improved else state_["bad_epochs"] + 1
         print(f"epoch {epoch}: train loss {val['train_loss']:.3f} | val loss {val['loss']:.3f} acc {val['accuracy']:.3f} "
               f"macro-F1 {val['macro_f1']:.3f} covid sens {val['covid_sensitivity']:.3f} prec {val['covid_precision']:.3f}"
+              + "".join(f" | pneumonia {g} {k}/{n}" for g, (k, n) in val["pneumonia_recall"].items())
               + (f" | maps outside the lungs {val['train_outside_share']:.3f}" if cfg.outside_lungs > 0 else "")
               + f" | {val['seconds']}s{' *' if improved else ''}", flush=True)
         stage_name = f"{cfg.size}px" + (" lung field" if segmenter is not None else "")
