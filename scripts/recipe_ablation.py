@@ -231,7 +231,7 @@ def main() -> int:
         rows.append((meta, reading))
         print(f"read: {meta['name']} ({reading.feature_map[0]} x {reading.feature_map[1]} map); flips "
               f"{meta['shift']['flipped']}", flush=True)
-    report = ablation_report(rows, truth, siim, even, args.bootstrap)
+    report = ablation_report(rows, truth, siim, even, args.bootstrap, sources=np.array([r.source for r in records]))
     print("| recipe | map | validation macro-F1 | within-SIIM COVID-19 AUC | lung energy (median) |")
     print("|---|---|---|---|---|")
     for row in report["rows"]:

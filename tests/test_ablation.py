@@ -212,3 +212,28 @@ def test_the_low_pass_front_end_blurs_and_keeps_the_mean():
     assert blurred.astype(float).std() < 0.6 * images.astype(float).std()
     assert abs(blurred.astype(float).mean() - images.astype(float).mean()) < 1.0
     assert script.low_pass(images, None) is images
+
+
+def test_pneumonia_recall_is_counted_per_age_group_and_a_table_read_before_it_takes_it_on(films):
+    """Kermany films are the children, the other sources adults; a stored table from before the measure takes new
+    rows that have it (its first row, read again, gains it), and the card shows "—" where a row was not read since."""
+    truth, siim, rng = films
+    sources = np.where(rng.random(600) < 0.5, "Kermany", "NIH")
+    reading = _reading(truth, rng.random(600) < 0.7, 0.5)
+    meta = {"source": "s", "architecture": "densenet121", "input_size": 128, "epoch": 1}
+    fresh = ablation_report([({"name": "a", **meta}, reading), ({"name": "c", **meta}, reading)], truth, siim, 0.43,
+                            n_boot=50, sources=sources)
+    pneumonia, called = truth == CLASSES.index("pneumonia"), reading.probs.argmax(1) == CLASSES.index("pneumonia")
+    for group, from_source in (("adults", "NIH"), ("children", "Kermany")):
+        rows = pneumonia & (sources == from_source)
+        recall = fresh["rows"][0]["pneumonia_recall"][group]
+        assert (recall["recalled"], recall["n"]) == (int((rows & called).sum()), int(rows.sum()))
+        assert recall["ci95"][0] <= recall["value"] <= recall["ci95"][1]
+    older = ablation_report([({"name": "a", **meta}, reading), ({"name": "b", **meta}, reading)], truth, siim, 0.43,
+                            n_boot=50)
+    assert "pneumonia_recall" not in older["rows"][0]
+    table = extend_ablation(older, fresh)
+    assert [("pneumonia_recall" in row) for row in table["rows"]] == [True, False, True]
+    lines = [line for line in ablation_lines(table) if line.startswith("| ")][1:]  # after the header
+    adults = fresh["rows"][0]["pneumonia_recall"]["adults"]
+    assert f"| {adults['recalled']} of {adults['n']} |" in lines[0] and "| — | — |" in lines[1]

@@ -4,7 +4,8 @@ person knows what helped (``weights/eval/ablation.json``, the model card's "Reci
 Validation only: test and external films are never read here, so nothing is chosen by them. For each model:
 macro F1 under argmax; the COVID-19 ROC AUC within SIIM, a source holding COVID-19 and other films alike, so
 that source cannot stand in for class; the median share of the predicted class's Grad-CAM energy inside the
-lung mask, beside the share a map spread evenly over the lung field would put there; and how often its class
+lung mask, beside the share a map spread evenly over the lung field would put there; pneumonia recall for
+adults and children apart (the pooled recall is mostly the children's); and how often its class
 flips on the validation films ``measure-shift`` draws, read clean and through each acquisition transform (the
 same films, transforms and seeds for every row, under argmax, so rows compare whatever rule each model ships
 with). Every row is resampled with the same bootstrap draws, so each difference against the first row comes
@@ -23,6 +24,7 @@ import numpy as np
 
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts.saved import eval_dir
+from covidviz.evaluation.measures.age_groups import pneumonia_recall_by_age
 from covidviz.evaluation.measures.metrics import macro_f1, roc_auc
 from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.lungs.field import lung_energy
@@ -106,10 +108,12 @@ def _interval(samples: np.ndarray) -> list[float | None]:
 
 
 def ablation_report(rows: list[tuple[dict[str, Any], ValidationReading]], truth: np.ndarray, siim: np.ndarray,
-                    even_share: float, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+                    even_share: float, n_boot: int = 1000, seed: int = 0,
+                    sources: np.ndarray | None = None) -> dict[str, Any]:
     """The artifact: per row its description (``name``, ``source``, ``architecture``, ``input_size``, and
     ``epoch`` or ``weights_sha256``), the map size, each figure with its 95% interval, and each figure's
-    difference against the first row with the paired 95% interval (the same resamples for every row)."""
+    difference against the first row with the paired 95% interval (the same resamples for every row); with the
+    films' ``sources``, each row's pneumonia recall per age group (films recalled, films, Wilson interval)."""
     if not rows:
         raise ValueError("the ablation needs at least one model")
     truth, siim = np.asarray(truth, int), np.asarray(siim, bool)
@@ -120,6 +124,9 @@ def ablation_report(rows: list[tuple[dict[str, Any], ValidationReading]], truth:
     out_rows = []
     for k, ((meta, reading), value, samples) in enumerate(zip(rows, point, resampled)):
         row = {**meta, "feature_map": list(reading.feature_map)}
+        if sources is not None:
+            row["pneumonia_recall"] = {group: recall.as_json() for group, recall in
+                                       pneumonia_recall_by_age(sources, truth, reading.probs.argmax(1)).items()}
         for j, name in enumerate(FIGURES):
             row[name] = {"value": float(value[j]), "ci95": _interval(samples[:, j])}
             if k:
@@ -140,17 +147,20 @@ def extend_ablation(stored: dict[str, Any], fresh: dict[str, Any]) -> dict[str, 
     """``stored`` with the rows of ``fresh`` after its first, which replace stored rows of the same name: for
     adding models when earlier rows' checkpoints are gone. ``fresh`` must have read the same films with the same
     resamples, and its first row must be the stored first row, figures and intervals equal, so each added row's
-    paired difference is the one a single run would have written."""
+    paired difference is the one a single run would have written. A measure the stored table predates (a field
+    only the new reading has) is not compared; it appears on the rows read again."""
     for name in SHARED_FIELDS:
         if stored.get(name) != fresh.get(name):
             raise ValueError(f"the new reading differs from the stored ablation in {name!r}: "
                              f"{fresh.get(name)!r} against {stored.get(name)!r}; run every row again")
     first, again = stored["rows"][0], fresh["rows"][0]
-    if {k: v for k, v in first.items() if k != "source"} != {k: v for k, v in again.items() if k != "source"}:
+    if {k: v for k, v in first.items() if k != "source"} != {k: v for k, v in again.items()
+                                                             if k != "source" and k in first}:
         raise ValueError(f"the first model read now ({again['name']!r}) does not reproduce the stored first row "
                          f"({first['name']!r}); run every row again")
     added = {row["name"] for row in fresh["rows"][1:]}
-    return {**stored, "rows": [row for row in stored["rows"] if row["name"] not in added] + fresh["rows"][1:]}
+    kept = [row for row in stored["rows"][1:] if row["name"] not in added]
+    return {**stored, "rows": [{**again, "source": first["source"]}, *kept, *fresh["rows"][1:]]}
 
 
 def flips_against_clean(labels: dict[str, np.ndarray], clean: str, seed: int) -> dict[str, Any]:
