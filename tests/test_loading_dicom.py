@@ -60,19 +60,27 @@ def test_jpeg_lossless_decodes_and_flags_non_radiograph():
     assert any("Modality is NM" in w for w in xray.warnings)
 
 
-def test_jpeg_baseline_chest(xray_gray):
-    buf = io.BytesIO()
-    Image.fromarray(xray_gray).save(buf, format="JPEG", quality=95)
+def _chest_secondary_capture(transfer_syntax: str, shape: tuple[int, ...], samples: int) -> pydicom.Dataset:
+    """A frontal chest DX Secondary Capture of 8-bit pixels, without its pixel data, as a viewer exports one."""
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
     ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
     ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
-    ds.Rows, ds.Columns = xray_gray.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = samples, "RGB" if samples == 3 else "MONOCHROME2"
+    if samples == 3:
+        ds.PlanarConfiguration = 0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    return ds
+
+
+def test_jpeg_baseline_chest(xray_gray):
+    buf = io.BytesIO()
+    Image.fromarray(xray_gray).save(buf, format="JPEG", quality=95)
+    ds = _chest_secondary_capture(JPEGBaseline8Bit, xray_gray.shape, samples=1)
     ds.PixelData = encapsulate([buf.getvalue()])
     ds["PixelData"].VR = "OB"
     xray = load_xray(_bytes(ds), "baseline.dcm")
@@ -184,16 +192,7 @@ def test_every_pydicom_test_file_loads_or_is_rejected_cleanly():
 def _rgb_secondary_capture(rgb: np.ndarray) -> bytes:
     """An uncompressed RGB Secondary Capture of a chest, as a screen grab or an export from a viewer is stored."""
     from pydicom.uid import ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "CHEST", "PA"
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds = _chest_secondary_capture(ExplicitVRLittleEndian, rgb.shape, samples=3)
     ds.PixelData = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
     return _bytes(ds)
 
