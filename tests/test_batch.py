@@ -141,3 +141,21 @@ def test_a_batch_worker_serves_lean_with_predicts_numbers(tmp_path):
     full = Predictor(WEIGHTS, engine="torch")
     expected = full.predict_xrays([load_xray_file(sorted(FIXTURES.glob("*.png"))[0])], ["x"])[0].probabilities
     assert max(abs(served["probabilities"][c] - expected[c]) for c in CLASSES) < 1e-5
+
+
+def test_a_colour_picture_gets_no_class_through_the_batch_path(tmp_path):
+    """The batch task's decoder and its scorer, in this process: a photograph's colour survives the decoded
+    Parquet columns, so ``batch`` gives it no class as ``predict`` does (its features alone would let it pass)."""
+    import numpy as np
+    from PIL import Image
+    from skimage.data import chelsea
+
+    from covidviz.model.decision import COLOUR_REASON
+    from covidviz.tools.batch import Scorer
+    from covidviz.tools.batch_sources import decode_batch, folder_source
+    Image.fromarray(chelsea()).save(tmp_path / "cat.png")
+    source = folder_source(tmp_path)
+    decoded = decode_batch({"key": np.array(source.keys())}, source)
+    assert decoded.column("colourfulness")[0].as_py() > 0.04
+    (row,) = Scorer(str(WEIGHTS), 1)(decoded).to_pylist()
+    assert row["label"] is None and COLOUR_REASON in row["abstained"]

@@ -23,7 +23,7 @@ def test_report_for_a_named_dicom_has_output_and_disclaimer_but_no_identifiers()
     ds.save_as(buf)
     predictor = Predictor(WEIGHTS)
     reading = read_xray(predictor, load_xray(buf.getvalue(), "case.dcm"), "case.dcm", None)
-    verdict = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check, reading.xray.colourful)
+    verdict = reading.verdict(predictor)
     html = case_report_html(reading, gray_to_rgb(reading.canonical), "Grad-CAM: COVID-19", "covidviz", predictor.version,
                             verdict)
     assert f"Model output: <b>{CLASS_TITLES[verdict[0]]}</b>" in html  # the decision rule's class, as the page shows

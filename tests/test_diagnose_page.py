@@ -167,8 +167,7 @@ def test_each_heatmap_states_its_energy_inside_the_lungs(app, uploads):
         return
     name, data, _ = uploads[0]
     reading = read_xray(predictor, load_xray(data, name), name, predictor.guard)
-    shown = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check,
-                              reading.xray.colourful)[0]  # the page's class
+    shown = reading.verdict(predictor)[0]  # the page's class
     cam = heatmap(reading, predictor, FAST_METHOD, CLASSES.index(shown), SCALES[0])
     assert captions[0] == f"{reading.lung_share(cam):.0%} of this map's energy lies inside the lungs."
     assert len(captions) == 2  # the PNG and the DICOM; the corrupt file has no heatmap

@@ -61,6 +61,11 @@ class Reading:
         """A chest X-ray, perhaps, but unlike the training images (other hospital, detector, projection)."""
         return self.guard is not None and not self.is_outlier and self.ood_distance > self.guard.caution
 
+    def verdict(self, predictor: Predictor) -> tuple[str | None, str | None]:
+        """(class, None) by the model's decision rule, or (None, reason): :meth:`Predictor.verdict` on this
+        reading's probabilities, OOD distance, lung check and colour."""
+        return predictor.verdict(self.probabilities, self.ood_distance, self.lung_check, self.xray.colourful)
+
     @property
     def ood_note(self) -> str | None:
         notes = [n for n in (colour_message(self.xray.colourful), lung_message(self.lung_check),

@@ -119,8 +119,7 @@ class ResultFacts:
     def of(cls, reading: Reading, cam: np.ndarray, choice: HeatmapChoice, predictor: Predictor) -> ResultFacts:
         share = reading.lung_share(cam)
         lung_fields = predictor.segmenter is not None
-        label, abstained = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check,
-                              reading.xray.colourful)
+        label, abstained = reading.verdict(predictor)
         return cls(probabilities={c: float(p) for c, p in zip(CLASSES, reading.probabilities)}, label=label,
                    abstained=abstained,
                    is_outlier=reading.is_outlier, is_unusual=reading.is_unusual, ood_distance=reading.ood_distance,

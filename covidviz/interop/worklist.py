@@ -53,8 +53,7 @@ class ImageScore:
     @classmethod
     def of(cls, ref: ImageRef, reading: Reading, predictor: Predictor, stored: int = 0) -> ImageScore:
         notes = tuple(n for n in (reading.ood_note,) if n) + reading.xray.warnings
-        label, abstained = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check,
-                              reading.xray.colourful)
+        label, abstained = reading.verdict(predictor)
         return cls(ref=ref, probabilities={c: float(p) for c, p in zip(CLASSES, reading.probabilities)},
                    is_outlier=reading.is_outlier, is_unusual=reading.is_unusual, notes=notes, stored=stored,
                    label=label, abstained=abstained)
@@ -99,8 +98,7 @@ def _audit(predictor: Predictor, data: bytes, reading: Reading) -> None:
                       warnings=tuple(n for n in (reading.ood_note,) if n) + reading.xray.warnings, ood=ood,
                       ood_distance=reading.ood_distance,
                       lung_field_plausible=None if check is None else bool(check.plausible),
-                      verdict=predictor.verdict(reading.probabilities, reading.ood_distance, check,
-                                                reading.xray.colourful))
+                      verdict=reading.verdict(predictor))
 
 
 def score_study(client: DICOMwebClient, settings: PacsSettings, predictor: Predictor, study: StudySummary,

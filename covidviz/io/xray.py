@@ -47,7 +47,7 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 def colourfulness(rgb: np.ndarray, gray: np.ndarray) -> float:
     """Mean |channel - gray| of an H x W x 3+ colour image in [0, 1] and its luminance ``gray``: 0 when the
-    channels are equal (a radiograph saved as RGB), about 0.08 to 0.18 for a colour photograph."""
+    channels are equal (a radiograph saved as RGB); 0.055 to 0.18 for scikit-image's colour pictures (measured)."""
     return float(np.abs(rgb[..., :3] - gray[..., None]).mean())
 
 

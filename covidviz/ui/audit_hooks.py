@@ -71,8 +71,7 @@ def audit_reading(predictor: Predictor, data: bytes, outcome: Reading | str) -> 
     record_prediction(INTERFACE, data, outcome.probabilities, sidecar=predictor.sidecar,
                       warnings=notes + outcome.xray.warnings, ood=ood, ood_distance=outcome.ood_distance,
                       lung_field_plausible=None if check is None else bool(check.plausible),
-                      verdict=predictor.verdict(outcome.probabilities, outcome.ood_distance, check,
-                                                outcome.xray.colourful))
+                      verdict=outcome.verdict(predictor))
 
 
 @_never_raises

@@ -102,8 +102,7 @@ def render_reading(reading: Reading, predictor: Predictor, settings: Settings, i
         st.warning(plain(warning))
     left, right = st.columns([2, 3])
     with left:
-        label, abstained = predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check,
-                              reading.xray.colourful)
+        label, abstained = reading.verdict(predictor)
         if abstained:  # no class where there is none to give: the reason takes the verdict's place
             st.markdown(f"**Model output:** no class given: {abstained}.")
             st.markdown(probability_bars(reading.probabilities, muted=True), unsafe_allow_html=True)
@@ -164,8 +163,7 @@ def _render_images(reading: Reading, predictor: Predictor, settings: Settings, i
     note = " ".join(n for n in (energy_note, _region_note(reading, lungs_shown is not None)) if n)
     d2.download_button("Case report (HTML)", lambda: case_report_html(
         reading, overlay_rgb, title, predictor.sidecar["name"], predictor.version,
-        predictor.verdict(reading.probabilities, reading.ood_distance, reading.lung_check,
-                              reading.xray.colourful), overlay_note=note).encode(),
+        reading.verdict(predictor), overlay_note=note).encode(),
                        file_name=f"{reading.name}.report.html", mime="text/html", key=f"html{index}",
                        on_click="ignore")
 
@@ -202,8 +200,7 @@ def summary_table(outcomes: list[tuple[str, Reading | str]], predictor: Predicto
         else:
             flags = (["out of distribution"] if outcome.is_outlier else ["unlike the training images"]
                      if outcome.is_unusual else []) + list(outcome.xray.warnings)
-            label, abstained = predictor.verdict(outcome.probabilities, outcome.ood_distance, outcome.lung_check,
-                              outcome.xray.colourful)
+            label, abstained = outcome.verdict(predictor)
             rows.append({"file": name, "label": label, "abstained": abstained,
                          **{f"p_{c}": round(float(p), 4) for c, p in zip(CLASSES, outcome.probabilities)},
                          "flags": " | ".join(flags), "error": ""})
