@@ -9,6 +9,9 @@ weights folder (its sidecar names the architecture and input size) or a run chec
 ``+lung-pooling`` after either measures the same weights with the feature map averaged over the cells that touch
 the lung mask instead of the whole map (the decision then reads the lungs alone; no retraining);
 ``+low-pass:SIGMA`` blurs each lung field by a Gaussian of SIGMA pixels first (a low-pass front end, no retraining).
+Sources joined by ``&`` are read as one ensemble: the members' probabilities averaged, and their maps (each scaled
+to unit energy) for the ensemble's class; it costs one forward pass per member. A weight average of fine-tunes
+(``python -m covidviz average-weights``, one model's cost) is a checkpoint like any other.
 Each model's class flips are counted on ``measure-shift``'s validation sample, read clean and through each
 acquisition transform, under argmax. The lung fields are prepared once, by the ``--weights`` folder's segmenter,
 and cached under ``--cache``; so is each row's reading (``~/.cache/covidviz/ablation-rows``, keyed by the weights,
@@ -21,7 +24,8 @@ Usage (the model card's table: ``--out weights``, then ``python -m covidviz fact
         --model "128 px lung field (v2)=weights/history/v2" \\
         --model "256 px, acquisition 0.5=~/covidviz-runs/v4-256/best.pt:densenet121:256" \\
         --model "256 px, stride 16, acquisition 0.5=weights" \\
-        --model "the same, low-pass front end=weights+low-pass:1.0"
+        --model "the same, low-pass front end=weights+low-pass:1.0" \\
+        --model "v3 and the adult fine-tune, ensembled=weights&~/covidviz-runs/adult60/best.pt:densenet121_os8:128"
 
 Prints one Markdown row per model, then JSON on the last line.
 """
@@ -64,12 +68,28 @@ def parse_spec(spec: str) -> tuple[str, str, dict]:
     return name, source, reading
 
 
+def load_ensemble(source: str) -> tuple[dict, object, int]:
+    """A source to the row's description, its model (a list of members for ``A&B...``) and its input size."""
+    if "&" not in source:
+        return load_model(source)
+    loaded = [load_model(member) for member in source.split("&")]
+    sizes = {size for _, _, size in loaded}
+    if len(sizes) > 1:
+        raise SystemExit(f"the members of {source!r} read different input sizes {sorted(sizes)}: ensemble models "
+                         "of one input size")
+    first = loaded[0][0]
+    return ({"source": " & ".join(meta["source"] for meta, _, _ in loaded), "architecture": first["architecture"],
+             "input_size": first["input_size"], "members": [meta for meta, _, _ in loaded]},
+            [model for _, model, _ in loaded], loaded[0][2])
+
+
 def load_model(source: str) -> tuple[dict, object, int]:
     """A weights folder, or ``CHECKPOINT:ARCH:SIZE``, to the row's description, the model and its input size."""
     import torch
 
     from covidviz.model.network import build_model
     from covidviz.model.weights import load_weights
+    from covidviz.training.weight_average import WEIGHT_AVERAGE
 
     if Path(source).expanduser().is_dir():
         model, sidecar = load_weights(Path(source).expanduser())
@@ -80,8 +100,10 @@ def load_model(source: str) -> tuple[dict, object, int]:
     model = build_model(3, arch)
     blob = torch.load(Path(checkpoint).expanduser(), map_location="cpu", weights_only=True)
     model.load_state_dict(blob["model"])
+    last = (blob.get("stages") or [{}])[-1]
+    averaged = {"averaged": len(last["members"])} if last.get("stage") == WEIGHT_AVERAGE else {}
     return ({"source": "/".join(Path(checkpoint).parts[-2:]), "architecture": arch, "input_size": int(size),
-             "epoch": blob.get("epoch")}, model.eval(), int(size))
+             "epoch": blob.get("epoch"), **averaged}, model.eval(), int(size))
 
 
 def low_pass(images: np.ndarray, sigma: float | None) -> np.ndarray:
@@ -95,8 +117,11 @@ def low_pass(images: np.ndarray, sigma: float | None) -> np.ndarray:
 
 def row_key(source: str, reading: dict, films: list[str]) -> str:
     """What a row's cached reading depends on: the weights (a folder's sidecar hash, a checkpoint's size and
-    time), how they are read, and ``films`` (the films and whatever else prepared them)."""
+    time; an ensemble's members'), how they are read, and ``films`` (the films and whatever else prepared them)."""
     import hashlib
+    if "&" in source:
+        members = [row_key(member, reading, films) for member in source.split("&")]
+        return hashlib.sha256(json.dumps(["ensemble", members]).encode()).hexdigest()[:20]
     path = Path(source.rsplit(":", 2)[0]).expanduser()
     if Path(source).expanduser().is_dir():
         from covidviz.verified import read_sidecar
@@ -212,7 +237,7 @@ def main() -> int:
     films = [r.file for r in records] + [f"shift:{args.shift_films}:{args.shift_seed}", f"lungs:{segmenter.sha256}"]
     for spec in args.model:
         name, source, how = parse_spec(spec)
-        meta, model, size = load_model(source)
+        meta, model, size = load_ensemble(source)
         meta = {"name": name, **meta, "pooling": how["pooling"],
                 **({"low_pass_sigma": how["low_pass_sigma"]} if how["low_pass_sigma"] else {})}
         cached = CACHE / "ablation-rows" / f"{row_key(source, how, films)}.npz"

@@ -237,3 +237,75 @@ def test_pneumonia_recall_is_counted_per_age_group_and_a_table_read_before_it_ta
     lines = [line for line in ablation_lines(table) if line.startswith("| ")][1:]  # after the header
     adults = fresh["rows"][0]["pneumonia_recall"]["adults"]
     assert f"| {adults['recalled']} of {adults['n']} |" in lines[0] and "| — | — |" in lines[1]
+
+
+def _patches(seed: int, kernel: int = 32):
+    """A GapClassifier whose every cell reads one ``kernel`` px patch, seeded."""
+    import torch
+
+    class Patches(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Conv2d(3, 4, kernel_size=kernel, stride=kernel)
+            self.classifier = torch.nn.Linear(4, 3)
+
+        def head(self, feature_map):
+            return self.classifier(feature_map.relu().mean((2, 3)))
+
+    torch.manual_seed(seed)
+    return Patches().eval()
+
+
+def test_an_ensemble_reads_its_members_mean_probabilities_and_their_unit_maps():
+    from covidviz.evaluation.artifacts.ablation_artifact import read_validation
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (5, 256, 256), dtype=np.uint8)
+    lungs = np.zeros((5, 256, 256), bool)
+    lungs[:, 40:200, 30:120] = True
+    found = np.array([True, True, True, True, False])
+    a, b = _patches(0), _patches(1)
+    alone_a, alone_b = read_validation(a, images, lungs, found, 128), read_validation(b, images, lungs, found, 128)
+    both = read_validation([a, b], images, lungs, found, 128)
+    assert np.allclose(both.probs, (alone_a.probs + alone_b.probs) / 2, atol=1e-6)
+    assert not np.allclose(alone_a.probs, alone_b.probs, atol=1e-3)
+    twice = read_validation([a, a], images, lungs, found, 128)  # a model with itself is the model
+    assert np.allclose(twice.probs, alone_a.probs, atol=1e-6)
+    assert np.allclose(twice.lung_energy, alone_a.lung_energy, equal_nan=True)
+    assert np.isnan(both.lung_energy[4]) and np.isfinite(both.lung_energy[:4]).all()
+    assert both.feature_map == (4, 4)
+    with pytest.raises(ValueError, match="one grid"):
+        read_validation([a, _patches(2, kernel=64)], images, lungs, found, 128)
+
+
+def test_an_ensemble_spec_loads_its_members_keys_its_cache_apart_and_refuses_mixed_sizes():
+    script = _recipe_ablation()
+    history = sorted((WEIGHTS / "history").glob("v*"))[-1]
+    meta, models, size = script.load_ensemble(f"{WEIGHTS}&{history}")
+    assert isinstance(models, list) and len(models) == 2 and size == 128
+    assert [m["weights_sha256"] for m in meta["members"]] != [meta["members"][0]["weights_sha256"]] * 2
+    films = ["a.png"]
+    reading = {"pooling": "image", "low_pass_sigma": None}
+    keys = {script.row_key(str(WEIGHTS), reading, films), script.row_key(str(history), reading, films),
+            script.row_key(f"{WEIGHTS}&{history}", reading, films), script.row_key(f"{history}&{WEIGHTS}", reading,
+                                                                                     films)}
+    assert len(keys) == 4
+    with pytest.raises(SystemExit, match="different input sizes"):
+        script.load_ensemble(f"{WEIGHTS}&{WEIGHTS / 'comparison' / 'densenet121_os16'}")
+
+
+def test_the_card_names_an_ensembles_members_and_a_weight_average(films):
+    truth, siim, rng = films
+    reading = _reading(truth, rng.random(600) < 0.8, 0.6)
+    members = [{"source": "weights", "weights_sha256": "cd" * 32}, {"source": "adult/best.pt", "epoch": 4}]
+    report = ablation_report([({"name": "one", "source": "weights", "architecture": "densenet121", "input_size": 128,
+                                "weights_sha256": "cd" * 32}, reading),
+                              ({"name": "both", "source": "weights & adult/best.pt", "architecture": "densenet121",
+                                "input_size": 128, "members": members}, reading),
+                              ({"name": "soup", "source": "soup/best.pt", "architecture": "densenet121",
+                                "input_size": 128, "epoch": None, "averaged": 2}, reading)],
+                             truth, siim, even_share=0.43, n_boot=50)
+    table = "\n".join(ablation_lines(report))
+    assert "`weights & adult/best.pt`, `cdcdcdcdcdcd` & epoch 4" in table
+    assert "ensemble of 2 (2 forward passes a film)" in table
+    assert "`soup/best.pt`, weight average of 2" in table
+    assert table.count("forward passes") == 1

@@ -34,6 +34,13 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average_weights(args: argparse.Namespace) -> int:
+    from covidviz.training.weight_average import write_average
+    print(f"wrote {write_average(args.models, args.out, args.shares)}: read it as a run checkpoint "
+          "(train --init, scripts/recipe_ablation.py FILE:ARCH:SIZE)")
+    return 0
+
+
 def _compare_train(args: argparse.Namespace) -> int:
     from covidviz.tools.compare_runs import compare_train
     for arch in args.arch:
@@ -174,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", default="densenet121", choices=ARCHITECTURE_NAMES,
                    help="the backbone (recorded in the sidecar; loading refuses weights of another one)")
     t.set_defaults(func=_train)
+
+    a = sub.add_parser("average-weights", help="average fine-tunes of one model into one (a model soup: one "
+                       "model's cost per image) and write it as a run checkpoint")
+    a.add_argument("models", nargs="+", help="run checkpoints (best.pt) or shipped weights folders, one architecture")
+    a.add_argument("--out", required=True, help="the averaged run checkpoint to write, e.g. ~/covidviz-runs/soup/best.pt")
+    a.add_argument("--shares", type=float, nargs="+", help="one positive weight per model (default: equal)")
+    a.set_defaults(func=_average_weights)
 
     c = sub.add_parser("compare-train", help="train comparison backbones or cross-validation folds on the shared "
                        "reduced recipe and evaluate them (resumable; finished runs are skipped)")

@@ -34,3 +34,17 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimiser: torch.optim.O
     schedule.load_state_dict(ckpt["schedule"])
     gen.set_state(ckpt["generator"])
     return json.loads(ckpt["progress"]), ckpt
+
+
+def load_init(path: str | Path) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """State dict and earlier recipe stages from a run checkpoint, a shipped weights folder (or its
+    safetensors file) or a torchvision ``.pth``: whatever a model may start from or be averaged with."""
+    p = Path(path).expanduser()
+    if p.is_dir() or p.suffix == ".safetensors":
+        from covidviz.model.weights import load_weights
+        model, sidecar = load_weights(p if p.is_dir() else p.parent)
+        return model.state_dict(), sidecar.get("training", {}).get("stages", [])
+    blob = torch.load(p, map_location="cpu", weights_only=True)  # no arbitrary code from pickles
+    if isinstance(blob, dict) and "model" in blob:
+        return blob["model"], blob.get("stages", [])
+    return blob, [{"stage": "external initialisation", "checkpoint": p.name}]

@@ -34,7 +34,7 @@ from covidviz.model.network import build_model, load_compatible_state
 from covidviz.model.precision import bf16_speedup, native_bf16
 from covidviz.model.preprocessing import resize_batch, standardise
 from covidviz.training.augment import acquisition_names, augment, augment_with_masks, random_acquisition
-from covidviz.training.checkpoint import load_checkpoint, save_checkpoint
+from covidviz.training.checkpoint import load_checkpoint, load_init, save_checkpoint
 from covidviz.training.config import TrainConfig
 from covidviz.training.export import export
 from covidviz.training.lung_attention import gradcam_energy, outside_lung_share
@@ -72,19 +72,6 @@ def sample_weights(records: list[Record], power: float = 0.5, adult_pneumonia: f
 
 def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def _load_init(path: str) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
-    """State dict and earlier recipe stages from a run checkpoint, safetensors file or torchvision .pth."""
-    p = Path(path)
-    if p.is_dir() or p.suffix == ".safetensors":
-        from covidviz.model.weights import load_weights
-        model, sidecar = load_weights(p if p.is_dir() else p.parent)
-        return model.state_dict(), sidecar.get("training", {}).get("stages", [])
-    blob = torch.load(p, map_location="cpu", weights_only=True)  # no arbitrary code from pickles
-    if isinstance(blob, dict) and "model" in blob:
-        return blob["model"], blob.get("stages", [])
-    return blob, [{"stage": "external initialisation", "checkpoint": p.name}]
 
 
 def _acquired(images: np.ndarray, idx: np.ndarray, gen: torch.Generator, acquisition: float) -> np.ndarray:
@@ -269,7 +256,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model = build_model(len(CLASSES), cfg.arch)
     stages: list[dict[str, Any]] = []
     if cfg.init:
-        state, stages = _load_init(cfg.init)
+        state, stages = load_init(cfg.init)
         skipped = load_compatible_state(model, state)
         cfg.notes.append(f"initialised from {Path(cfg.init).name}; newly initialised: {skipped}")
     model = model.to(device, memory_format=torch.channels_last)

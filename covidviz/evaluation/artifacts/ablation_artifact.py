@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from covidviz.explain.cam.fast_gradcam import cam_pass
 from covidviz.lungs.field import lung_energy
 from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.preprocessing import model_batch
+
+if TYPE_CHECKING:
+    import torch
 
 ABLATION_FILE = "ablation.json"
 BATCH = 32
@@ -59,35 +62,57 @@ def lung_cells(lungs: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return touched
 
 
+def _member_pass(model: Any, batch: torch.Tensor, lungs: np.ndarray, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+    """One model's class probabilities and raw Grad-CAM maps (N x K x h x w) for a batch of model inputs."""
+    import torch
+    with torch.inference_mode():
+        features = model.features(batch)
+        if pooling == "lungs":
+            cells = torch.as_tensor(lung_cells(lungs, tuple(int(n) for n in features.shape[2:])))[:, None]
+            logits = model.classifier((features.relu() * cells).sum((2, 3)) / cells.sum((2, 3)))
+        else:
+            logits = model.head(features)
+    result = cam_pass(ForwardPass(logits=logits.numpy(), feature_map=features.numpy()),
+                      model.classifier.weight.detach().numpy())
+    probs = np.exp(result.logits - result.logits.max(1, keepdims=True))
+    return probs / probs.sum(1, keepdims=True), result.maps
+
+
 def read_validation(model: Any, images: np.ndarray, lungs: np.ndarray, found: np.ndarray, size: int,
                     pooling: str = "image") -> ValidationReading:
-    """Run ``model`` (a :class:`covidviz.model.network.GapClassifier`) over uint8 lung fields at ``size`` px,
-    one PyTorch pass per batch giving logits and every class's Grad-CAM. ``pooling="lungs"`` averages the
-    feature map over the cells touching the lung mask instead of the whole map before the same linear head (the
-    decision then depends on the lungs alone; the weights are unchanged, and so is each Grad-CAM map, whose
-    channel weights only scale)."""
+    """Run ``model`` (a :class:`covidviz.model.network.GapClassifier`, or a list of them read as an ensemble)
+    over uint8 lung fields at ``size`` px, one PyTorch pass per model and batch giving logits and every class's
+    Grad-CAM. An ensemble's probabilities are its members' mean, and its map of a class the mean of its members'
+    maps, each scaled to unit energy first (members' maps are on different scales; the page would draw the
+    mean). ``pooling="lungs"`` averages the feature map over the cells touching the lung mask instead of the
+    whole map before the same linear head (the decision then depends on the lungs alone; the weights are
+    unchanged, and so is each Grad-CAM map, whose channel weights only scale)."""
     import torch
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
-    logits, shares, grid = [], [], (0, 0)
-    weight = model.classifier.weight.detach().numpy()
+    members = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not members:
+        raise ValueError("an ensemble needs at least one model")
+    probs, shares, grid = [], [], (0, 0)
     for start in range(0, len(images), BATCH):
         chunk = slice(start, start + BATCH)
-        with torch.inference_mode():
-            features = model.features(torch.as_tensor(model_batch(images[chunk].astype(np.float32) / 255, size)))
-            grid = tuple(int(n) for n in features.shape[2:])
-            if pooling == "lungs":
-                cells = torch.as_tensor(lung_cells(lungs[chunk] & found[chunk, None, None], grid))[:, None]
-                batch_logits = model.classifier((features.relu() * cells).sum((2, 3)) / cells.sum((2, 3)))
-            else:
-                batch_logits = model.head(features)
-        result = cam_pass(ForwardPass(logits=batch_logits.numpy(), feature_map=features.numpy()), weight)
-        logits.append(result.logits)
-        for maps, mask, ok, row in zip(result.maps, lungs[chunk], found[chunk], result.logits):
-            shares.append(lung_energy(maps[int(np.argmax(row))], mask) if ok else float("nan"))
-    stacked = np.concatenate(logits)
-    probs = np.exp(stacked - stacked.max(1, keepdims=True))
-    return ValidationReading(probs / probs.sum(1, keepdims=True), np.array(shares, float), grid)
+        batch = torch.as_tensor(model_batch(images[chunk].astype(np.float32) / 255, size))
+        passes = [_member_pass(member, batch, lungs[chunk] & found[chunk, None, None], pooling)
+                  for member in members]
+        grids = {maps.shape[2:] for _, maps in passes}
+        if len(grids) > 1:
+            raise ValueError(f"an ensemble's members must draw maps on one grid: {sorted(grids)}")
+        grid = tuple(int(n) for n in passes[0][1].shape[2:])
+        mean = np.mean([p for p, _ in passes], axis=0)
+        probs.append(mean)
+        for i, (row, mask, ok) in enumerate(zip(mean, lungs[chunk], found[chunk])):
+            if not ok:
+                shares.append(float("nan"))
+                continue
+            label = int(np.argmax(row))
+            unit = [maps[i, label] / total for _, maps in passes if (total := maps[i, label].sum()) > 0]
+            shares.append(lung_energy(np.mean(unit, axis=0), mask) if unit else float("nan"))
+    return ValidationReading(np.concatenate(probs), np.array(shares, float), grid)
 
 
 def _figures(reading: ValidationReading, truth: np.ndarray, siim: np.ndarray, idx: np.ndarray) -> np.ndarray:

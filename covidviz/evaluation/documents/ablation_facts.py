@@ -10,8 +10,19 @@ from covidviz.evaluation.documents.shift_facts import STRONG_SHIFT
 GRAIN = "grain_noise"
 
 
+def _when(row: dict[str, Any]) -> str:
+    """Which weights of the source: a run's epoch, a weight average's member count, or the shipped hash."""
+    if row.get("members"):
+        return " & ".join(_when(member) for member in row["members"])
+    if row.get("epoch") is not None:
+        return f"epoch {row['epoch']}"
+    if row.get("averaged"):
+        return f"weight average of {row['averaged']}"
+    return f"`{row.get('weights_sha256', '?')[:12]}`"
+
+
 def _model(row: dict[str, Any], shipped_sha256: str | None) -> str:
-    when = f"epoch {row['epoch']}" if row.get("epoch") is not None else f"`{row.get('weights_sha256', '?')[:12]}`"
+    when = _when(row)
     as_shipped = row.get("pooling", "image") == "image" and not row.get("low_pass_sigma")  # read as shipped
     shipped = " **(shipped)**" if as_shipped and shipped_sha256 and row.get("weights_sha256") == shipped_sha256 else ""
     return f"{row['name']}{shipped}<br>`{row['source']}`, {when}"
@@ -53,6 +64,8 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
         pooled = "; pooled over the lungs" if row.get("pooling") == "lungs" else ""
         if row.get("low_pass_sigma"):
             pooled += f"; low-pass front end (Gaussian, σ {row['low_pass_sigma']:g} px)"
+        if row.get("members"):
+            pooled += f"; ensemble of {len(row['members'])} ({len(row['members'])} forward passes a film)"
         cells = [_model(row, shipped_sha256),
                  f"{row['architecture']}, {row['input_size']} px, {row['feature_map'][0]} x {row['feature_map'][1]}"
                  + pooled]

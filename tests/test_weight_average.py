@@ -1,0 +1,74 @@
+"""Weight averaging (a model soup): the average of fine-tunes, written as a run checkpoint that says how it was
+made, from checkpoints and shipped weights folders alike."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from covidviz.training.checkpoint import load_init
+from covidviz.training.weight_average import WEIGHT_AVERAGE, average_states, write_average
+from tests.conftest import WEIGHTS
+
+
+def _net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    net[1].running_mean.uniform_()
+    net[1].num_batches_tracked.fill_(seed * 10)
+    return net
+
+
+def test_the_average_is_the_share_weighted_mean_and_keeps_the_largest_batch_count():
+    a, b = _net(1).state_dict(), _net(2).state_dict()
+    mean = average_states([a, b])
+    assert torch.allclose(mean["0.weight"], (a["0.weight"] + b["0.weight"]) / 2)
+    assert torch.allclose(mean["1.running_mean"], (a["1.running_mean"] + b["1.running_mean"]) / 2)
+    assert mean["1.num_batches_tracked"].item() == 20 and mean["1.num_batches_tracked"].dtype == torch.int64
+    tilted = average_states([a, b], shares=[3, 1])
+    assert torch.allclose(tilted["0.bias"], 0.75 * a["0.bias"] + 0.25 * b["0.bias"])
+
+
+def test_what_cannot_be_averaged_is_a_clear_error():
+    a = _net(1).state_dict()
+    with pytest.raises(ValueError, match="at least two"):
+        average_states([a])
+    with pytest.raises(ValueError, match="one positive share per model"):
+        average_states([a, a], shares=[1, 0])
+    with pytest.raises(ValueError, match="one positive share per model"):
+        average_states([a, a], shares=[1])
+    other = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3)).state_dict()
+    with pytest.raises(ValueError, match="shape of 0.weight"):
+        average_states([a, other])
+    with pytest.raises(ValueError, match="other tensors"):
+        average_states([a, torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).state_dict()])
+
+
+def test_the_written_average_is_a_run_checkpoint_whose_stages_say_how_it_was_made(tmp_path):
+    shared = [{"stage": "128px", "lr": 1e-3, "twin_transforms": []}]
+    runs = []
+    for seed, own in ((1, {"stage": "fine-tune", "adult_pneumonia": 0.6}), (2, {"stage": "fine-tune", "lr": 1e-4})):
+        path = tmp_path / f"run{seed}" / "best.pt"
+        path.parent.mkdir()
+        stages = [{**shared[0], "twin_transforms": ()}, own] if seed == 2 else [*shared, own]  # a tuple once saved
+        torch.save({"model": _net(seed).state_dict(), "stages": stages, "epoch": 3, "val": {}}, path)
+        runs.append(path)
+    out = write_average(runs, tmp_path / "soup" / "best.pt")
+    state, stages = load_init(out)
+    assert torch.allclose(state["0.weight"], (_net(1).state_dict()["0.weight"] + _net(2).state_dict()["0.weight"]) / 2)
+    assert stages[:-1] == shared
+    average = stages[-1]
+    assert average["stage"] == WEIGHT_AVERAGE
+    assert [m["share"] for m in average["members"]] == [0.5, 0.5]
+    assert [m["stages"][0]["stage"] for m in average["members"]] == ["fine-tune", "fine-tune"]
+    assert torch.load(out, weights_only=True)["epoch"] is None
+
+
+def test_the_shipped_weights_folder_is_a_member_and_with_itself_averages_to_itself(tmp_path):
+    from covidviz.tools.cli import main
+    out = tmp_path / "soup.pt"
+    assert main(["average-weights", str(WEIGHTS), str(WEIGHTS), "--out", str(out)]) == 0
+    state, stages = load_init(out)
+    shipped, shipped_stages = load_init(WEIGHTS)
+    assert all(torch.equal(state[key], value.float()) for key, value in shipped.items())
+    assert stages[:-1] == shipped_stages and stages[-1]["members"][0]["stages"] == []
