@@ -88,3 +88,55 @@ def test_with_a_data_folder_every_error_is_shown_live(monkeypatch):
     assert f"{total} misclassified images." in [m.value for m in at.markdown]
     assert len(_cards(at)) == min(12, total)
     assert len(at.get("image")) == 2 * min(12, total)  # what the model saw, and its overlay
+
+
+@requires_data
+def test_fit_decision_with_data_rebuilds_the_gallery_under_the_rule_it_fitted(tmp_path):
+    """From a copy of the weights whose sidecar has no rule (argmax): ``fit-decision --data`` fits the threshold
+    and draws the gallery from that rule's errors, not argmax's: a film the threshold alone gets wrong is in it,
+    a film argmax alone gets wrong is not, a non-shippable error never is, and every listed picture exists."""
+    import csv
+    import json
+    import shutil
+
+    from covidviz.tools.cli import main
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("model.json", "model.safetensors", "ood.json", "ood.safetensors", "split.csv"):
+        shutil.copy(WEIGHTS / name, weights / name)
+    shutil.copytree(WEIGHTS / "lungs", weights / "lungs")
+    (weights / "eval").mkdir()
+    for name in ("val_predictions.csv", "test_predictions.csv", "external_predictions.csv"):
+        shutil.copy(WEIGHTS / "eval" / name, weights / "eval" / name)
+    sidecar = json.loads((weights / "model.json").read_text())
+    shipped_rule = rule_from_sidecar(sidecar)
+    sidecar.pop("decision")
+    (weights / "model.json").write_text(json.dumps(sidecar))
+
+    under_rule = {i.file for i in misclassified(WEIGHTS / "eval" / "test_predictions.csv", shipped_rule)}
+    under_argmax = {i.file for i in misclassified(WEIGHTS / "eval" / "test_predictions.csv")}
+    rule_only, argmax_only, both, hidden = (sorted(films)[0] for films in (
+        under_rule - under_argmax, under_argmax - under_rule, under_rule & under_argmax,
+        (under_rule & under_argmax) - {sorted(under_rule & under_argmax)[0]}))
+    chosen = [rule_only, argmax_only, both, hidden]
+    data = tmp_path / "cxr"
+    data.mkdir()
+    with (SHARED / "metadata.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        kept = [{**row, "demo_shippable": "no" if row["file"] == hidden else "yes"}  # a gallery of this folder
+                for row in reader if row["file"] in chosen]
+        fields = reader.fieldnames
+    with (data / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    for name in chosen:
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).symlink_to(SHARED / name)
+
+    assert main(["fit-decision", "--weights", str(weights), "--data", str(data), "--bootstrap", "20"]) == 0
+    fitted = rule_from_sidecar(read_sidecar(weights))
+    assert fitted == shipped_rule  # the same validation predictions give the same threshold
+    index = read_gallery_index(weights)
+    assert sorted(r["file"] for r in index) == sorted([rule_only, both])
+    assert all((weights / "eval" / "gallery" / r[key]).is_file() for r in index for key in ("image", "overlay"))
