@@ -8,7 +8,9 @@ differences against the first model (:mod:`covidviz.evaluation.artifacts.ablatio
 weights folder (its sidecar names the architecture and input size) or a run checkpoint with ``:ARCH:SIZE``;
 ``+lung-pooling`` after either measures the same weights with the feature map averaged over the cells that touch
 the lung mask instead of the whole map (the decision then reads the lungs alone; no retraining);
-``+low-pass:SIGMA`` blurs each lung field by a Gaussian of SIGMA pixels first (a low-pass front end, no retraining).
+``+low-pass:SIGMA`` blurs each lung field by a Gaussian of SIGMA pixels first (a low-pass front end, no retraining);
+``+views:flip`` averages the field and its mirror, ``+views:crops`` the field and five crops of 0.9 of its side
+(four corners and the centre): test-time augmentation, one forward pass per view.
 Sources joined by ``&`` are read as one ensemble: the members' probabilities averaged, and their maps (each scaled
 to unit energy) for the ensemble's class; it costs one forward pass per member. A weight average of fine-tunes
 (``python -m covidviz average-weights``, one model's cost) is a checkpoint like any other.
@@ -47,24 +49,29 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package besi
 if TYPE_CHECKING:
     from covidviz.lungs.segmenter import LungSegmenter
 
-LUNG_POOLING, LOW_PASS = "lung-pooling", "low-pass"
+LUNG_POOLING, LOW_PASS, TEST_VIEWS = "lung-pooling", "low-pass", "views"
 CACHE = Path.home() / ".cache" / "covidviz"
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict]:
-    """``NAME=SOURCE[+lung-pooling][+low-pass:SIGMA]`` to the name, the source (a weights folder or
-    ``CHECKPOINT:ARCH:SIZE``) and how to read it: pooled over the lungs, and the lung field blurred by a Gaussian
-    of SIGMA canonical (256 px) pixels before the model (a low-pass front end, tried without retraining)."""
+    """``NAME=SOURCE[+lung-pooling][+low-pass:SIGMA][+views:flip|crops]`` to the name, the source (a weights
+    folder or ``CHECKPOINT:ARCH:SIZE``) and how to read it: pooled over the lungs, the lung field blurred by a
+    Gaussian of SIGMA canonical (256 px) pixels before the model (a low-pass front end, tried without
+    retraining), and test-time views averaged (the field and its mirror; or the field and five crops of 0.9)."""
     name, rest = spec.split("=", 1)
     source, *options = rest.split("+")
+    from covidviz.evaluation.artifacts.ablation_artifact import VIEWS
     reading = {"pooling": "image", "low_pass_sigma": None}
     for option in options:
         if option == LUNG_POOLING:
             reading["pooling"] = "lungs"
         elif option.startswith(LOW_PASS + ":"):
             reading["low_pass_sigma"] = float(option.split(":", 1)[1])
+        elif option.startswith(TEST_VIEWS + ":") and option.split(":", 1)[1] in VIEWS:
+            reading["views"] = option.split(":", 1)[1]  # only when asked: earlier rows keep their cache keys
         else:
-            raise SystemExit(f"unknown reading option +{option} in {spec!r}: +{LUNG_POOLING}, +{LOW_PASS}:SIGMA")
+            raise SystemExit(f"unknown reading option +{option} in {spec!r}: +{LUNG_POOLING}, +{LOW_PASS}:SIGMA, "
+                             f"+{TEST_VIEWS}:{'|'.join(VIEWS)}")
     return name, source, reading
 
 
@@ -188,7 +195,7 @@ def main() -> int:
     parser.add_argument("--data", default="../shared/cxr")
     parser.add_argument("--weights", default="weights", help="whose split and lung segmenter to use")
     parser.add_argument("--model", action="append", default=[],
-                        metavar="NAME=FOLDER|CHECKPOINT:ARCH:SIZE[+lung-pooling][+low-pass:SIGMA]",
+                        metavar="NAME=FOLDER|CHECKPOINT:ARCH:SIZE[&...][+lung-pooling][+low-pass:SIGMA][+views:flip|crops]",
                         help="in order; differences are against the first")
     parser.add_argument("--out", help="a weights folder: write its eval/ablation.json")
     parser.add_argument("--append", action="store_true",
@@ -206,7 +213,9 @@ def main() -> int:
 
     from covidviz.data.collection import load_prepared
     from covidviz.evaluation.artifacts.ablation_artifact import (
+        VIEWS,
         ValidationReading,
+        View,
         ablation_report,
         extend_ablation,
         flips_against_clean,
@@ -239,16 +248,20 @@ def main() -> int:
         name, source, how = parse_spec(spec)
         meta, model, size = load_ensemble(source)
         meta = {"name": name, **meta, "pooling": how["pooling"],
-                **({"low_pass_sigma": how["low_pass_sigma"]} if how["low_pass_sigma"] else {})}
+                **({"low_pass_sigma": how["low_pass_sigma"]} if how["low_pass_sigma"] else {}),
+                **({"views": how["views"], "view_passes": len(VIEWS[how["views"]])} if "views" in how else {})}
         cached = CACHE / "ablation-rows" / f"{row_key(source, how, films)}.npz"
         if cached.is_file():  # the same weights read the same way on the same films: read before
             stored = np.load(cached)
             reading = ValidationReading(stored["probs"], stored["lung_energy"], tuple(int(n) for n in stored["grid"]))
             labels = stored["shift_labels"]
         else:
-            reading = read_validation(model, low_pass(images, how["low_pass_sigma"]), lungs, found, size, how["pooling"])
+            views = VIEWS[how["views"]] if "views" in how else (View(),)
+            reading = read_validation(model, low_pass(images, how["low_pass_sigma"]), lungs, found, size, how["pooling"],
+                                      views)
             labels = read_validation(model, low_pass(shifted["images"], how["low_pass_sigma"]), shifted["lungs"],
-                                     shifted["found"], size, how["pooling"]).probs.argmax(1).reshape(len(transforms), -1)
+                                     shifted["found"], size, how["pooling"], views
+                                     ).probs.argmax(1).reshape(len(transforms), -1)
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cached, probs=reading.probs, lung_energy=reading.lung_energy, grid=np.array(reading.feature_map),
                      shift_labels=labels)

@@ -27,7 +27,7 @@ from covidviz.evaluation.artifacts.saved import eval_dir
 from covidviz.evaluation.measures.age_groups import pneumonia_recall_by_age
 from covidviz.evaluation.measures.metrics import macro_f1, roc_auc
 from covidviz.explain.cam.fast_gradcam import cam_pass
-from covidviz.lungs.field import lung_energy
+from covidviz.lungs.field import lung_energy, map_on_grid
 from covidviz.model.forward_pass import ForwardPass
 from covidviz.model.preprocessing import model_batch
 
@@ -78,39 +78,83 @@ def _member_pass(model: Any, batch: torch.Tensor, lungs: np.ndarray, pooling: st
     return probs / probs.sum(1, keepdims=True), result.maps
 
 
+@dataclass(frozen=True)
+class View:
+    """A test-time view of a square lung field: the square crop whose top-left corner lies at (``top``,
+    ``left``) and whose side is ``side``, all as fractions of the field's side, mirrored left to right when
+    ``mirror``. Training zooms by 0.85 to 1.2 and shifts by up to 6%, so crops of 0.9 stay inside what the
+    model has seen; it never saw a mirrored film (the heart sits on the other side)."""
+
+    top: float = 0.0
+    left: float = 0.0
+    side: float = 1.0
+    mirror: bool = False
+
+    def _box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        top, left = round(self.top * height), round(self.left * width)
+        return top, left, max(1, round(self.side * height)), max(1, round(self.side * width))
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """N x H x W images (or masks) as this view sees them, before the model's resize."""
+        top, left, h, w = self._box(*images.shape[1:3])
+        crop = images[:, top:top + h, left:left + w]
+        return crop[:, :, ::-1] if self.mirror else crop
+
+    def back(self, cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """A map drawn on this view, on the whole field's grid ``shape`` (zero outside the crop)."""
+        top, left, h, w = self._box(*shape)
+        placed = map_on_grid(cam[:, ::-1] if self.mirror else cam, (h, w))
+        field = np.zeros(shape, np.float32)
+        field[top:top + h, left:left + w] = placed
+        return field
+
+
+VIEWS = {
+    "flip": (View(), View(mirror=True)),
+    "crops": (View(), View(side=0.9), View(left=0.1, side=0.9), View(top=0.1, side=0.9),
+              View(top=0.1, left=0.1, side=0.9), View(top=0.05, left=0.05, side=0.9)),
+}
+
+
 def read_validation(model: Any, images: np.ndarray, lungs: np.ndarray, found: np.ndarray, size: int,
-                    pooling: str = "image") -> ValidationReading:
+                    pooling: str = "image", views: tuple[View, ...] = (View(),)) -> ValidationReading:
     """Run ``model`` (a :class:`covidviz.model.network.GapClassifier`, or a list of them read as an ensemble)
-    over uint8 lung fields at ``size`` px, one PyTorch pass per model and batch giving logits and every class's
-    Grad-CAM. An ensemble's probabilities are its members' mean, and its map of a class the mean of its members'
-    maps, each scaled to unit energy first (members' maps are on different scales; the page would draw the
-    mean). ``pooling="lungs"`` averages the feature map over the cells touching the lung mask instead of the
-    whole map before the same linear head (the decision then depends on the lungs alone; the weights are
-    unchanged, and so is each Grad-CAM map, whose channel weights only scale)."""
+    over uint8 lung fields at ``size`` px, one PyTorch pass per model, view and batch giving logits and every
+    class's Grad-CAM. An ensemble's probabilities are the mean over its members and ``views`` (test-time crops or
+    mirrors), and its map of a class the mean of every pass's map, each carried back onto the field and scaled
+    to unit energy first (passes draw on different scales; the page would draw the mean). ``pooling="lungs"``
+    averages the feature map over the cells touching the lung mask instead of the whole map before the same
+    linear head (the decision then depends on the lungs alone; the weights are unchanged, and so is each
+    Grad-CAM map, whose channel weights only scale)."""
     import torch
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
     members = list(model) if isinstance(model, (list, tuple)) else [model]
-    if not members:
-        raise ValueError("an ensemble needs at least one model")
+    if not members or not views:
+        raise ValueError("a reading needs at least one model and one view")
+    if pooling == "lungs" and any(view.side != 1 for view in views):
+        raise ValueError("lung pooling reads whole fields: crop views would cut its cells; use flip views or none")
     probs, shares, grid = [], [], (0, 0)
     for start in range(0, len(images), BATCH):
         chunk = slice(start, start + BATCH)
-        batch = torch.as_tensor(model_batch(images[chunk].astype(np.float32) / 255, size))
-        passes = [_member_pass(member, batch, lungs[chunk] & found[chunk, None, None], pooling)
-                  for member in members]
-        grids = {maps.shape[2:] for _, maps in passes}
+        inside = lungs[chunk] & found[chunk, None, None]
+        passes = [(view, *_member_pass(member, torch.as_tensor(
+                      model_batch(view.apply(images[chunk]).astype(np.float32) / 255, size)),
+                      view.apply(inside), pooling))
+                  for view in views for member in members]
+        grids = {maps.shape[2:] for _, _, maps in passes}
         if len(grids) > 1:
             raise ValueError(f"an ensemble's members must draw maps on one grid: {sorted(grids)}")
-        grid = tuple(int(n) for n in passes[0][1].shape[2:])
-        mean = np.mean([p for p, _ in passes], axis=0)
+        grid = tuple(int(n) for n in passes[0][2].shape[2:])
+        mean = np.mean([p for _, p, _ in passes], axis=0)
         probs.append(mean)
         for i, (row, mask, ok) in enumerate(zip(mean, lungs[chunk], found[chunk])):
             if not ok:
                 shares.append(float("nan"))
                 continue
             label = int(np.argmax(row))
-            unit = [maps[i, label] / total for _, maps in passes if (total := maps[i, label].sum()) > 0]
+            fields = [view.back(maps[i, label], mask.shape) for view, _, maps in passes]
+            unit = [field / total for field in fields if (total := field.sum(dtype=np.float64)) > 0]
             shares.append(lung_energy(np.mean(unit, axis=0), mask) if unit else float("nan"))
     return ValidationReading(np.concatenate(probs), np.array(shares, float), grid)
 

@@ -8,6 +8,7 @@ from covidviz.evaluation.documents.facts import fmt_ci, fmt_difference
 from covidviz.evaluation.documents.shift_facts import STRONG_SHIFT
 
 GRAIN = "grain_noise"
+VIEW_NAMES = {"flip": "the field and its mirror", "crops": "the field and five crops of 0.9"}
 
 
 def _when(row: dict[str, Any]) -> str:
@@ -64,8 +65,13 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
         pooled = "; pooled over the lungs" if row.get("pooling") == "lungs" else ""
         if row.get("low_pass_sigma"):
             pooled += f"; low-pass front end (Gaussian, σ {row['low_pass_sigma']:g} px)"
-        if row.get("members"):
-            pooled += f"; ensemble of {len(row['members'])} ({len(row['members'])} forward passes a film)"
+        members, views = len(row.get("members") or [None]), row.get("view_passes", 1)
+        if members > 1:
+            pooled += f"; ensemble of {members}"
+        if row.get("views"):
+            pooled += f"; test-time views: {VIEW_NAMES.get(row['views'], row['views'])}"
+        if members * views > 1:
+            pooled += f" ({members * views} forward passes a film)"
         cells = [_model(row, shipped_sha256),
                  f"{row['architecture']}, {row['input_size']} px, {row['feature_map'][0]} x {row['feature_map'][1]}"
                  + pooled]
