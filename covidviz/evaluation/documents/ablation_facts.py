@@ -56,7 +56,9 @@ def ablation_lines(report: dict[str, Any] | None, shipped_sha256: str | None = N
              "acquisition transform at full strength (the same films and seeds for every row), how many change "
              "class under argmax; the model card's Acquisition shift section has the shipped model's under its "
              "decision rule, with intervals. Pneumonia recall under argmax for adults (NIH, ieee8023) and children "
-             "(Kermany) apart, where the row was read since the table had it (—: read before).",
+             "(Kermany) apart, where the row was read since the table had it (—: read before). An ensemble or "
+             "test-time views average every forward pass's probabilities, and draw the mean of the passes' maps, "
+             "each carried back onto the lung field; a weight average is one model, at one pass.",
              "",
              "| recipe | input, map | macro F1 | vs first | within-SIIM AUC | vs first | lung energy | vs first | "
              "pneumonia recall: adults | children | class flips: grain | digitised film | all six transforms |",
