@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package besi
 if TYPE_CHECKING:
     from covidviz.lungs.segmenter import LungSegmenter
 
-LUNG_POOLING, LOW_PASS, TEST_VIEWS = "lung-pooling", "low-pass", "views"
+LUNG_POOLING, LOW_PASS, VIEWS_OPTION = "lung-pooling", "low-pass", "views"
 CACHE = Path.home() / ".cache" / "covidviz"
 
 
@@ -60,18 +60,18 @@ def parse_spec(spec: str) -> tuple[str, str, dict]:
     retraining), and test-time views averaged (the field and its mirror; or the field and five crops of 0.9)."""
     name, rest = spec.split("=", 1)
     source, *options = rest.split("+")
-    from covidviz.evaluation.artifacts.ablation_artifact import VIEWS
+    from covidviz.evaluation.artifacts.ablation_artifact import TEST_TIME_VIEWS
     reading = {"pooling": "image", "low_pass_sigma": None}
     for option in options:
         if option == LUNG_POOLING:
             reading["pooling"] = "lungs"
         elif option.startswith(LOW_PASS + ":"):
             reading["low_pass_sigma"] = float(option.split(":", 1)[1])
-        elif option.startswith(TEST_VIEWS + ":") and option.split(":", 1)[1] in VIEWS:
+        elif option.startswith(VIEWS_OPTION + ":") and option.split(":", 1)[1] in TEST_TIME_VIEWS:
             reading["views"] = option.split(":", 1)[1]  # only when asked: earlier rows keep their cache keys
         else:
             raise SystemExit(f"unknown reading option +{option} in {spec!r}: +{LUNG_POOLING}, +{LOW_PASS}:SIGMA, "
-                             f"+{TEST_VIEWS}:{'|'.join(VIEWS)}")
+                             f"+{VIEWS_OPTION}:{'|'.join(TEST_TIME_VIEWS)}")
     return name, source, reading
 
 
@@ -195,7 +195,7 @@ def main() -> int:
     parser.add_argument("--data", default="../shared/cxr")
     parser.add_argument("--weights", default="weights", help="whose split and lung segmenter to use")
     parser.add_argument("--model", action="append", default=[],
-                        metavar="NAME=FOLDER|CHECKPOINT:ARCH:SIZE[&...][+lung-pooling][+low-pass:SIGMA][+views:flip|crops]",
+                        metavar="NAME=SOURCE[&SOURCE...][+lung-pooling][+low-pass:SIGMA][+views:flip|crops]",
                         help="in order; differences are against the first")
     parser.add_argument("--out", help="a weights folder: write its eval/ablation.json")
     parser.add_argument("--append", action="store_true",
@@ -213,9 +213,9 @@ def main() -> int:
 
     from covidviz.data.collection import load_prepared
     from covidviz.evaluation.artifacts.ablation_artifact import (
-        VIEWS,
+        TEST_TIME_VIEWS,
+        TestTimeView,
         ValidationReading,
-        View,
         ablation_report,
         extend_ablation,
         flips_against_clean,
@@ -249,16 +249,17 @@ def main() -> int:
         meta, model, size = load_ensemble(source)
         meta = {"name": name, **meta, "pooling": how["pooling"],
                 **({"low_pass_sigma": how["low_pass_sigma"]} if how["low_pass_sigma"] else {}),
-                **({"views": how["views"], "view_passes": len(VIEWS[how["views"]])} if "views" in how else {})}
+                **({"views": how["views"], "view_passes": len(TEST_TIME_VIEWS[how["views"]])}
+                   if "views" in how else {})}
         cached = CACHE / "ablation-rows" / f"{row_key(source, how, films)}.npz"
         if cached.is_file():  # the same weights read the same way on the same films: read before
             stored = np.load(cached)
             reading = ValidationReading(stored["probs"], stored["lung_energy"], tuple(int(n) for n in stored["grid"]))
             labels = stored["shift_labels"]
         else:
-            views = VIEWS[how["views"]] if "views" in how else (View(),)
-            reading = read_validation(model, low_pass(images, how["low_pass_sigma"]), lungs, found, size, how["pooling"],
-                                      views)
+            views = TEST_TIME_VIEWS[how["views"]] if "views" in how else (TestTimeView(),)
+            reading = read_validation(model, low_pass(images, how["low_pass_sigma"]), lungs, found, size,
+                                      how["pooling"], views)
             labels = read_validation(model, low_pass(shifted["images"], how["low_pass_sigma"]), shifted["lungs"],
                                      shifted["found"], size, how["pooling"], views
                                      ).probs.argmax(1).reshape(len(transforms), -1)

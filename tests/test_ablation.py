@@ -312,23 +312,23 @@ def test_the_card_names_an_ensembles_members_and_a_weight_average(films):
 
 
 def test_a_view_crops_and_mirrors_the_field_and_carries_its_map_back_where_it_was_drawn():
-    from covidviz.evaluation.artifacts.ablation_artifact import View
+    from covidviz.evaluation.artifacts.ablation_artifact import TestTimeView
     from covidviz.lungs.field import map_on_grid
     field = np.arange(2 * 100 * 100).reshape(2, 100, 100)
-    crop = View(top=0.1, left=0.05, side=0.9)
+    crop = TestTimeView(top=0.1, left=0.05, side=0.9)
     assert np.array_equal(crop.apply(field), field[:, 10:100, 5:95])
-    assert np.array_equal(View(mirror=True).apply(field), field[:, :, ::-1])
+    assert np.array_equal(TestTimeView(mirror=True).apply(field), field[:, :, ::-1])
     cam = np.zeros((4, 4), np.float32)
     cam[0, 0] = 1.0  # the view's top-left cell
-    assert np.array_equal(View().back(cam, (100, 100)), map_on_grid(cam, (100, 100)))
-    mirrored = View(mirror=True).back(cam, (100, 100))
+    assert np.array_equal(TestTimeView().back(cam, (100, 100)), map_on_grid(cam, (100, 100)))
+    mirrored = TestTimeView(mirror=True).back(cam, (100, 100))
     assert mirrored[:, 75:].sum() > 0 and mirrored[:, :50].sum() == 0  # drawn top-left on the mirror: top-right
     placed = crop.back(cam, (100, 100))
     assert placed[:10].sum() == 0 and placed[:, :5].sum() == 0 and placed[10:35, 5:30].sum() > 0
 
 
 def test_test_time_views_average_the_passes_and_crops_refuse_lung_pooling():
-    from covidviz.evaluation.artifacts.ablation_artifact import VIEWS, View, read_validation
+    from covidviz.evaluation.artifacts.ablation_artifact import TEST_TIME_VIEWS, TestTimeView, read_validation
     rng = np.random.default_rng(4)
     images = rng.integers(0, 255, (3, 256, 256), dtype=np.uint8)
     lungs = np.zeros((3, 256, 256), bool)
@@ -336,14 +336,14 @@ def test_test_time_views_average_the_passes_and_crops_refuse_lung_pooling():
     found = np.ones(3, bool)
     model = _patches(0)
     plain = read_validation(model, images, lungs, found, 128)
-    assert np.array_equal(read_validation(model, images, lungs, found, 128, views=(View(),)).probs, plain.probs)
+    assert np.array_equal(read_validation(model, images, lungs, found, 128, views=(TestTimeView(),)).probs, plain.probs)
     mirror = read_validation(model, images[:, :, ::-1].copy(), lungs[:, :, ::-1].copy(), found, 128)
-    both = read_validation(model, images, lungs, found, 128, views=VIEWS["flip"])
+    both = read_validation(model, images, lungs, found, 128, views=TEST_TIME_VIEWS["flip"])
     assert np.allclose(both.probs, (plain.probs + mirror.probs) / 2, atol=1e-6)
-    crops = read_validation(model, images, lungs, found, 128, views=VIEWS["crops"])
+    crops = read_validation(model, images, lungs, found, 128, views=TEST_TIME_VIEWS["crops"])
     assert crops.probs.shape == plain.probs.shape and np.isfinite(crops.lung_energy).all()
     with pytest.raises(ValueError, match="crop views"):
-        read_validation(model, images, lungs, found, 128, pooling="lungs", views=VIEWS["crops"])
+        read_validation(model, images, lungs, found, 128, pooling="lungs", views=TEST_TIME_VIEWS["crops"])
 
 
 def test_a_spec_asks_for_test_time_views_and_the_card_counts_the_passes(films):

@@ -79,7 +79,7 @@ def _member_pass(model: Any, batch: torch.Tensor, lungs: np.ndarray, pooling: st
 
 
 @dataclass(frozen=True)
-class View:
+class TestTimeView:
     """A test-time view of a square lung field: the square crop whose top-left corner lies at (``top``,
     ``left``) and whose side is ``side``, all as fractions of the field's side, mirrored left to right when
     ``mirror``. Training zooms by 0.85 to 1.2 and shifts by up to 6%, so crops of 0.9 stay inside what the
@@ -109,15 +109,15 @@ class View:
         return field
 
 
-VIEWS = {
-    "flip": (View(), View(mirror=True)),
-    "crops": (View(), View(side=0.9), View(left=0.1, side=0.9), View(top=0.1, side=0.9),
-              View(top=0.1, left=0.1, side=0.9), View(top=0.05, left=0.05, side=0.9)),
+TEST_TIME_VIEWS = {
+    "flip": (TestTimeView(), TestTimeView(mirror=True)),
+    "crops": (TestTimeView(), TestTimeView(side=0.9), TestTimeView(left=0.1, side=0.9), TestTimeView(top=0.1, side=0.9),
+              TestTimeView(top=0.1, left=0.1, side=0.9), TestTimeView(top=0.05, left=0.05, side=0.9)),
 }
 
 
 def read_validation(model: Any, images: np.ndarray, lungs: np.ndarray, found: np.ndarray, size: int,
-                    pooling: str = "image", views: tuple[View, ...] = (View(),)) -> ValidationReading:
+                    pooling: str = "image", views: tuple[TestTimeView, ...] = (TestTimeView(),)) -> ValidationReading:
     """Run ``model`` (a :class:`covidviz.model.network.GapClassifier`, or a list of them read as an ensemble)
     over uint8 lung fields at ``size`` px, one PyTorch pass per model, view and batch giving logits and every
     class's Grad-CAM. An ensemble's probabilities are the mean over its members and ``views`` (test-time crops or
