@@ -359,6 +359,7 @@ def test_a_spec_asks_for_test_time_views_and_the_card_counts_the_passes(films):
                               ({"name": "crops", **base, "views": "crops", "view_passes": 6}, reading),
                               ({"name": "two and mirrors", **base, "members": [base, base], "views": "flip",
                                 "view_passes": 2}, reading)], truth, siim, even_share=0.43, n_boot=50)
-    table = "\n".join(ablation_lines(report))
+    table = "\n".join(ablation_lines(report, shipped_sha256="cd" * 32))
     assert "; test-time views: the field and five crops of 0.9 (6 forward passes a film)" in table
+    assert table.count("**(shipped)**") == 1 and "| one **(shipped)**" in table  # read otherwise, not as shipped
     assert "; ensemble of 2; test-time views: the field and its mirror (4 forward passes a film)" in table

@@ -24,7 +24,8 @@ def _when(row: dict[str, Any]) -> str:
 
 def _model(row: dict[str, Any], shipped_sha256: str | None) -> str:
     when = _when(row)
-    as_shipped = row.get("pooling", "image") == "image" and not row.get("low_pass_sigma")  # read as shipped
+    as_shipped = (row.get("pooling", "image") == "image" and not row.get("low_pass_sigma")  # read as shipped
+                  and not row.get("views") and not row.get("members"))
     shipped = " **(shipped)**" if as_shipped and shipped_sha256 and row.get("weights_sha256") == shipped_sha256 else ""
     return f"{row['name']}{shipped}<br>`{row['source']}`, {when}"
 
