@@ -10,6 +10,7 @@
 # on 2 CPU cores (AVX-512 EPYC, 2026-12-04) for a 256 px stride-16 DenseNet-121:
 #   keep      the shipped model and its eval/ under weights/history/vN (N one above the newest there)
 #   export    train --resume --export weights: the run's best checkpoint as weights/ (seconds)
+#   floor     fit-lung-floor: the lung segmenter's confidence floor on the new model's validation films (5 min)
 #   evaluate  temperature, OOD guard, every split and source, the previous model on the same rows (27 min)
 #   decision  fit-decision: the screening threshold on validation (seconds); facts
 #   quantise  the INT8 graph and its agreement on this CPU's kernels (5 min)
@@ -52,6 +53,7 @@ step keep keep
 step export "$PY" -m covidviz train --data "$DATA" --run "$RUN" --lungs weights --init weights \
   --previous-split weights/split.csv --resume --export weights "$@"
 PREVIOUS=$(find weights/history -maxdepth 1 -name 'v*' | sort -V | tail -1)
+step floor "$PY" -m covidviz fit-lung-floor --data "$DATA"
 step evaluate "$PY" -m covidviz evaluate --data "$DATA" --previous "$PREVIOUS"
 step decision "$PY" -m covidviz fit-decision --data "$DATA"
 step quantise "$PY" -m covidviz quantise --data "$DATA"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covidviz.lungs.field import check_lungs, field_box, lung_energy
+from covidviz.lungs.field import check_lungs, confidence_floor, field_box, lung_confidences, lung_energy
 from covidviz.model.preprocessing import CANONICAL_SIZE, CropBox, lung_field_image, mask_in_box
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
 
@@ -30,6 +30,34 @@ def test_a_pair_of_lungs_side_by_side_is_plausible():
 def test_implausible_masks_say_why(mask, words):
     check = check_lungs(mask)
     assert not check.plausible and words in check.reason
+
+
+def test_a_hesitant_pair_is_not_plausible_yet_still_read_as_a_field():
+    """The segmenter marks a pair where it should, at 0.7 (an edge of 0.6 around it stays below 0.5): geometry
+    passes, a floor of 0.9 does not; the field is still cropped, so the floor changes no input the model reads."""
+    probability = two_lungs().astype(np.float32) * 0.7
+    probability[50:60, 30:220] = 0.4  # below 0.5: outside the mask, so it must not pull the confidence down
+    assert check_lungs(probability).plausible and check_lungs(probability).confidence == pytest.approx(0.7)
+    check = check_lungs(probability, min_confidence=0.9)
+    assert not check.plausible and check.lungs_paired and check.confidence == pytest.approx(0.7)
+    assert "unsure" in check.reason and "0.700" in check.reason and "0.900" in check.reason
+    assert check_lungs(two_lungs(), min_confidence=0.9).plausible  # a binary mask is fully confident
+    gray = np.random.default_rng(0).random((300, 300)).astype(np.float32)
+    hesitant, sure = lung_field_image(gray, probability, min_confidence=0.9), lung_field_image(gray, probability)
+    assert hesitant.lung_field and hesitant.lungs_found and not hesitant.lungs_plausible
+    assert sure.lungs_plausible
+    np.testing.assert_array_equal(hesitant.image, sure.image)
+
+
+def test_the_floor_is_the_least_confidence_among_validation_films_with_a_pair():
+    hesitant = two_lungs().astype(np.float32) * 0.8
+    no_pair = np.zeros((256, 256), np.float32)
+    values = lung_confidences([two_lungs().astype(np.float32), hesitant, no_pair])
+    assert values[:2] == pytest.approx([1.0, 0.8]) and np.isnan(values[2])
+    assert confidence_floor(values) == pytest.approx(0.8)  # the film without a pair does not set it
+    assert confidence_floor(np.array([0.88749, 0.9])) == 0.887  # rounded down, never up
+    with pytest.raises(ValueError, match="no validation film has a pair of lungs"):
+        confidence_floor(np.array([np.nan]))
 
 
 def test_field_box_widens_the_lungs_box_by_the_margin_and_scales_to_the_original():
@@ -148,6 +176,8 @@ def test_whole_image_form_can_still_carry_the_lungs_for_measurement():
     from covidviz.model.preprocessing import canonical_with_box, prepare
 
     class FixedLungs:  # stands for the segmenter's output: the same two lungs for every image
+        min_confidence = None
+
         def probabilities(self, grays, batch_size=16):
             return np.stack([two_lungs().astype(np.float32)] * len(grays))
 

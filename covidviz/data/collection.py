@@ -84,6 +84,7 @@ class PreparedSet:
     lungs: np.ndarray
     lung_field: np.ndarray
     lungs_found: np.ndarray
+    lungs_plausible: np.ndarray  # the lungs were found with the confidence real films get (else: no class)
 
 
 def load_prepared(data_dir: str | Path, records: list[Record], segmenter: LungProbabilities | None,
@@ -98,6 +99,7 @@ def load_prepared(data_dir: str | Path, records: list[Record], segmenter: LungPr
     lungs = np.zeros((n, CANONICAL_SIZE, CANONICAL_SIZE), dtype=bool)
     field = np.zeros(n, dtype=bool)
     found = np.zeros(n, dtype=bool)
+    plausible = np.zeros(n, dtype=bool)
     starts = range(0, n, batch_size)
     if progress:
         from tqdm import tqdm
@@ -109,5 +111,5 @@ def load_prepared(data_dir: str | Path, records: list[Record], segmenter: LungPr
             images[i] = np.round(item.image * 255) if dtype == np.uint8 else item.image
             if item.lungs is not None:
                 lungs[i] = item.lungs
-            field[i], found[i] = item.lung_field, item.lungs_found
-    return PreparedSet(images, lungs, field, found)
+            field[i], found[i], plausible[i] = item.lung_field, item.lungs_found, item.lungs_plausible
+    return PreparedSet(images, lungs, field, found, plausible)

@@ -1,13 +1,18 @@
 """Offline images that are not chest radiographs, for measuring the out-of-distribution guard.
 
-Both come from installed packages, never the network: scikit-image's bundled sample pictures
+All come from installed packages, never the network: scikit-image's bundled sample pictures
 (photographs, text, micrographs) and the DICOM test files of pydicom and pydicom-data (CT, MR,
 ultrasound, nuclear medicine, an extremity radiograph, secondary captures). Chest DICOMs among
 them are left out. Variants of one image (other transfer syntaxes) count once.
+
+:func:`grayscale_pictures` is held out: no threshold is placed with it. It turns those pictures and
+matplotlib's sample pictures grayscale, as a scanner, a phone's monochrome mode or a PACS export would,
+so the colour check cannot catch them, and adds each one's centre and negative.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -41,6 +46,57 @@ def skimage_pictures() -> dict[str, Xray]:
         Image.fromarray(array.astype(np.uint8)).save(buf, format="PNG")
         try:
             out[f"skimage:{name}"] = load_xray(buf.getvalue(), f"{name}.png")
+        except XrayInputError:
+            continue
+    return out
+
+
+MATPLOTLIB_PICTURES = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")
+
+
+def _png(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _gray_variants(name: str, gray: np.ndarray) -> dict[str, np.ndarray]:
+    """The picture, its centre (the middle two thirds of each side) and its negative, all 8-bit gray."""
+    h, w = gray.shape
+    return {name: gray, f"{name} centre": gray[h // 6:h - h // 6, w // 6:w - w // 6], f"{name} negative": 255 - gray}
+
+
+def grayscale_pictures() -> dict[str, Xray]:
+    """Held-out non-chest pictures in grayscale, through the upload path: scikit-image's bundled pictures (each
+    once: two names can hold one picture) and matplotlib's sample pictures, each with its centre and negative
+    (those too small to read are left out)."""
+    import matplotlib
+    import skimage.data
+    grays: dict[str, np.ndarray] = {}
+    seen: set[bytes] = set()
+    for name in SKIMAGE_PICTURES:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                array = np.asarray(getattr(skimage.data, name)())
+        except Exception:  # not bundled in this version
+            continue
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * 255
+        gray = np.asarray(Image.fromarray(array.astype(np.uint8)).convert("L"))
+        if (digest := hashlib.sha256(gray.tobytes()).digest()) in seen:  # ``cat`` is ``chelsea`` under another name
+            continue
+        seen.add(digest)
+        grays.update(_gray_variants(f"gray:{name}", gray))
+    folder = Path(matplotlib.get_data_path()) / "sample_data"
+    for name in MATPLOTLIB_PICTURES:
+        if (folder / name).is_file():
+            with Image.open(folder / name) as picture:
+                grays.update(_gray_variants(f"gray:{Path(name).stem}", np.asarray(picture.convert("L"))))
+    out = {}
+    for name, gray in grays.items():
+        try:
+            out[name] = load_xray(_png(np.ascontiguousarray(gray)), f"{name.split(':')[1]}.png")
         except XrayInputError:
             continue
     return out

@@ -9,7 +9,8 @@ from covidviz._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
-    field=("LungCheck", "check_lungs", "field_box", "lung_energy", "map_on_grid"),
+    field=("LungCheck", "check_lungs", "confidence_floor", "field_box", "lung_confidences", "lung_energy",
+           "map_on_grid"),
     network=("build_segmenter", "segmenter_input", "segmenter_square"),
     segmenter=("LungSegmenter", "load_segmenter"),
 )

@@ -3,6 +3,8 @@ much of a heatmap's energy falls inside it."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -22,6 +24,13 @@ class LungCheck:
     plausible: bool
     lung_share: float
     reason: str = ""
+    confidence: float = 1.0  # the segmenter's mean probability inside the lungs it marked
+    paired: bool | None = None  # two lungs of plausible size side by side (None: as ``plausible``)
+
+    @property
+    def lungs_paired(self) -> bool:
+        """The mask holds a pair of lungs to crop and measure by, however sure the segmenter was of it."""
+        return self.plausible if self.paired is None else self.paired
 
 
 def _components(mask: np.ndarray) -> list[tuple[int, float]]:
@@ -30,9 +39,14 @@ def _components(mask: np.ndarray) -> list[tuple[int, float]]:
     return sorted(parts, reverse=True)
 
 
-def check_lungs(mask: np.ndarray) -> LungCheck:
-    """Two lungs of plausible size, one on each side of the image's vertical midline."""
-    binary = np.asarray(mask) > 0.5
+def check_lungs(probability: np.ndarray, min_confidence: float | None = None) -> LungCheck:
+    """Two lungs of plausible size, one on each side of the image's vertical midline, which the segmenter
+    marked with at least ``min_confidence`` mean probability (a binary mask counts as fully confident).
+
+    The confidence test catches what geometry cannot: a grayscale photograph in which the segmenter draws two
+    blobs side by side, but hesitantly (README, OOD guard). ``None``: geometry only."""
+    probability = np.asarray(probability, dtype=np.float32)
+    binary = probability > 0.5
     area = binary.size
     share = float(binary.mean())
     parts = _components(binary)
@@ -44,7 +58,29 @@ def check_lungs(mask: np.ndarray) -> LungCheck:
     mid = binary.shape[1] / 2
     if len(big) < 2 or not (min(p[1] for p in big[:2]) < mid < max(p[1] for p in big[:2])):
         return LungCheck(False, share, "the lung segmenter did not find two lungs side by side")
-    return LungCheck(True, share)
+    confidence = float(probability[binary].mean())
+    if min_confidence is not None and confidence < min_confidence:
+        return LungCheck(False, share, f"the lung segmenter was unsure of the lungs it marked (mean probability "
+                         f"{confidence:.3f} inside them; every validation radiograph reached {min_confidence:.3f})",
+                         confidence, paired=True)
+    return LungCheck(True, share, confidence=confidence, paired=True)
+
+
+def lung_confidences(probabilities: Sequence[np.ndarray]) -> np.ndarray:
+    """Each mask's mean probability inside its lungs, NaN where geometry finds no pair (those get no class
+    whatever their confidence, so they must not set the floor)."""
+    checks = [check_lungs(p) for p in probabilities]
+    return np.array([c.confidence if c.lungs_paired else np.nan for c in checks], dtype=float)
+
+
+def confidence_floor(validation_confidences: np.ndarray) -> float:
+    """The least confidence of any validation film with a pair of lungs, rounded down to a thousandth: no
+    validation radiograph is refused, not even the one that set it when another engine rounds it lower."""
+    values = np.asarray(validation_confidences, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("no validation film has a pair of lungs to set a confidence floor by")
+    return math.floor(float(values.min()) * 1000) / 1000
 
 
 def field_box(mask: np.ndarray, shape: tuple[int, int], margin: float = FIELD_MARGIN

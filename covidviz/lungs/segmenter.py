@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
 LUNGS_SUBDIR = "lungs"
+PLAUSIBILITY_KEY = "plausibility"  # the sidecar's record of the confidence floor and how it was fitted
 
 
 def keep_largest_two(mask: np.ndarray) -> np.ndarray:
@@ -48,6 +49,12 @@ class LungSegmenter:
         return str(self.sidecar.get("weights_sha256", ""))
 
     @property
+    def min_confidence(self) -> float | None:
+        """The confidence floor a pair of lungs must reach to be plausible (``fit-lung-floor``); None: none fitted."""
+        floor = self.sidecar.get(PLAUSIBILITY_KEY, {}).get("min_confidence")
+        return None if floor is None else float(floor)
+
+    @property
     def model(self) -> torch.nn.Module:
         """The PyTorch network, loaded (and verified again) on first use when this segmenter was built without it."""
         with self._lock:
@@ -66,6 +73,15 @@ class LungSegmenter:
             memory_format=torch.channels_last)
         with self._lock, torch.inference_mode():
             return torch.sigmoid(model(tensor)).squeeze(1).numpy()
+
+    def with_record(self, sidecar: dict[str, Any]) -> LungSegmenter:
+        """This segmenter (same network, same engine) under another record of the same weights: a refitted
+        confidence floor must not be hidden by an engine built for the record before it."""
+        if sidecar.get("weights_sha256") != self.sha256:
+            raise ValueError("a record of other weights cannot describe this segmenter")
+        other = LungSegmenter(self._model, sidecar, self.directory)
+        other.engine, other._run = self.engine, self._run
+        return other
 
     def served_by(self, engine: str, run: Callable[[np.ndarray], np.ndarray]) -> LungSegmenter:
         """This segmenter (same weights, same record) with its forward pass on ``run``, named ``engine``."""

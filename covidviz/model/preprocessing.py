@@ -65,7 +65,12 @@ class Prepared:
 
     @property
     def lungs_found(self) -> bool:
-        """The segmenter found a plausible pair of lungs."""
+        """The segmenter found a pair of lungs (its mask outlines them, for cropping and measuring)."""
+        return self.check is not None and self.check.lungs_paired
+
+    @property
+    def lungs_plausible(self) -> bool:
+        """The pair was found, and found with the confidence real radiographs get: otherwise no class."""
         return self.check is not None and self.check.plausible
 
     @property
@@ -151,18 +156,21 @@ def mask_in_box(probability: np.ndarray, shape: tuple[int, int], box: CropBox) -
     return warped > 0.5
 
 
-def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = True) -> Prepared:
+def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = True,
+                     min_confidence: float | None = None) -> Prepared:
     """The lung-field canonical image of ``gray`` given the segmenter's whole-image lung probabilities.
 
     Pure: the segmenter runs elsewhere (batched). Falls back to :func:`canonical_with_box` when the
     mask is not a plausible pair of lungs, so a non-chest image still gets a prediction to flag.
     ``crop=False`` keeps the whole-image form but still maps the lungs onto it (to measure where a
-    whole-image model's heatmaps fall)."""
+    whole-image model's heatmaps fall). ``min_confidence``: the segmenter's floor
+    (:func:`~covidviz.lungs.field.check_lungs`); a pair below it is still cropped, so what the model reads does
+    not depend on the floor, but the check says it is not plausible."""
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
     gray = gray.astype(np.float32, copy=False)
-    check = check_lungs(probability > 0.5)
-    cropped = crop and check.plausible
+    check = check_lungs(probability, min_confidence)
+    cropped = crop and check.lungs_paired
     if not cropped:
         image, box = canonical_with_box(gray)
     else:
@@ -175,6 +183,8 @@ def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = Tru
 
 
 class LungProbabilities(Protocol):
+    min_confidence: float | None
+
     def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray: ...
 
 
@@ -187,7 +197,7 @@ def prepare(grays: Sequence[np.ndarray], segmenter: LungProbabilities | None, cr
     if segmenter is None:
         return [Prepared(*canonical_with_box(g)) for g in grays]
     probabilities = segmenter.probabilities(list(grays))
-    return [lung_field_image(g, p, crop) for g, p in zip(grays, probabilities)]
+    return [lung_field_image(g, p, crop, segmenter.min_confidence) for g, p in zip(grays, probabilities)]
 
 
 @lru_cache(maxsize=16)

@@ -104,7 +104,8 @@ def serve_segmenter(segmenter: LungSegmenter, choice: str | None = None, threads
     with _lock:
         if key not in _served:
             _served[key] = _serve(segmenter, choice, threads)
-        return _served[key]
+        served, line = _served[key]
+    return (served if served.sidecar == segmenter.sidecar else served.with_record(segmenter.sidecar)), line
 
 
 def _serve(segmenter: LungSegmenter, choice: str, threads: int | None) -> tuple[LungSegmenter, str]:

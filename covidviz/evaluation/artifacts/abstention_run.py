@@ -29,7 +29,7 @@ def measure_per_film(data_dir: str | Path, weights_dir: str | Path) -> Path:
     frames = []
     for split in SETS:
         read = read_split_set(predictor, data_dir, splits[split], with_cams=False)
-        lungs = read["lung_field"] if predictor.segmenter is not None else np.ones(len(splits[split]), bool)
+        lungs = read["lungs_plausible"] if predictor.segmenter is not None else np.ones(len(splits[split]), bool)
         frames.append(pd.DataFrame({"file": [r.file for r in splits[split]], "split": split,
                                     "ood_distance": np.round(predictor.guard.distance(read["pooled"]), 4),
                                     "lungs_plausible": np.asarray(lungs, bool)}))

@@ -132,7 +132,7 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
 
 def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Record], with_cams: bool,
                    measure_with: LungSegmenter | None = None) -> dict[str, np.ndarray]:
-    """Pooled features, logits, lung-field flags and (``with_cams``) each image's share of its predicted
+    """Pooled features, logits, lung-field and lung-plausibility flags and (``with_cams``) each image's share of its predicted
     class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward pass per batch.
 
     ``measure_with`` outlines the lungs for a whole-image model (which has no segmenter of its own)
@@ -143,7 +143,8 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
         prepared = load_prepared(data_dir, records, predictor.segmenter)
     if not with_cams:
         pooled, logits = pooled_and_logits(predictor.model, prepared.images, predictor.input_size)
-        return {"pooled": pooled, "logits": logits, "lung_field": prepared.lung_field}
+        return {"pooled": pooled, "logits": logits, "lung_field": prepared.lung_field,
+                "lungs_plausible": prepared.lungs_plausible}
     pooled, logits, shares = [], [], []
     for start in range(0, len(records), 32):
         chunk = slice(start, start + 32)
@@ -154,7 +155,8 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
                                            result.logits):
             shares.append(lung_energy(maps[int(np.argmax(row))], lungs) if found else float("nan"))
     return {"pooled": np.concatenate(pooled), "logits": np.concatenate(logits),
-            "lung_field": prepared.lung_field, "lung_share": np.array(shares, dtype=float)}
+            "lung_field": prepared.lung_field, "lungs_plausible": prepared.lungs_plausible,
+            "lung_share": np.array(shares, dtype=float)}
 
 
 def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int,
@@ -190,7 +192,7 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = WEIGHTS_DIR, n_boot
     temperature = fit_temperature(logits["val"], targets["val"])
     update_sidecar(weights_dir, temperature=temperature)
     predictor.temperature = temperature
-    no_lungs = {name: ~s["lung_field"] if predictor.segmenter is not None else np.zeros(len(s["lung_field"]), bool)
+    no_lungs = {name: ~s["lungs_plausible"] if predictor.segmenter is not None else np.zeros(len(s["lung_field"]), bool)
                 for name, s in sets.items()}
     ood_report = fit_and_measure_guard(predictor, pooled, no_lungs, weights_dir)
     out_dir = weights_dir / "eval"

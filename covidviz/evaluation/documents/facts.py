@@ -131,7 +131,7 @@ def previous_folder(previous: dict[str, Any]) -> str:
 def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The sidecar, ``metrics.json`` (with ``explanations.json`` under "explanations" and ``localisation.json``
     under "localisation" when explain-check has run, and ``decision.json`` under "decision" when fit-decision
-    has, ``abstention.json``, ``shift.json`` and ``ablation.json`` when measured) and the lung segmenter's sidecar (None when none is shipped)."""
+    has, ``abstention.json``, ``lung_floor.json``, ``shift.json`` and ``ablation.json`` when measured) and the lung segmenter's sidecar (None when none is shipped)."""
     import json
 
     from covidviz.verified import read_sidecar
@@ -148,6 +148,9 @@ def load_artifacts(weights_dir: Path) -> tuple[dict[str, Any], dict[str, Any], d
     from covidviz.evaluation.artifacts.abstention_artifact import load_abstention
     if (abstention := load_abstention(weights_dir)) is not None:  # the card's abstention section
         metrics["abstention"] = abstention
+    from covidviz.evaluation.artifacts.lung_floor import load_lung_floor
+    if (floor := load_lung_floor(weights_dir)) is not None:  # the card's OOD section (fit-lung-floor)
+        metrics["lung_floor"] = floor
     from covidviz.evaluation.artifacts.age_artifact import pneumonia_by_age
     if by_age := pneumonia_by_age(weights_dir, read_sidecar(weights_dir)):  # from the saved predictions
         metrics["pneumonia_by_age"] = by_age

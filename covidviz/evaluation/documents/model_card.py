@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
+from covidviz.evaluation.artifacts.lung_floor import summary_lines as lung_floor_lines
 from covidviz.evaluation.documents.ablation_facts import ablation_lines
 from covidviz.evaluation.documents.decision_facts import abstention_lines, decision_lines, pneumonia_age_lines
 from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
@@ -160,7 +161,8 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
                       f"- Non-chest images flagged: {det}.",
                       f"- Real chest X-rays flagged (false alarms): {alarms}.",
                       f"- Real chest X-rays with a caution: {caution}. The Hannover hospital is new to the model, "
-                      "and the guard says so.", ""]
+                      "and the guard says so.",
+                      *lung_floor_lines(metrics.get("lung_floor")), ""]
     lines += decision_lines((metrics or {}).get("decision"))
     lines += pneumonia_age_lines((metrics or {}).get("pneumonia_by_age"))
     lines += abstention_lines((metrics or {}).get("abstention"))

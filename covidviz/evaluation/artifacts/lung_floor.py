@@ -1,0 +1,50 @@
+"""How sure the lung segmenter must be of a pair of lungs for a class: the report of ``fit-lung-floor``.
+
+Geometry alone (two lungs of plausible size, side by side) passes some grayscale photographs: the segmenter
+draws two blobs in a cat's face, hesitantly. Real radiographs get a confident mask. The floor is the least mean
+probability inside the lungs of any validation film with a pair of lungs, so no validation radiograph is refused;
+it is written into the segmenter's sidecar (``weights/lungs/model.json``, under ``plausibility``), and the report
+(``weights/eval/lung_floor.json``) says what it costs on internal test and the external sets and what it catches
+among the offline non-chest images, the held-out grayscale pictures among them. What the model reads does not
+change (a pair below the floor is still cropped); only whether it gives a class. The run that fits and measures
+it is :mod:`covidviz.evaluation.artifacts.lung_floor_run`, kept apart so the model card's readers never import it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from covidviz.evaluation.artifacts.saved import eval_dir
+
+FLOOR_FILE = "lung_floor.json"
+RULE = "the least mean lung probability of any validation film with a pair of lungs"
+
+
+def summary_lines(report: dict[str, Any] | None) -> list[str]:
+    """The floor, what it costs on real films and what it catches: for the CLI and the model card alike
+    (nothing before fit-lung-floor has run)."""
+    if not report:
+        return []
+    real = report["real"]
+    names = {"val": "validation", "test": "internal test", "external": "external"}
+    cost = ", ".join(f"{names[k]} {v['below_floor']} of {v['with_a_pair']}" for k, v in real.items())
+    lines = [f"- **Lung confidence floor {report['min_confidence']:.3f}** ({report['rule']}; "
+             f"{real['val']['with_a_pair']} films). A pair of lungs the segmenter marks with a lower mean probability "
+             f"is not plausible, and the image gets no class. Real radiographs refused by it alone: {cost}; the "
+             f"lowest internal test film reached {real['test']['lowest'][0]:.3f} and the lowest external one "
+             f"{real['external']['lowest'][0]:.3f}."]
+    for label, v in report["non_chest"].items():
+        held = " (held out: no threshold was placed with them)" if v["held_out"] else ""
+        caught = f": {', '.join(v['caught_by_floor'])}" if v["caught_by_floor"] else ""
+        still = f"; still given one: {', '.join(v['still_given_a_class'])}" if v["still_given_a_class"] else ""
+        lines.append(f"- {label[0].upper() + label[1:]}{held}: given a class without the floor {v['given_a_class_without_floor']} "
+                     f"of {v['n']}, with it {v['given_a_class']}; the floor alone withholds it from "
+                     f"{len(v['caught_by_floor'])}{caught}{still}.")
+    return lines
+
+
+def load_lung_floor(weights_dir: str | Path) -> dict[str, Any] | None:
+    path = eval_dir(weights_dir) / FLOOR_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

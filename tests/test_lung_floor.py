@@ -1,0 +1,143 @@
+"""The lung confidence floor on the shipped model: a grayscale photograph gets no class, real films keep theirs,
+and the recorded report is what the real model and segmenter do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from covidviz.data.ood_sets import grayscale_pictures
+from covidviz.evaluation.artifacts.lung_floor import load_lung_floor, summary_lines
+from covidviz.lungs.segmenter import load_segmenter
+from covidviz.model.decision import NO_LUNGS_REASON
+from covidviz.model.ood import load_guard
+from tests.conftest import FIXTURES, ROOT, SHARED, WEIGHTS, fixture_rows, requires_data
+
+
+@pytest.fixture(scope="module")
+def report():
+    report = load_lung_floor(WEIGHTS)
+    assert report is not None, "weights/eval/lung_floor.json is missing: run python -m covidviz fit-lung-floor"
+    return report
+
+
+def test_the_report_is_the_shipped_segmenters_floor_and_the_card_carries_it(report):
+    segmenter = load_segmenter(WEIGHTS, network=False)
+    assert segmenter.min_confidence == pytest.approx(report["min_confidence"])
+    assert report["segmenter_sha256"] == segmenter.sha256
+    assert all(v["below_floor"] == 0 for v in report["real"].values())  # the rule: no validation film refused
+    assert "\n".join(summary_lines(report)) in (WEIGHTS / "MODEL_CARD.md").read_text()
+
+
+def test_the_held_out_grayscale_pictures_fare_as_the_report_says(predictor, report):
+    """Recomputed with the real model: which pictures get a class, and which the floor alone stops (their
+    geometry passed, so the reason is the segmenter's hesitation). Some must be stopped by it, or it is idle."""
+    pictures = grayscale_pictures()
+    recorded = report["non_chest"]["grayscale pictures"]
+    assert recorded["n"] == len(pictures)
+    names = sorted(pictures)
+    predictions = predictor.predict_xrays([pictures[n] for n in names], names)
+    assert [p.name for p in predictions if p.label is not None] == recorded["still_given_a_class"]
+    hesitant = [p.name for p in predictions if any("was unsure of the lungs it marked" in w for w in p.warnings)]
+    assert set(recorded["caught_by_floor"]) <= set(hesitant)
+    assert recorded["given_a_class_without_floor"] > recorded["given_a_class"]
+
+
+def test_predict_json_gives_no_class_to_a_grayscale_photograph_the_distance_lets_through(report, tmp_path):
+    """The real CLI on scikit-image's cat in gray: its features lie within the OOD threshold and geometry finds
+    two 'lungs', so before the floor it was called a class. A real film beside it keeps its class."""
+    import skimage.data
+    cat = tmp_path / "cat.png"
+    Image.fromarray(skimage.data.chelsea()).convert("L").save(cat)
+    film = FIXTURES / fixture_rows()[0]["fixture"]
+    result = subprocess.run([sys.executable, "-m", "covidviz", "predict", "--json", "--engine", "torch", str(cat),
+                             str(film)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    photo, xray = (json.loads(line) for line in result.stdout.splitlines())
+    assert photo["label"] is None and photo["abstained"] == NO_LUNGS_REASON and photo["lungs_plausible"] is False
+    assert photo["ood_distance"] <= load_guard(WEIGHTS).threshold  # the distance alone would have let it through
+    assert any("was unsure of the lungs it marked" in w for w in photo["warnings"])
+    assert "gray:cat" in report["non_chest"]["grayscale pictures"]["caught_by_floor"]  # chelsea is cat
+    assert xray["label"] is not None and xray["lungs_plausible"] is True
+
+
+def test_every_real_chest_fixture_clears_the_floor(predictor, report):
+    """The pool's and the external sets' fixture films: none refused for hesitation."""
+    from covidviz.io.loading import load_xray
+    rows = fixture_rows()
+    xrays = [load_xray((FIXTURES / r["fixture"]).read_bytes(), r["fixture"]) for r in rows]
+    prepared = predictor.prepare([x.pixels for x in xrays])
+    confidences = np.array([p.check.confidence for p in prepared if p.lungs_found])
+    assert len(confidences) >= len(rows) - 1 and (confidences >= report["min_confidence"]).all()
+
+
+@requires_data
+def test_fit_lung_floor_sets_the_floor_at_the_least_validation_confidence_and_it_stops_the_cat(tmp_path):
+    """The real command on a copy of the weights whose segmenter has no floor and whose split holds six validation
+    films, two test and two external films from the pool: the floor it records is the least confidence the real
+    segmenter gives those validation films; before it the grayscale cat gets a class, after it none."""
+    import csv
+    import shutil
+
+    import skimage.data
+
+    from covidviz.io.loading import load_xray, load_xray_file
+    from covidviz.lungs.field import lung_confidences
+    from covidviz.lungs.segmenter import PLAUSIBILITY_KEY
+    from covidviz.model.predictor import Predictor
+    from covidviz.tools.cli import main
+    from covidviz.verified import read_sidecar
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("model.json", "model.safetensors", "ood.json", "ood.safetensors"):
+        shutil.copy(WEIGHTS / name, weights / name)
+    shutil.copytree(WEIGHTS / "lungs", weights / "lungs")
+    lungs_sidecar = json.loads((weights / "lungs" / "model.json").read_text())
+    lungs_sidecar.pop(PLAUSIBILITY_KEY)
+    (weights / "lungs" / "model.json").write_text(json.dumps(lungs_sidecar))
+    with (WEIGHTS / "split.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keep = {"val": 6, "test": 2}
+    chosen = [r for r in rows if keep.get(r["split"], 0) and not keep.__setitem__(r["split"], keep[r["split"]] - 1)]
+    with (weights / "split.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(chosen)
+    files = {r["file"] for r in chosen}
+    data = tmp_path / "cxr"
+    data.mkdir()
+    with (SHARED / "metadata.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        metadata = list(reader)
+    external = [row["file"] for row in metadata if row["set"] == "external"][:2]
+    kept = [row for row in metadata if row["file"] in files or row["file"] in external]
+    with (data / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, reader.fieldnames)
+        writer.writeheader()
+        writer.writerows(kept)
+    for row in kept:
+        (data / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+        (data / row["file"]).symlink_to(SHARED / row["file"])
+
+    cat = Image.fromarray(skimage.data.chelsea()).convert("L")
+    buffer = __import__("io").BytesIO()
+    cat.save(buffer, format="PNG")
+    photo = load_xray(buffer.getvalue(), "cat.png")
+    assert Predictor(weights, engine="torch").predict_xrays([photo], ["cat"])[0].label is not None
+
+    assert main(["fit-lung-floor", "--weights", str(weights), "--data", str(data)]) == 0
+    segmenter = load_segmenter(weights)
+    validation = [r["file"] for r in chosen if r["split"] == "val"]
+    expected = np.floor(1000 * np.nanmin(lung_confidences(segmenter.probabilities([load_xray_file(SHARED / f).pixels
+                                                                   for f in validation])))) / 1000
+    floor = read_sidecar(weights / "lungs")[PLAUSIBILITY_KEY]["min_confidence"]
+    assert floor == pytest.approx(expected) and segmenter.min_confidence == pytest.approx(expected)
+    recorded = load_lung_floor(weights)
+    assert recorded["real"]["val"] == {**recorded["real"]["val"], "n": 6, "below_floor": 0}
+    assert recorded["real"]["test"]["n"] == 2 and recorded["real"]["external"]["n"] == 2
+    assert Predictor(weights, engine="torch").predict_xrays([photo], ["cat"])[0].label is None
