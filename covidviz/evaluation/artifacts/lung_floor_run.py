@@ -5,14 +5,18 @@ in the segmenter's sidecar, and measure it on real films and offline non-chest i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from covidviz.evaluation.artifacts.abstention_artifact import SETS
 from covidviz.evaluation.artifacts.lung_floor import FLOOR_FILE, RULE
 from covidviz.evaluation.artifacts.saved import eval_dir
+
+if TYPE_CHECKING:
+    from covidviz.lungs.field import LungCheck
 
 
 def _real_confidences(data_dir: str | Path, weights_dir: Path) -> dict[str, np.ndarray]:
@@ -67,9 +71,8 @@ def _non_chest(weights_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _paired_only(check: Any) -> Any:
+def _paired_only(check: LungCheck) -> LungCheck:
     """The check as geometry alone would have given it (the floor left out)."""
-    from dataclasses import replace
     return replace(check, plausible=check.lungs_paired, reason="" if check.lungs_paired else check.reason)
 
 
