@@ -39,7 +39,7 @@ def test_a_hesitant_pair_is_not_plausible_yet_still_read_as_a_field():
     probability[50:60, 30:220] = 0.4  # below 0.5: outside the mask, so it must not pull the confidence down
     assert check_lungs(probability).plausible and check_lungs(probability).confidence == pytest.approx(0.7)
     check = check_lungs(probability, min_confidence=0.9)
-    assert not check.plausible and check.lungs_paired and check.confidence == pytest.approx(0.7)
+    assert not check.plausible and check.paired and check.confidence == pytest.approx(0.7)
     assert "unsure" in check.reason and "0.700" in check.reason and "0.900" in check.reason
     assert check_lungs(two_lungs(), min_confidence=0.9).plausible  # a binary mask is fully confident
     gray = np.random.default_rng(0).random((300, 300)).astype(np.float32)

@@ -29,35 +29,44 @@ SKIMAGE_PICTURES = ("astronaut", "brick", "camera", "cat", "chelsea", "coffee", 
                     "clock", "horse", "logo", "colorwheel")
 
 
-def skimage_pictures() -> dict[str, Xray]:
-    """The bundled scikit-image pictures that are present, through the upload path (as PNG bytes)."""
+def _skimage_arrays() -> dict[str, np.ndarray]:
+    """The bundled scikit-image pictures that are present, as 8-bit arrays (gray or colour)."""
     import skimage.data
     out = {}
     for name in SKIMAGE_PICTURES:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                array = getattr(skimage.data, name)()
+                array = np.asarray(getattr(skimage.data, name)())
         except Exception:  # not bundled in this version (some are fetched on demand, which we never do)
             continue
-        if array.dtype == bool:
-            array = array.astype(np.uint8) * 255
-        buf = io.BytesIO()
-        Image.fromarray(array.astype(np.uint8)).save(buf, format="PNG")
+        out[name] = array.astype(np.uint8) * 255 if array.dtype == bool else array.astype(np.uint8)
+    return out
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _uploads(arrays: dict[str, np.ndarray]) -> dict[str, Xray]:
+    """Each array through the upload path as a PNG named after it; those the loader refuses are left out."""
+    out = {}
+    for name, array in arrays.items():
         try:
-            out[f"skimage:{name}"] = load_xray(buf.getvalue(), f"{name}.png")
+            out[name] = load_xray(_png(array), f"{name.split(':')[1]}.png")
         except XrayInputError:
             continue
     return out
 
 
+def skimage_pictures() -> dict[str, Xray]:
+    """The bundled scikit-image pictures that are present, through the upload path (as PNG bytes)."""
+    return _uploads({f"skimage:{name}": array for name, array in _skimage_arrays().items()})
+
+
 MATPLOTLIB_PICTURES = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")
-
-
-def _png(gray: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(gray).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _gray_variants(name: str, gray: np.ndarray) -> dict[str, np.ndarray]:
@@ -71,19 +80,10 @@ def grayscale_pictures() -> dict[str, Xray]:
     once: two names can hold one picture) and matplotlib's sample pictures, each with its centre and negative
     (those too small to read are left out)."""
     import matplotlib
-    import skimage.data
     grays: dict[str, np.ndarray] = {}
     seen: set[bytes] = set()
-    for name in SKIMAGE_PICTURES:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                array = np.asarray(getattr(skimage.data, name)())
-        except Exception:  # not bundled in this version
-            continue
-        if array.dtype == bool:
-            array = array.astype(np.uint8) * 255
-        gray = np.asarray(Image.fromarray(array.astype(np.uint8)).convert("L"))
+    for name, array in _skimage_arrays().items():
+        gray = np.asarray(Image.fromarray(array).convert("L"))
         if (digest := hashlib.sha256(gray.tobytes()).digest()) in seen:  # ``cat`` is ``chelsea`` under another name
             continue
         seen.add(digest)
@@ -93,13 +93,7 @@ def grayscale_pictures() -> dict[str, Xray]:
         if (folder / name).is_file():
             with Image.open(folder / name) as picture:
                 grays.update(_gray_variants(f"gray:{Path(name).stem}", np.asarray(picture.convert("L"))))
-    out = {}
-    for name, gray in grays.items():
-        try:
-            out[name] = load_xray(_png(np.ascontiguousarray(gray)), f"{name.split(':')[1]}.png")
-        except XrayInputError:
-            continue
-    return out
+    return _uploads(grays)
 
 
 def _dicom_folders() -> list[Path]:

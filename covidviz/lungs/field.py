@@ -25,12 +25,7 @@ class LungCheck:
     lung_share: float
     reason: str = ""
     confidence: float = 1.0  # the segmenter's mean probability inside the lungs it marked
-    paired: bool | None = None  # two lungs of plausible size side by side (None: as ``plausible``)
-
-    @property
-    def lungs_paired(self) -> bool:
-        """The mask holds a pair of lungs to crop and measure by, however sure the segmenter was of it."""
-        return self.plausible if self.paired is None else self.paired
+    paired: bool = False  # a pair of lungs to crop and measure by, however sure the segmenter was of it
 
 
 def _components(mask: np.ndarray) -> list[tuple[int, float]]:
@@ -70,7 +65,7 @@ def lung_confidences(probabilities: Sequence[np.ndarray]) -> np.ndarray:
     """Each mask's mean probability inside its lungs, NaN where geometry finds no pair (those get no class
     whatever their confidence, so they must not set the floor)."""
     checks = [check_lungs(p) for p in probabilities]
-    return np.array([c.confidence if c.lungs_paired else np.nan for c in checks], dtype=float)
+    return np.array([c.confidence if c.paired else np.nan for c in checks], dtype=float)
 
 
 def confidence_floor(validation_confidences: np.ndarray) -> float:

@@ -71,7 +71,7 @@ def lung_message(check: LungCheck | None) -> str | None:
     or when the model does not use lung fields)."""
     if check is None or check.plausible:
         return None
-    if check.lungs_paired:  # found, but too hesitantly: the field was read all the same
+    if check.paired:  # found, but too hesitantly: the field was read all the same
         return (f"No plausible pair of lungs was found: {check.reason}. The prediction is not meaningful for this "
                 "image. It may not be a frontal chest radiograph.")
     return (f"No plausible pair of lungs was found: {check.reason}. The model read the whole image instead of "

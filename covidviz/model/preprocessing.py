@@ -66,7 +66,7 @@ class Prepared:
     @property
     def lungs_found(self) -> bool:
         """The segmenter found a pair of lungs (its mask outlines them, for cropping and measuring)."""
-        return self.check is not None and self.check.lungs_paired
+        return self.check is not None and self.check.paired
 
     @property
     def lungs_plausible(self) -> bool:
@@ -170,7 +170,7 @@ def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = Tru
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
     gray = gray.astype(np.float32, copy=False)
     check = check_lungs(probability, min_confidence)
-    cropped = crop and check.lungs_paired
+    cropped = crop and check.paired
     if not cropped:
         image, box = canonical_with_box(gray)
     else:

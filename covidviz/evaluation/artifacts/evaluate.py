@@ -132,8 +132,9 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
 
 def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Record], with_cams: bool,
                    measure_with: LungSegmenter | None = None) -> dict[str, np.ndarray]:
-    """Pooled features, logits, lung-field and lung-plausibility flags and (``with_cams``) each image's share of its predicted
-    class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward pass per batch.
+    """Pooled features, logits, lung-field and lung-plausibility flags and (``with_cams``) each image's share
+    of its predicted class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward
+    pass per batch.
 
     ``measure_with`` outlines the lungs for a whole-image model (which has no segmenter of its own)
     without changing what it reads."""

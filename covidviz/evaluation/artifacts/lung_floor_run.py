@@ -73,7 +73,7 @@ def _non_chest(weights_dir: Path) -> dict[str, Any]:
 
 def _paired_only(check: LungCheck) -> LungCheck:
     """The check as geometry alone would have given it (the floor left out)."""
-    return replace(check, plausible=check.lungs_paired, reason="" if check.lungs_paired else check.reason)
+    return replace(check, plausible=check.paired, reason="" if check.paired else check.reason)
 
 
 def fit_lung_floor(data_dir: str | Path, weights_dir: str | Path) -> dict[str, Any]:
