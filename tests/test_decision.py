@@ -14,7 +14,7 @@ from PIL import Image
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts.decision_artifact import load_decision_report
 from covidviz.evaluation.artifacts.saved import load_predictions
-from covidviz.evaluation.measures.decision_fit import covid_rates, fit_rule
+from covidviz.evaluation.measures.decision_fit import covid_rates, fit_rule, midway_below
 from covidviz.model.decision import (
     ARGMAX_RULE,
     COLOUR_REASON,
@@ -46,13 +46,31 @@ def test_the_shipped_rule_is_the_one_validation_gives():
     rates = covid_rates(refit, val.y_true, val.probs)["covid"]
     assert rates["sensitivity"] >= sidecar["target_sensitivity"] == pytest.approx(0.90)
     assert rates["sensitivity"] == pytest.approx(sidecar["validation_sensitivity"])
-    # the most specific such rule: the next higher validation score would miss the target
+    # the most specific such rule: a threshold above the least score it calls would miss the target
     scores = np.sort(np.unique(val.probs[:, COVID]))
-    higher = scores[scores > refit.covid_threshold]
-    if higher.size:
-        assert covid_rates(DecisionRule(float(higher[0])), val.y_true, val.probs)["covid"]["sensitivity"] < 0.90
+    called, not_called = scores[scores >= refit.covid_threshold], scores[scores < refit.covid_threshold]
+    assert covid_rates(DecisionRule(float(called[0])), val.y_true, val.probs)["covid"]["sensitivity"] >= 0.90
+    assert covid_rates(DecisionRule(float(called[1])), val.y_true, val.probs)["covid"]["sensitivity"] < 0.90
+    # and no validation film sits on it: halfway between the least score it calls and the next lower one
+    assert refit.covid_threshold == pytest.approx((called[0] + not_called[-1]) / 2, abs=1e-12)
+    assert called[0] - refit.covid_threshold > 1e-6  # wider than the saved predictions' rounding
     report = load_decision_report(WEIGHTS)
     assert report["covid_threshold"] == refit.covid_threshold and report["fitted_on"] == "validation"
+
+
+def test_the_threshold_moves_halfway_to_the_next_lower_score_and_calls_the_same_films():
+    score = np.array([0.1, 0.3, 0.3, 0.7, 0.2])
+    assert midway_below(score, 0.3) == pytest.approx(0.25)
+    assert midway_below(score, 0.1) == 0.1  # nothing lower: the threshold stays
+    other = (COVID + 1) % 3
+    y_true = np.array([COVID, COVID, other, COVID, other])
+    probs = np.zeros((5, 3))
+    probs[:, COVID], probs[:, other] = score, 1 - score
+    fitted = fit_rule(y_true, probs, target=1.0)  # every COVID-19 film called: the tightest threshold is 0.1
+    assert fitted.covid_threshold == 0.1
+    fitted = fit_rule(y_true, probs, target=2 / 3)  # two of three: 0.3 is the tightest, 0.25 the rule
+    assert fitted.covid_threshold == pytest.approx(0.25)
+    assert np.array_equal(fitted.indices(probs) == COVID, score >= 0.3)
 
 
 def test_each_fold_threshold_is_fitted_on_that_folds_validation():

@@ -45,9 +45,11 @@ def decision_lines(report: dict[str, Any] | None) -> list[str]:
         return []
     lines = ["## Decision rule (operating point)",
              f"Every class shown or written (Diagnose, `predict`, `batch`, the DICOM SR, the audit log) follows one "
-             f"rule: {report['description']}. The threshold {report['covid_threshold']:.4f} is the highest whose "
-             f"COVID-19 sensitivity on the validation split is at least {report['target_sensitivity']:.2f} (the most "
-             "specific such rule); it was fitted on validation predictions only, never on the test or external sets. "
+             f"rule: {report['description']}. The threshold {report['covid_threshold']:.4f} calls COVID-19 on the "
+             "validation films that the highest threshold keeping validation COVID-19 sensitivity at least "
+             f"{report['target_sensitivity']:.2f} calls (the most specific such rule), and sits halfway between two "
+             "validation films' probabilities, so that no validation film's call rests on float noise; it was fitted "
+             "on validation predictions only, never on the test or external sets. "
              "No class is given at all when the input is out of distribution or no plausible pair of lungs is found.",
              "",
              "| set | n | rule | COVID-19 sensitivity (95% CI) | COVID-19 specificity (95% CI) |",

@@ -1,10 +1,13 @@
 """Fitting the model's decision rule on validation predictions, and what it gives elsewhere (pure).
 
 The rule itself lives in :mod:`covidviz.model.decision`; this module chooses its COVID-19 threshold and
-measures it. The threshold is the highest one whose validation COVID-19 sensitivity is still at or above the
-target, so the most specific rule meeting it (:func:`~covidviz.evaluation.measures.operating_point.sensitivity_threshold`).
-The COVID-19 call of the rule is exactly ``p(covid) >= threshold``, so its COVID-19 sensitivity and
-specificity are those of that threshold. Nothing here ever sees the test or external sets while fitting.
+measures it. The rule calls the validation films that the highest threshold still meeting the target sensitivity
+calls, so it is the most specific rule meeting it
+(:func:`~covidviz.evaluation.measures.operating_point.sensitivity_threshold`). That highest threshold is one
+validation film's own probability; the rule's threshold sits halfway from it to the next lower validation
+probability instead, so that no validation film lies on it. The COVID-19 call of the rule is exactly
+``p(covid) >= threshold``, so its COVID-19 sensitivity and specificity are those of that threshold. Nothing here
+ever sees the test or external sets while fitting.
 """
 
 from __future__ import annotations
@@ -23,10 +26,23 @@ SCREENING_SENSITIVITY = 0.90  # issue 20: a screening point, COVID-19 sensitivit
 
 def fit_rule(y_true: np.ndarray, probs: np.ndarray, target: float = SCREENING_SENSITIVITY) -> DecisionRule:
     """The screening rule fitted on these (validation) predictions; ValueError without COVID-19 films."""
-    threshold = sensitivity_threshold(np.asarray(y_true) == COVID, np.asarray(probs, float)[:, COVID], target)
-    if threshold is None:
+    score = np.asarray(probs, float)[:, COVID]
+    tightest = sensitivity_threshold(np.asarray(y_true) == COVID, score, target)
+    if tightest is None:
         raise ValueError("the predictions hold no COVID-19 film: a COVID-19 threshold cannot be fitted")
-    return DecisionRule(covid_threshold=threshold)
+    return DecisionRule(covid_threshold=midway_below(score, tightest))
+
+
+def midway_below(score: np.ndarray, threshold: float) -> float:
+    """Halfway from ``threshold`` down to the next lower score; ``threshold`` itself when no score is lower.
+
+    Calls (``score >= t``) are the same at both, but a threshold equal to a film's own score leaves that film's
+    call to float noise: the same film read again in another process (another batch, another kernel) can come
+    out a millionth lower and change sides. Halfway, every film is half a gap away from it.
+    """
+    below = np.asarray(score, float)
+    below = below[below < threshold]
+    return float((threshold + below.max()) / 2) if below.size else float(threshold)
 
 
 def covid_rates(rule: DecisionRule, y_true: np.ndarray, probs: np.ndarray) -> dict[str, dict[str, float]]:
