@@ -61,14 +61,14 @@ def test_a_small_reading_is_kept_as_it_is(predictor):
 
 
 def test_the_session_budget_drops_the_oldest_and_keeps_the_newest(large):
-    from covidviz.ui.diagnose_view import _evict_to_budget
+    from covidviz.ui.diagnose_view import evict_to_budget
     kept = compact(large)
     one = reading_bytes(kept)
     cache = {f"r{i}": kept for i in range(5)} | {"rejected": "The file is empty."}
-    _evict_to_budget(cache, budget=3 * one, limit=40)
+    evict_to_budget(cache, budget=3 * one, limit=40)
     assert list(cache) == ["r3", "r4", "rejected"]
-    _evict_to_budget(cache, budget=1, limit=40)
+    evict_to_budget(cache, budget=1, limit=40)
     assert list(cache) == ["rejected"]  # the newest always stays
     cache = {f"r{i}": "x" for i in range(50)}
-    _evict_to_budget(cache, budget=10**9, limit=40)
+    evict_to_budget(cache, budget=10**9, limit=40)
     assert len(cache) == 40 and "r49" in cache

@@ -55,7 +55,7 @@ def read_upload(predictor: Predictor, guard, name: str, data: bytes) -> Reading 
         log_event("upload read", **fields, model=predictor.version)
         if not isinstance(cache[key], str):
             server_kept().keep(cache[key], reading_bytes(cache[key]))
-        _evict_to_budget(cache, SESSION_BYTES, MAX_CACHED)
+        evict_to_budget(cache, SESSION_BYTES, MAX_CACHED)
         audit_reading(predictor, data, cache[key])  # once per reading, not per rerun; never raises
         keep_dicom_source(cache[key], data, name)  # a DICOM upload's header, for its SC and SR downloads
     return cache[key]
@@ -81,7 +81,7 @@ def _reading_key(data: bytes, name: str, model: str) -> str:
     return hashlib.sha1(data).hexdigest() + model + name
 
 
-def _evict_to_budget(cache: dict, budget: int, limit: int) -> None:
+def evict_to_budget(cache: dict, budget: int, limit: int) -> None:
     """Drop the oldest readings until the rest fit ``budget`` bytes and ``limit`` entries (the newest is always
     kept: it is the one being shown)."""
     def size(outcome: Reading | str) -> int:
