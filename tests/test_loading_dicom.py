@@ -166,17 +166,17 @@ def test_patient_identifiers_never_leave_the_loader(chest_cr, caplog, capsys):
 
 
 def test_malformed_header_values_are_rejected_not_raised():
-    from covidviz.data.ood_sets import _dicom_folders
-    bad_vr = next(f / "badVR.dcm" for f in _dicom_folders() if (f / "badVR.dcm").is_file())
+    from covidviz.data.ood_sets import dicom_test_folders
+    bad_vr = next(f / "badVR.dcm" for f in dicom_test_folders() if (f / "badVR.dcm").is_file())
     with pytest.raises(XrayInputError, match="NumberOfFrames is not a number"):  # its value is "1A"
         load_xray(bad_vr.read_bytes(), "badVR.dcm")
 
 
 def test_every_pydicom_test_file_loads_or_is_rejected_cleanly():
     """Dozens of real, odd DICOMs (big endian, RLE, JPEG-LS, palettes, overlays, broken files): no crash."""
-    from covidviz.data.ood_sets import _dicom_folders
+    from covidviz.data.ood_sets import dicom_test_folders
     seen = 0
-    for folder in _dicom_folders():
+    for folder in dicom_test_folders():
         for path in sorted(folder.glob("*.dcm")):
             seen += 1
             try:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from covidviz.data.ood_sets import grayscale_pictures
+from covidviz.data.documents import rendered_documents
+from covidviz.data.ood_sets import documents_and_screens, grayscale_pictures
 from covidviz.evaluation.artifacts.lung_floor import load_lung_floor, summary_lines
 from covidviz.lungs.segmenter import load_segmenter
 from covidviz.model.decision import NO_LUNGS_REASON
@@ -38,15 +39,37 @@ def test_the_report_is_the_shipped_segmenters_floor_and_the_card_carries_it(repo
 def test_the_held_out_grayscale_pictures_fare_as_the_report_says(predictor, report):
     """Recomputed with the real model: which pictures get a class, and which the floor alone stops (their
     geometry passed, so the reason is the segmenter's hesitation). Some must be stopped by it, or it is idle."""
-    pictures = grayscale_pictures()
-    recorded = report["non_chest"]["grayscale pictures"]
+    _recompute(predictor, grayscale_pictures(), report["non_chest"]["grayscale pictures"])
+    assert report["non_chest"]["grayscale pictures"]["caught_by_floor"]
+
+
+def test_the_held_out_documents_and_screens_fare_as_the_report_says(predictor, report):
+    """Pages, forms, screens and charts rendered here, with their centres and negatives: what the report says of
+    them is what the real model does with them now."""
+    documents = documents_and_screens()
+    assert len(documents) == 3 * len(rendered_documents())  # each one, its centre and its negative: none refused
+    _recompute(predictor, documents, report["non_chest"]["documents and screens"])
+
+
+def test_the_rendered_documents_are_the_same_on_every_run():
+    first, again = rendered_documents(), rendered_documents()
+    assert list(first) == list(again) and all(np.array_equal(first[k], again[k]) for k in first)
+    assert all(a.dtype == np.uint8 and a.ndim == 2 and min(a.shape) >= 400 and a.std() > 10 for a in first.values())
+
+
+def _recompute(predictor, pictures, recorded):
+    """The report's counts and names for one set equal what the real model gives it now."""
     assert recorded["n"] == len(pictures)
     names = sorted(pictures)
     predictions = predictor.predict_xrays([pictures[n] for n in names], names)
     assert [p.name for p in predictions if p.label is not None] == recorded["still_given_a_class"]
     hesitant = [p.name for p in predictions if any("was unsure of the lungs it marked" in w for w in p.warnings)]
     assert set(recorded["caught_by_floor"]) <= set(hesitant)
-    assert recorded["given_a_class_without_floor"] > recorded["given_a_class"]
+    assert recorded["given_a_class_without_floor"] - recorded["given_a_class"] == len(recorded["caught_by_floor"])
+    far = {p.name for p in predictions if p.ood_distance > predictor.guard.threshold}
+    no_lungs = {p.name for p in predictions if p.lungs_plausible is False}
+    assert (len(far), len(no_lungs), len(far & no_lungs)) == (
+        recorded["beyond_ood_threshold"], recorded["no_plausible_lungs"], recorded["both"])
 
 
 def test_predict_json_gives_no_class_to_a_grayscale_photograph_the_distance_lets_through(report, tmp_path):

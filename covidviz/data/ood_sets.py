@@ -5,9 +5,10 @@ All come from installed packages, never the network: scikit-image's bundled samp
 ultrasound, nuclear medicine, an extremity radiograph, secondary captures). Chest DICOMs among
 them are left out. Variants of one image (other transfer syntaxes) count once.
 
-:func:`grayscale_pictures` is held out: no threshold is placed with it. It turns those pictures and
-matplotlib's sample pictures grayscale, as a scanner, a phone's monochrome mode or a PACS export would,
-so the colour check cannot catch them, and adds each one's centre and negative.
+:func:`grayscale_pictures` and :func:`documents_and_screens` are held out: no threshold is placed with
+them. The first turns those pictures and matplotlib's sample pictures grayscale, as a scanner, a phone's
+monochrome mode or a PACS export would, so the colour check cannot catch them; the second holds pages, forms,
+screens and charts rendered here (:mod:`covidviz.data.documents`). Both add each image's centre and negative.
 """
 
 from __future__ import annotations
@@ -96,7 +97,17 @@ def grayscale_pictures() -> dict[str, Xray]:
     return _uploads(grays)
 
 
-def _dicom_folders() -> list[Path]:
+def documents_and_screens() -> dict[str, Xray]:
+    """Held-out rendered documents and screens, each with its centre and negative, through the upload path."""
+    from covidviz.data.documents import rendered_documents
+    grays: dict[str, np.ndarray] = {}
+    for name, gray in rendered_documents().items():
+        grays.update(_gray_variants(f"doc:{name}", gray))
+    return _uploads(grays)
+
+
+def dicom_test_folders() -> list[Path]:
+    """The folders of DICOM test files that pydicom and pydicom-data install (those present)."""
     folders = []
     try:
         import pydicom
@@ -115,7 +126,7 @@ def non_chest_dicoms() -> dict[str, Xray]:
     """Single-frame, decodable, non-chest DICOM test images, one per family of variants."""
     out: dict[str, Xray] = {}
     families: set[str] = set()
-    for folder in _dicom_folders():
+    for folder in dicom_test_folders():
         for path in sorted(folder.glob("*.dcm")):
             family = path.stem.split("_")[0]
             if family in families:

@@ -46,18 +46,22 @@ def _real_summary(values: np.ndarray, floor: float) -> dict[str, Any]:
 
 def _non_chest(weights_dir: Path) -> dict[str, Any]:
     """Per offline set: how many images get a class without the floor and with it (the real model, each image
-    through the upload path), and the images the floor alone withholds a class from."""
-    from covidviz.data.ood_sets import grayscale_pictures, non_chest_dicoms, skimage_pictures
+    through the upload path), how many each check stops, and the images the floor alone withholds a class from."""
+    from covidviz.data.ood_sets import documents_and_screens, grayscale_pictures, non_chest_dicoms, skimage_pictures
     from covidviz.model.predictor import Predictor
     predictor = Predictor(weights_dir, engine="torch")
     out = {}
     for label, pictures, held_out in (("skimage pictures", skimage_pictures(), False),
                                       ("non-chest DICOMs", non_chest_dicoms(), False),
-                                      ("grayscale pictures", grayscale_pictures(), True)):
+                                      ("grayscale pictures", grayscale_pictures(), True),
+                                      ("documents and screens", documents_and_screens(), True)):
         names = sorted(pictures)
         predictions = predictor.predict_xrays([pictures[n] for n in names], names)
         prepared = predictor.prepare([pictures[n].pixels for n in names])
         with_floor = np.array([p.abstained is None for p in predictions])
+        far = np.array([p.ood_distance is not None and p.ood_distance > predictor.guard.threshold
+                        for p in predictions])
+        no_lungs = np.array([p.lungs_plausible is False for p in predictions])
         geometry_only = np.array([
             predictor.verdict(np.array(list(p.probabilities.values())), p.ood_distance,
                               None if one.check is None else _paired_only(one.check), pictures[n].colourful)[1] is None
@@ -65,6 +69,8 @@ def _non_chest(weights_dir: Path) -> dict[str, Any]:
         out[label] = {"n": len(names), "held_out": held_out,
                       "given_a_class_without_floor": int(geometry_only.sum()),
                       "given_a_class": int(with_floor.sum()),
+                      "beyond_ood_threshold": int(far.sum()), "no_plausible_lungs": int(no_lungs.sum()),
+                      "both": int((far & no_lungs).sum()),
                       "caught_by_floor": [n for n, before, after in zip(names, geometry_only, with_floor)
                                           if before and not after],
                       "still_given_a_class": [n for n, after in zip(names, with_floor) if after]}
