@@ -39,8 +39,8 @@ def summary_lines(report: dict[str, Any] | None) -> list[str]:
         held = " (held out: no threshold was placed with them)" if v["held_out"] else ""
         caught = f": {', '.join(v['caught_by_floor'])}" if v["caught_by_floor"] else ""
         still = f"; still given one: {', '.join(v['still_given_a_class'])}" if v["still_given_a_class"] else ""
-        stops = (f" (beyond the OOD threshold {v['beyond_ood_threshold']}, no plausible lungs {v['no_plausible_lungs']}, "
-                 f"both {v['both']})")
+        stops = (f" (beyond the OOD threshold {v['beyond_ood_threshold']}, no plausible lungs "
+                 f"{v['no_plausible_lungs']}, both {v['both']})")
         lines.append(f"- {label[0].upper() + label[1:]}{held}: given a class without the floor {v['given_a_class_without_floor']} "
                      f"of {v['n']}, with it {v['given_a_class']}{stops}; the floor alone withholds it from "
                      f"{len(v['caught_by_floor'])}{caught}{still}.")

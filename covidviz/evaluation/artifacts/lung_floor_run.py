@@ -50,6 +50,7 @@ def _non_chest(weights_dir: Path) -> dict[str, Any]:
     from covidviz.data.ood_sets import documents_and_screens, grayscale_pictures, non_chest_dicoms, skimage_pictures
     from covidviz.model.predictor import Predictor
     predictor = Predictor(weights_dir, engine="torch")
+    distance_limit = np.inf if predictor.guard is None else predictor.guard.threshold  # no guard yet: none is far
     out = {}
     for label, pictures, held_out in (("skimage pictures", skimage_pictures(), False),
                                       ("non-chest DICOMs", non_chest_dicoms(), False),
@@ -59,8 +60,7 @@ def _non_chest(weights_dir: Path) -> dict[str, Any]:
         predictions = predictor.predict_xrays([pictures[n] for n in names], names)
         prepared = predictor.prepare([pictures[n].pixels for n in names])
         with_floor = np.array([p.abstained is None for p in predictions])
-        far = np.array([p.ood_distance is not None and p.ood_distance > predictor.guard.threshold
-                        for p in predictions])
+        far = np.array([p.ood_distance is not None and p.ood_distance > distance_limit for p in predictions])
         no_lungs = np.array([p.lungs_plausible is False for p in predictions])
         geometry_only = np.array([
             predictor.verdict(np.array(list(p.probabilities.values())), p.ood_distance,
