@@ -125,28 +125,43 @@ def test_an_altered_or_foreign_int8_graph_is_refused(torch_predictor, tmp_path):
 @needs_int8
 def test_readme_int8_table_is_generated_from_the_shipped_record():
     from covidviz.evaluation.documents.int8_facts import INT8_BLOCK, int8_block
+    from covidviz.model.decision import rule_from_sidecar
+    from covidviz.verified import read_sidecar
     from tests.conftest import ROOT
     record = json.loads((WEIGHTS / INT8_SUBDIR / "quantisation.json").read_text())
-    assert INT8_BLOCK.current((ROOT / "README.md").read_text()) == int8_block(record), \
-        "README INT8 table is stale: run `python -m covidviz quantise`"
+    rule = rule_from_sidecar(read_sidecar(WEIGHTS))
+    assert INT8_BLOCK.current((ROOT / "README.md").read_text()) == int8_block(record, rule), \
+        "README INT8 table is stale: run `python -m covidviz facts`"
+    here = record["agreement"].get(int8_kernels())
+    if here is not None:  # this CPU's row was measured under the rule the model ships with
+        assert here["covid_threshold"] == rule.covid_threshold, "run `python -m covidviz quantise --measure`"
 
 
 def test_int8_table_shows_every_set_and_missing_rates_as_na():
     from covidviz.evaluation.documents.int8_facts import int8_block
+    from covidviz.model.decision import DecisionRule
     one = {"images": 10, "label_agreement": 0.9, "disagreements": 1, "max_probability_difference": 0.2,
            "p99_probability_difference": 0.1, "fp32_covid_sensitivity": None, "int8_covid_sensitivity": None,
            "fp32_covid_specificity": 0.95, "int8_covid_specificity": 0.9}
     record = {"openvino": "2026.4.1-22982", "nncf": "3.4.0", "quantise_seconds": 61.0, "decision_rule": "argmax",
               "calibration": {"films": 300, "from": "validation split", "seed": 0},
               "options": {"preset": "mixed", "ignored_scope": ["features.conv0"], "bias_correction": True},
-              "agreement": {"avx2": {"int8_kernels": "avx2", "cpu": "AMD EPYC", "internal_test": one,
-                                     "external_Shenzhen": one, "max_map_difference": 0.05},
-                            "amx": {"int8_kernels": "amx", "cpu": "Intel Xeon", "internal_test": one,
-                                    "max_map_difference": 0.01}}}
-    block = int8_block(record)
-    assert ("| avx2 (AMD EPYC) | internal test | 10 | 90.00% (1 differ) | 0.200 | 0.100 | n/a → n/a | "
-            "0.950 → 0.900 | n/a |") in block
-    assert "| avx2 (AMD EPYC) | external Shenzhen |" in block and "| amx (Intel Xeon) | internal test |" in block
+              "agreement": {"avx2": {"int8_kernels": "avx2", "cpu": "AMD EPYC", "covid_threshold": 0.307293,
+                                     "internal_test": one, "external_Shenzhen": one, "max_map_difference": 0.05},
+                            "amx": {"int8_kernels": "amx", "cpu": "Intel Xeon", "covid_threshold": 0.3072475,
+                                    "internal_test": one, "max_map_difference": 0.01},
+                            "avx512_vnni": {"int8_kernels": "avx512_vnni", "cpu": "AMD EPYC", "internal_test": one,
+                                            "max_map_difference": 0.01}}}
+    block = int8_block(record, DecisionRule(covid_threshold=0.3072475))
+    assert ("| avx2 (AMD EPYC) | 0.307293 (not the shipped rule) | internal test | 10 | 90.00% (1 differ) | 0.200 | "
+            "0.100 | n/a → n/a | 0.950 → 0.900 | n/a |") in block
+    assert "| avx2 (AMD EPYC) | 0.307293 (not the shipped rule) | external Shenzhen |" in block
+    assert "| amx (Intel Xeon) | 0.3072475 | internal test |" in block
+    assert "| avx512_vnni (AMD EPYC) | not recorded (not the shipped rule) | internal test |" in block
+    assert "the shipped rule's is 0.3072475" in block
+    assert "| avx2 (AMD EPYC) | argmax |" in int8_block(
+        {**record, "agreement": {"avx2": {**record["agreement"]["avx2"], "covid_threshold": None}}},
+        DecisionRule())
     assert "0.050 with avx2 kernels, so heatmaps are drawn from the fp32 graph" in block
     assert "0.010 with amx kernels, so heatmaps are drawn from the INT8 graph" in block
     assert "`features.conv0`" in block and "OpenVINO 2026.4.1 " in block

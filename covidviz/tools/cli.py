@@ -75,10 +75,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _facts(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import json
 
     from covidviz.evaluation.documents.facts import FACTS_BLOCK, load_artifacts, readme_block
     from covidviz.evaluation.documents.model_card import render_model_card
+    from covidviz.model.openvino_engine import INT8_RECORD, INT8_SUBDIR
     weights = Path(args.weights)
     sidecar, metrics, lungs = load_artifacts(weights)
     (weights / "MODEL_CARD.md").write_text(render_model_card(sidecar, metrics, lungs))
@@ -88,6 +89,11 @@ def _facts(args: argparse.Namespace) -> int:
         from covidviz.evaluation.artifacts.saved import load_comparison
         from covidviz.evaluation.documents.comparison_facts import COMPARISON_BLOCK, comparison_block
         text = COMPARISON_BLOCK.replace(text, comparison_block(load_comparison(weights)))
+    record = weights / INT8_SUBDIR / INT8_RECORD
+    if record.is_file():  # its rows say whether they read the shipped rule, which fit-decision may have moved
+        from covidviz.evaluation.documents.int8_facts import INT8_BLOCK, int8_block
+        from covidviz.model.decision import rule_from_sidecar
+        text = INT8_BLOCK.replace(text, int8_block(json.loads(record.read_text()), rule_from_sidecar(sidecar)))
     readme.write_text(text)
     print(f"rewrote {weights / 'MODEL_CARD.md'} and the generated block of {readme}")
     return 0
@@ -112,8 +118,11 @@ def _quantise(args: argparse.Namespace) -> int:
     else:
         record = quantise(Path(args.weights), Path(args.data), args.calibration, tuple(args.ignore),
                           not args.fast_bias_correction, args.preset)
+    from covidviz.model.decision import rule_from_sidecar
+    from covidviz.verified import read_sidecar
     readme = Path(args.readme)
-    readme.write_text(INT8_BLOCK.replace(readme.read_text(), int8_block(record)))
+    rule = rule_from_sidecar(read_sidecar(Path(args.weights)))
+    readme.write_text(INT8_BLOCK.replace(readme.read_text(), int8_block(record, rule)))
     print(f"wrote {Path(args.weights) / 'int8'} and the INT8 block of {readme}")
     return 0
 

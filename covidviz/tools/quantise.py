@@ -127,7 +127,8 @@ def measure(predictor: Predictor, int8: Engine, data_dir: Path, sets: dict[str, 
     from covidviz import CLASSES
     weight = predictor.classifier_weight
     temperature = predictor.temperature
-    measured: dict[str, Any] = {"int8_kernels": int8_kernels(), "cpu": cpu_model()}
+    measured: dict[str, Any] = {"int8_kernels": int8_kernels(), "cpu": cpu_model(),
+                                "covid_threshold": predictor.decision.covid_threshold}
     map_difference = 0.0
     for name, records in (("internal_test", sets["test"]), *(
             (f"external_{source}", [r for r in sets["external"] if r.source == source])
