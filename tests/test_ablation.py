@@ -363,3 +363,18 @@ def test_a_spec_asks_for_test_time_views_and_the_card_counts_the_passes(films):
     assert "; test-time views: the field and five crops of 0.9 (6 forward passes a film)" in table
     assert table.count("**(shipped)**") == 1 and "| one **(shipped)**" in table  # read otherwise, not as shipped
     assert "; ensemble of 2; test-time views: the field and its mirror (4 forward passes a film)" in table
+
+
+def test_a_refitted_head_folds_its_standardisation_into_one_linear_layer():
+    """scripts/refit_head.py writes one linear layer; it must give the fitted pipeline's logits exactly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from scripts.refit_head import folded_head
+    rng = np.random.default_rng(0)
+    features = rng.gamma(2.0, 1.0, (120, 16)) * rng.uniform(0.1, 10, 16)
+    labels = rng.integers(0, 3, 120)
+    fitted = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(features, labels)
+    weight, bias = folded_head(fitted[0].mean_, fitted[0].scale_, fitted[1].coef_, fitted[1].intercept_)
+    np.testing.assert_allclose(features @ weight.T + bias, fitted.decision_function(features), rtol=1e-9, atol=1e-9)

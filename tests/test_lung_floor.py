@@ -1,5 +1,5 @@
-"""The lung confidence floor on the shipped model: a grayscale photograph gets no class, real films keep theirs,
-and the recorded report is what the real model and segmenter do."""
+"""The lung confidence floor and the flat-lung limit on the shipped model: a grayscale photograph and a drawing get
+no class, real films keep theirs, and the recorded report is what the real model and segmenter do."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def test_the_report_is_the_shipped_segmenters_floor_and_the_card_carries_it(repo
     segmenter = load_segmenter(WEIGHTS, network=False)
     assert segmenter.min_confidence == pytest.approx(report["min_confidence"])
     assert report["segmenter_sha256"] == segmenter.sha256
-    assert all(v["below_floor"] == 0 for v in report["real"].values())  # the rule: no validation film refused
+    assert segmenter.max_flat == pytest.approx(report["max_flat"])
+    assert report["real"]["val"]["below_floor"] == 0  # the rule: no validation film refused
+    assert report["real"]["val"]["above_flat_limit"] == 0
+    assert report["real"]["val"]["flattest"][0] <= report["max_flat"] < report["real"]["val"]["flattest"][0] + 0.001
     assert "\n".join(summary_lines(report)) in (WEIGHTS / "MODEL_CARD.md").read_text()
 
 
@@ -51,6 +54,20 @@ def test_the_held_out_documents_and_screens_fare_as_the_report_says(predictor, r
     _recompute(predictor, documents, report["non_chest"]["documents and screens"])
 
 
+def test_the_histograms_negative_is_stopped_by_the_lung_check_itself(predictor, report):
+    """Its blanks on either side of the bell curve are drawn as a confident, lung-shaped pair: geometry and the
+    confidence floor pass them; the flat-lung limit does not. Before it, only the OOD distance stopped it."""
+    name = "doc:histogram negative"
+    xray = documents_and_screens()[name]
+    one = predictor.prepare([xray.pixels])[0]
+    assert one.check.paired and one.check.confidence >= report["min_confidence"]
+    assert one.check.flat > 2 * report["max_flat"] and not one.lungs_plausible
+    prediction = predictor.predict_xrays([xray], [name])[0]
+    assert prediction.label is None and prediction.lungs_plausible is False
+    assert any("of the lungs the segmenter marked is flat" in w for w in prediction.warnings)
+    assert name in report["non_chest"]["documents and screens"]["stopped_only_for_flat_lungs"]
+
+
 def test_the_rendered_documents_are_the_same_on_every_run():
     first, again = rendered_documents(), rendered_documents()
     assert list(first) == list(again) and all(np.array_equal(first[k], again[k]) for k in first)
@@ -66,6 +83,12 @@ def _recompute(predictor, pictures, recorded):
     hesitant = [p.name for p in predictions if any("was unsure of the lungs it marked" in w for w in p.warnings)]
     assert set(recorded["caught_by_floor"]) <= set(hesitant)
     assert recorded["given_a_class_without_floor"] - recorded["given_a_class"] == len(recorded["caught_by_floor"])
+    prepared = predictor.prepare([pictures[n].pixels for n in names])
+    flat = [n for n, one in zip(names, prepared) if one.check is not None and one.check.paired
+            and one.check.flat > predictor.segmenter.max_flat]
+    alone = [n for n in flat if any("of the lungs the segmenter marked is flat" in w
+                                    for w in predictions[names.index(n)].warnings)]
+    assert (len(flat), alone) == (recorded["flat_lungs"], recorded["stopped_only_for_flat_lungs"])
     far = {p.name for p in predictions if p.ood_distance > predictor.guard.threshold}
     no_lungs = {p.name for p in predictions if p.lungs_plausible is False}
     assert (len(far), len(no_lungs), len(far & no_lungs)) == (
@@ -91,13 +114,14 @@ def test_predict_json_gives_no_class_to_a_grayscale_photograph_the_distance_lets
 
 
 def test_every_real_chest_fixture_clears_the_floor(predictor, report):
-    """The pool's and the external sets' fixture films: none refused for hesitation."""
+    """The pool's and the external sets' fixture films: none refused for hesitation or for flat lungs."""
     from covidviz.io.loading import load_xray
     rows = fixture_rows()
     xrays = [load_xray((FIXTURES / r["fixture"]).read_bytes(), r["fixture"]) for r in rows]
     prepared = predictor.prepare([x.pixels for x in xrays])
     confidences = np.array([p.check.confidence for p in prepared if p.lungs_found])
     assert len(confidences) >= len(rows) - 1 and (confidences >= report["min_confidence"]).all()
+    assert all(p.check.flat <= report["max_flat"] for p in prepared if p.lungs_found)
 
 
 @requires_data
@@ -111,9 +135,10 @@ def test_fit_lung_floor_sets_the_floor_at_the_least_validation_confidence_and_it
     import skimage.data
 
     from covidviz.io.loading import load_xray, load_xray_file
-    from covidviz.lungs.field import lung_confidences
+    from covidviz.lungs.field import flat_limit, lung_confidences
     from covidviz.lungs.segmenter import PLAUSIBILITY_KEY
     from covidviz.model.predictor import Predictor
+    from covidviz.model.preprocessing import prepare
     from covidviz.tools.cli import main
     from covidviz.verified import read_sidecar
     weights = tmp_path / "weights"
@@ -159,6 +184,8 @@ def test_fit_lung_floor_sets_the_floor_at_the_least_validation_confidence_and_it
                                                                    for f in validation])))) / 1000
     floor = read_sidecar(weights / "lungs")[PLAUSIBILITY_KEY]["min_confidence"]
     assert floor == pytest.approx(expected) and segmenter.min_confidence == pytest.approx(expected)
+    fields = prepare([load_xray_file(SHARED / f).pixels for f in validation], segmenter)
+    assert segmenter.max_flat == pytest.approx(flat_limit(np.array([p.check.flat for p in fields if p.lungs_found])))
     recorded = load_lung_floor(weights)
     assert recorded["real"]["val"] == {**recorded["real"]["val"], "n": 6, "below_floor": 0}
     assert recorded["real"]["test"]["n"] == 2 and recorded["real"]["external"]["n"] == 2

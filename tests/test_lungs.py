@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from covidviz.lungs.field import check_lungs, confidence_floor, field_box, lung_confidences, lung_energy
+from covidviz.lungs.field import (
+    check_lungs,
+    check_texture,
+    confidence_floor,
+    field_box,
+    flat_limit,
+    flat_share,
+    lung_confidences,
+    lung_energy,
+)
 from covidviz.model.preprocessing import CANONICAL_SIZE, CropBox, lung_field_image, mask_in_box
 from tests.conftest import FIXTURES, WEIGHTS, fixture_rows
 
@@ -47,6 +56,48 @@ def test_a_hesitant_pair_is_not_plausible_yet_still_read_as_a_field():
     assert hesitant.lung_field and hesitant.lungs_found and not hesitant.lungs_plausible
     assert sure.lungs_plausible
     np.testing.assert_array_equal(hesitant.image, sure.image)
+
+
+def test_flat_share_counts_the_lungs_without_texture():
+    """Noise of one grey level's spread is texture; a blank page is not. Half a lung blank is about half flat (the
+    5 x 5 window blurs the seam by two pixels on each side)."""
+    rng = np.random.default_rng(0)
+    lungs = two_lungs()
+    noise = (0.5 + rng.normal(0, 2 / 256, (256, 256))).astype(np.float32)
+    blank = np.full((256, 256), 0.2, np.float32)
+    half = noise.copy()
+    half[:130] = 0.2  # rows 60..129 of 60..199 blank: 70 of 140
+    assert flat_share(noise, lungs) < 0.01 and flat_share(blank, lungs) == 1.0
+    assert flat_share(half, lungs) == pytest.approx(70 / 140, abs=3 / 140)
+    assert flat_share(blank, np.zeros((256, 256), bool)) != flat_share(blank, np.zeros((256, 256), bool))  # NaN
+
+
+def test_flat_lungs_are_not_plausible_and_the_limit_is_the_flattest_validation_film():
+    plausible = check_lungs(two_lungs())
+    kept = check_texture(plausible, 0.1, 0.2)
+    assert kept.plausible and kept.flat == 0.1
+    refused = check_texture(plausible, 0.88, 0.2)
+    assert not refused.plausible and refused.paired and refused.flat == 0.88
+    assert "88% of the lungs" in refused.reason and "20.0%" in refused.reason
+    assert check_texture(plausible, 0.88, None).plausible  # no limit fitted: recorded, not judged
+    hesitant = check_lungs(two_lungs().astype(np.float32) * 0.7, min_confidence=0.9)
+    assert check_texture(hesitant, 0.88, 0.2).reason == hesitant.reason  # the first reason stands
+    assert flat_limit(np.array([0.1, np.nan, 0.19301])) == 0.194  # rounded up, never down
+    with pytest.raises(ValueError, match="no validation film has a pair of lungs"):
+        flat_limit(np.array([np.nan]))
+
+
+def test_a_blank_field_with_a_pair_of_lungs_gets_no_class_but_the_same_field():
+    """The limit is judged on the field the model reads, and like the floor it changes nothing in that field."""
+    lungs = two_lungs().astype(np.float32)
+    blank = np.full((300, 300), 0.3, np.float32)
+    blank[:, 140:160] = 0.9  # a bright stripe down the middle: something to stretch
+    refused, free = lung_field_image(blank, lungs, max_flat=0.2), lung_field_image(blank, lungs)
+    assert refused.lungs_found and not refused.lungs_plausible and refused.check.flat > 0.9
+    assert free.lungs_plausible and free.check.flat == refused.check.flat
+    np.testing.assert_array_equal(refused.image, free.image)
+    noisy = blank + np.random.default_rng(0).normal(0, 0.02, blank.shape).astype(np.float32)
+    assert lung_field_image(noisy, lungs, max_flat=0.2).lungs_plausible
 
 
 def test_the_floor_is_the_least_confidence_among_validation_films_with_a_pair():
@@ -177,6 +228,7 @@ def test_whole_image_form_can_still_carry_the_lungs_for_measurement():
 
     class FixedLungs:  # stands for the segmenter's output: the same two lungs for every image
         min_confidence = None
+        max_flat = None
 
         def probabilities(self, grays, batch_size=16):
             return np.stack([two_lungs().astype(np.float32)] * len(grays))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -15,6 +15,8 @@ MIN_TOTAL_SHARE = 0.08   # both lungs together (the smallest hand-drawn mask her
 MAX_TOTAL_SHARE = 0.80
 FIELD_MARGIN = 0.08      # the field extends the lungs' box by this share of its size on each side
 LOW_LUNG_SHARE = 0.5     # a heatmap with less of its energy inside the lungs looked mostly outside them
+FLAT_WINDOW = 5          # pixels of the 256 x 256 field: the neighbourhood whose spread is measured
+FLAT_SPREAD = 1 / 256    # a neighbourhood whose standard deviation is below one 8-bit grey level is flat
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class LungCheck:
     reason: str = ""
     confidence: float = 1.0  # the segmenter's mean probability inside the lungs it marked
     paired: bool = False  # a pair of lungs to crop and measure by, however sure the segmenter was of it
+    flat: float = float("nan")  # share of those lungs that is flat in the field the model reads (NaN: not measured)
 
 
 def _components(mask: np.ndarray) -> list[tuple[int, float]]:
@@ -59,6 +62,44 @@ def check_lungs(probability: np.ndarray, min_confidence: float | None = None) ->
                          f"{confidence:.3f} inside them; every validation radiograph reached {min_confidence:.3f})",
                          confidence, paired=True)
     return LungCheck(True, share, confidence=confidence, paired=True)
+
+
+def flat_share(field: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the lungs in which the field the model reads is flat: each pixel's 5 x 5 neighbourhood varies by
+    less than one grey level of 256. A radiograph's lungs carry vessels, ribs and detector noise everywhere; a
+    rendered page or chart (the segmenter can draw a confident pair of lungs in the black around a white bell
+    curve) is flat where it is blank. NaN without lungs."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return float("nan")
+    field = np.asarray(field, dtype=np.float32)
+    size = (FLAT_WINDOW, FLAT_WINDOW)
+    mean = cv2.blur(field, size, borderType=cv2.BORDER_REFLECT)
+    variance = cv2.blur(field * field, size, borderType=cv2.BORDER_REFLECT) - mean * mean
+    return float((variance[mask] < FLAT_SPREAD ** 2).mean())
+
+
+def check_texture(check: LungCheck, flat: float, max_flat: float | None) -> LungCheck:
+    """``check`` with the flat share of its lungs recorded, and no longer plausible where more of them is flat than
+    ``max_flat`` (``fit-lung-floor``: the flattest validation radiograph's share). The segmenter and its confidence
+    judge the outline; this judges what lies inside it. A pair already refused keeps its first reason."""
+    check = replace(check, flat=flat)
+    if max_flat is None or not check.plausible or not flat > max_flat:
+        return check
+    return replace(check, plausible=False, reason=(
+        f"{flat:.0%} of the lungs the segmenter marked is flat, without the vessels, ribs and noise of a radiograph: "
+        "a drawing or a rendered page, or a film whose lungs are burnt out to one grey level (export it with its full "
+        f"grey range); no validation radiograph had more than {max_flat:.1%}"))
+
+
+def flat_limit(validation_flat: np.ndarray) -> float:
+    """The largest flat share of any validation film's lungs, rounded up to a thousandth: no validation radiograph
+    is refused for it."""
+    values = np.asarray(validation_flat, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("no validation film has a pair of lungs to set a flat-lung limit by")
+    return math.ceil(float(values.max()) * 1000) / 1000
 
 
 def lung_confidences(probabilities: Sequence[np.ndarray]) -> np.ndarray:

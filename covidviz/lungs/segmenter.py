@@ -55,6 +55,12 @@ class LungSegmenter:
         return None if floor is None else float(floor)
 
     @property
+    def max_flat(self) -> float | None:
+        """The largest flat share of a pair of lungs that is plausible (``fit-lung-floor``); None: none fitted."""
+        limit = self.sidecar.get(PLAUSIBILITY_KEY, {}).get("max_flat")
+        return None if limit is None else float(limit)
+
+    @property
     def model(self) -> torch.nn.Module:
         """The PyTorch network, loaded (and verified again) on first use when this segmenter was built without it."""
         with self._lock:

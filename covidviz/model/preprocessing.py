@@ -28,7 +28,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from covidviz.lungs.field import LungCheck, check_lungs, field_box
+from covidviz.lungs.field import LungCheck, check_lungs, check_texture, field_box, flat_share
 from covidviz.lungs.network import Batch, zscore
 
 CANONICAL_SIZE = 256
@@ -157,7 +157,7 @@ def mask_in_box(probability: np.ndarray, shape: tuple[int, int], box: CropBox) -
 
 
 def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = True,
-                     min_confidence: float | None = None) -> Prepared:
+                     min_confidence: float | None = None, max_flat: float | None = None) -> Prepared:
     """The lung-field canonical image of ``gray`` given the segmenter's whole-image lung probabilities.
 
     Pure: the segmenter runs elsewhere (batched). Falls back to :func:`canonical_with_box` when the
@@ -165,7 +165,9 @@ def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = Tru
     ``crop=False`` keeps the whole-image form but still maps the lungs onto it (to measure where a
     whole-image model's heatmaps fall). ``min_confidence``: the segmenter's floor
     (:func:`~covidviz.lungs.field.check_lungs`); a pair below it is still cropped, so what the model reads does
-    not depend on the floor, but the check says it is not plausible."""
+    not depend on the floor, but the check says it is not plausible. ``max_flat``: the largest share of the
+    cropped field's lungs that may be flat (:func:`~covidviz.lungs.field.check_texture`); measured on the field
+    the model reads, so only where it reads one."""
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {gray.shape}")
     gray = gray.astype(np.float32, copy=False)
@@ -179,11 +181,16 @@ def lung_field_image(gray: np.ndarray, probability: np.ndarray, crop: bool = Tru
         interp = cv2.INTER_AREA if min(height, width) > CANONICAL_SIZE else cv2.INTER_CUBIC
         image = stretch_contrast(cv2.resize(crop, (CANONICAL_SIZE, CANONICAL_SIZE), interpolation=interp))
         box = CropBox(float(top), float(left), float(height), float(width))
-    return Prepared(image.astype(np.float32), box, mask_in_box(probability, gray.shape, box), check, cropped)
+    image = image.astype(np.float32)
+    lungs = mask_in_box(probability, gray.shape, box)
+    if cropped:
+        check = check_texture(check, flat_share(image, lungs), max_flat)
+    return Prepared(image, box, lungs, check, cropped)
 
 
 class LungProbabilities(Protocol):
     min_confidence: float | None
+    max_flat: float | None
 
     def probabilities(self, grays: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray: ...
 
@@ -197,7 +204,8 @@ def prepare(grays: Sequence[np.ndarray], segmenter: LungProbabilities | None, cr
     if segmenter is None:
         return [Prepared(*canonical_with_box(g)) for g in grays]
     probabilities = segmenter.probabilities(list(grays))
-    return [lung_field_image(g, p, crop, segmenter.min_confidence) for g, p in zip(grays, probabilities)]
+    return [lung_field_image(g, p, crop, segmenter.min_confidence, segmenter.max_flat)
+            for g, p in zip(grays, probabilities)]
 
 
 @lru_cache(maxsize=16)

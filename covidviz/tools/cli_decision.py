@@ -41,7 +41,7 @@ def _fit_lung_floor(args: argparse.Namespace) -> int:
     from covidviz.evaluation.artifacts.lung_floor_run import fit_lung_floor
     report = fit_lung_floor(args.data, args.weights)
     print("\n".join(summary_lines(report)))
-    print(f"wrote the floor into {args.weights}/lungs/model.json and the report to {args.weights}/eval/{FLOOR_FILE}")
+    print(f"wrote the floor and the flat-lung limit into {args.weights}/lungs/model.json and the report to {args.weights}/eval/{FLOOR_FILE}")
     print("run `python -m covidviz facts` to regenerate the model card")
     return 0
 
@@ -76,8 +76,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--summary-only", action="store_true", help="recompute abstention.json from the per-film file")
     a.set_defaults(func=_measure_abstention)
     f = sub.add_parser("fit-lung-floor", help="fit, on validation films, how sure the lung segmenter must be of a "
-                       "pair of lungs for the model to give a class; record it and measure it on test, external and "
-                       "non-chest images")
+                       "pair of lungs and how much of them may be flat for the model to give a class; record both and "
+                       "measure them on test, external and non-chest images")
     f.add_argument("--data", default=str(DEFAULT_DATA_DIR))
     f.add_argument("--weights", default=str(WEIGHTS_DIR))
     f.set_defaults(func=_fit_lung_floor)

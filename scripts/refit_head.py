@@ -1,0 +1,96 @@
+"""Is the classifier's head what limits it, or its features? Refit the linear head of a shipped model on the
+frozen features of its own training films, and write the result as a run checkpoint for
+``scripts/recipe_ablation.py`` (``FILE:ARCH:SIZE``).
+
+The head the network was trained with read augmented films (acquisition transforms, geometry, label smoothing)
+together with everything beneath it. This one reads each training film once, clean, through the one preprocessing
+path and the model's own forward pass (the pooled features its head reads), and is a multinomial logistic
+regression with balanced classes (scikit-learn). Its regularisation C is chosen by 5-fold cross-validation over
+the training films grouped by patient (macro F1), so no validation film chooses anything; the standardisation
+is folded into the head, which stays one linear layer over the same features: one model's cost.
+
+Usage:
+
+    python scripts/refit_head.py --data ../shared/cxr --weights weights --out ~/covidviz-runs/v3-head/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
+
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+HEAD_REFIT = "head refit"
+
+
+def folded_head(scaler_mean: np.ndarray, scaler_scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The weight and bias of one linear layer equal to standardising, then the fitted logistic regression:
+    W (x - m) / s + b = (W / s) x + (b - W m / s)."""
+    weight = coef / scaler_scale
+    return weight, intercept - weight @ scaler_mean
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/cxr")
+    parser.add_argument("--weights", default=str(ROOT / "weights"))
+    parser.add_argument("--out", required=True, help="the run checkpoint to write")
+    args = parser.parse_args(argv)
+
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from covidviz.evaluation.artifacts.evaluate import records_for_splits
+    from covidviz.model.predictor import Predictor
+    from covidviz.tools.quantise import forward, inputs
+    from covidviz.training.checkpoint import load_init
+
+    weights, data = Path(args.weights), Path(args.data)
+    predictor = Predictor(weights, engine="torch")
+    train = records_for_splits(data, weights)["train"]
+    features = forward(predictor.engine, inputs(predictor, data, train)).pooled
+    labels = np.array([r.target for r in train])
+    groups = np.array([r.group for r in train])
+    print(f"features of {len(train)} training films ({features.shape[1]} each)", flush=True)
+
+    def model(c: float):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
+
+    scores = {c: float(np.mean(cross_val_score(model(c), features, labels, groups=groups, cv=GroupKFold(5),
+                                               scoring="f1_macro"))) for c in C_GRID}
+    for c, score in scores.items():
+        print(f"C {c:g}: macro F1 {score:.3f} over 5 folds of the training films (grouped by patient)", flush=True)
+    best = max(scores, key=scores.get)
+    fitted = model(best).fit(features, labels)
+    scaler, regression = fitted[0], fitted[1]
+    weight, bias = folded_head(scaler.mean_, scaler.scale_, regression.coef_, regression.intercept_)
+
+    state, stages = load_init(weights)
+    state = dict(state)
+    state["classifier.weight"] = torch.tensor(weight, dtype=state["classifier.weight"].dtype)
+    state["classifier.bias"] = torch.tensor(bias, dtype=state["classifier.bias"].dtype)
+    stage = {"stage": HEAD_REFIT, "from": str(weights), "sha256": predictor.sidecar["weights_sha256"][:12],
+             "films": len(train), "C": best, "cv_macro_f1": {str(c): round(s, 4) for c, s in scores.items()},
+             "class_weight": "balanced"}
+    out = Path(args.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save({"model": state, "stages": [*stages, stage], "epoch": None, "val": None}, tmp)
+    os.replace(tmp, out)
+    print(f"wrote {out} (C {best:g}); read it as {out}:{predictor.sidecar['architecture']}:{predictor.input_size}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
