@@ -8,6 +8,8 @@ path and the model's own forward pass (the pooled features its head reads), and 
 regression with balanced classes (scikit-learn). Its regularisation C is chosen by 5-fold cross-validation over
 the training films grouped by patient (macro F1), so no validation film chooses anything; the standardisation
 is folded into the head, which stays one linear layer over the same features: one model's cost.
+``--acquisition-views K`` adds K readings of every training film, each through one acquisition transform drawn
+as training draws them (seeded), so the head also learns from films made differently.
 
 Usage:
 
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="../shared/cxr")
     parser.add_argument("--weights", default=str(ROOT / "weights"))
     parser.add_argument("--out", required=True, help="the run checkpoint to write")
+    parser.add_argument("--acquisition-views", type=int, default=0,
+                        help="readings of each training film through a random acquisition transform (default 0)")
+    parser.add_argument("--c", type=float, nargs="+", default=list(C_GRID), help="the values of C to cross-validate")
     args = parser.parse_args(argv)
 
     import torch
@@ -53,22 +58,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from covidviz.evaluation.artifacts.evaluate import records_for_splits
     from covidviz.model.predictor import Predictor
-    from covidviz.tools.quantise import forward, inputs
+    from covidviz.model.preprocessing import model_batch
+    from covidviz.paths import cache_dir
+    from covidviz.tools.quantise import forward
+    from covidviz.training.augment import random_acquisition
     from covidviz.training.checkpoint import load_init
+    from covidviz.training.prepared_store import prepared_from_store
 
     weights, data = Path(args.weights), Path(args.data)
     predictor = Predictor(weights, engine="torch")
     train = records_for_splits(data, weights)["train"]
-    features = forward(predictor.engine, inputs(predictor, data, train)).pooled
-    labels = np.array([r.target for r in train])
-    groups = np.array([r.group for r in train])
-    print(f"features of {len(train)} training films ({features.shape[1]} each)", flush=True)
+    store = cache_dir() / "prepared" / f"prepared-{predictor.segmenter.sha256[:12]}.npz"
+    fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
+    generator = torch.Generator().manual_seed(0)
+    readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(args.acquisition_views)]
+    features = np.concatenate([forward(predictor.engine, model_batch(r, predictor.input_size)).pooled
+                               for r in readings])
+    labels = np.tile([r.target for r in train], len(readings))
+    groups = np.tile([r.group for r in train], len(readings))  # a film's readings stay in one fold
+    print(f"features of {len(train)} training films, {len(readings)} readings each ({features.shape[1]} each)",
+          flush=True)
 
     def model(c: float):
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
 
     scores = {c: float(np.mean(cross_val_score(model(c), features, labels, groups=groups, cv=GroupKFold(5),
-                                               scoring="f1_macro"))) for c in C_GRID}
+                                               scoring="f1_macro"))) for c in args.c}
     for c, score in scores.items():
         print(f"C {c:g}: macro F1 {score:.3f} over 5 folds of the training films (grouped by patient)", flush=True)
     best = max(scores, key=scores.get)
@@ -81,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     state["classifier.weight"] = torch.tensor(weight, dtype=state["classifier.weight"].dtype)
     state["classifier.bias"] = torch.tensor(bias, dtype=state["classifier.bias"].dtype)
     stage = {"stage": HEAD_REFIT, "from": str(weights), "sha256": predictor.sidecar["weights_sha256"][:12],
-             "films": len(train), "C": best, "cv_macro_f1": {str(c): round(s, 4) for c, s in scores.items()},
+             "films": len(train), "acquisition_views": args.acquisition_views, "C": best, "cv_macro_f1": {str(c): round(s, 4) for c, s in scores.items()},
              "class_weight": "balanced"}
     out = Path(args.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)

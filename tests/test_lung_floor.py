@@ -135,7 +135,7 @@ def test_fit_lung_floor_sets_the_floor_at_the_least_validation_confidence_and_it
     import skimage.data
 
     from covidviz.io.loading import load_xray, load_xray_file
-    from covidviz.lungs.field import flat_limit, lung_confidences
+    from covidviz.lungs.field import flat_limit
     from covidviz.lungs.segmenter import PLAUSIBILITY_KEY
     from covidviz.model.predictor import Predictor
     from covidviz.model.preprocessing import prepare
@@ -180,11 +180,10 @@ def test_fit_lung_floor_sets_the_floor_at_the_least_validation_confidence_and_it
     assert main(["fit-lung-floor", "--weights", str(weights), "--data", str(data)]) == 0
     segmenter = load_segmenter(weights)
     validation = [r["file"] for r in chosen if r["split"] == "val"]
-    expected = np.floor(1000 * np.nanmin(lung_confidences(segmenter.probabilities([load_xray_file(SHARED / f).pixels
-                                                                   for f in validation])))) / 1000
+    fields = prepare([load_xray_file(SHARED / f).pixels for f in validation], segmenter)
+    expected = np.floor(1000 * min(p.check.confidence for p in fields if p.lungs_found)) / 1000
     floor = read_sidecar(weights / "lungs")[PLAUSIBILITY_KEY]["min_confidence"]
     assert floor == pytest.approx(expected) and segmenter.min_confidence == pytest.approx(expected)
-    fields = prepare([load_xray_file(SHARED / f).pixels for f in validation], segmenter)
     assert segmenter.max_flat == pytest.approx(flat_limit(np.array([p.check.flat for p in fields if p.lungs_found])))
     recorded = load_lung_floor(weights)
     assert recorded["real"]["val"] == {**recorded["real"]["val"], "n": 6, "below_floor": 0}

@@ -12,7 +12,6 @@ from covidviz.lungs.field import (
     field_box,
     flat_limit,
     flat_share,
-    lung_confidences,
     lung_energy,
 )
 from covidviz.model.preprocessing import CANONICAL_SIZE, CropBox, lung_field_image, mask_in_box
@@ -103,7 +102,8 @@ def test_a_blank_field_with_a_pair_of_lungs_gets_no_class_but_the_same_field():
 def test_the_floor_is_the_least_confidence_among_validation_films_with_a_pair():
     hesitant = two_lungs().astype(np.float32) * 0.8
     no_pair = np.zeros((256, 256), np.float32)
-    values = lung_confidences([two_lungs().astype(np.float32), hesitant, no_pair])
+    checks = [check_lungs(p) for p in (two_lungs().astype(np.float32), hesitant, no_pair)]
+    values = np.array([c.confidence if c.paired else np.nan for c in checks])
     assert values[:2] == pytest.approx([1.0, 0.8]) and np.isnan(values[2])
     assert confidence_floor(values) == pytest.approx(0.8)  # the film without a pair does not set it
     assert confidence_floor(np.array([0.88749, 0.9])) == 0.887  # rounded down, never up

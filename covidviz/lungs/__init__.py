@@ -10,7 +10,7 @@ from covidviz._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     field=("LungCheck", "check_lungs", "check_texture", "confidence_floor", "field_box", "flat_limit", "flat_share",
-           "lung_confidences", "lung_energy", "map_on_grid"),
+           "lung_energy", "map_on_grid"),
     network=("build_segmenter", "segmenter_input", "segmenter_square"),
     segmenter=("LungSegmenter", "load_segmenter"),
 )

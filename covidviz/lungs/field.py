@@ -4,7 +4,6 @@ much of a heatmap's energy falls inside it."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -100,13 +99,6 @@ def flat_limit(validation_flat: np.ndarray) -> float:
     if values.size == 0:
         raise ValueError("no validation film has a pair of lungs to set a flat-lung limit by")
     return math.ceil(float(values.max()) * 1000) / 1000
-
-
-def lung_confidences(probabilities: Sequence[np.ndarray]) -> np.ndarray:
-    """Each mask's mean probability inside its lungs, NaN where geometry finds no pair (those get no class
-    whatever their confidence, so they must not set the floor)."""
-    checks = [check_lungs(p) for p in probabilities]
-    return np.array([c.confidence if c.paired else np.nan for c in checks], dtype=float)
 
 
 def confidence_floor(validation_confidences: np.ndarray) -> float:
