@@ -109,6 +109,8 @@ def load_model(source: str) -> tuple[dict, object, int]:
     model.load_state_dict(blob["model"])
     last = (blob.get("stages") or [{}])[-1]
     averaged = {"averaged": len(last["members"])} if last.get("stage") == WEIGHT_AVERAGE else {}
+    if blob.get("epoch") is None and not averaged and last.get("stage"):
+        averaged = {"made_by": last["stage"]}  # not a run's epoch: what made it (scripts/refit_head.py: "head refit")
     return ({"source": "/".join(Path(checkpoint).parts[-2:]), "architecture": arch, "input_size": int(size),
              "epoch": blob.get("epoch"), **averaged}, model.eval(), int(size))
 

@@ -293,7 +293,7 @@ def test_an_ensemble_spec_loads_its_members_keys_its_cache_apart_and_refuses_mix
         script.load_ensemble(f"{WEIGHTS}&{WEIGHTS / 'comparison' / 'densenet121_os16'}")
 
 
-def test_the_card_names_an_ensembles_members_and_a_weight_average(films):
+def test_the_card_names_an_ensembles_members_a_weight_average_and_a_head_refit(films):
     truth, siim, rng = films
     reading = _reading(truth, rng.random(600) < 0.8, 0.6)
     members = [{"source": "weights", "weights_sha256": "cd" * 32}, {"source": "adult/best.pt", "epoch": 4}]
@@ -302,12 +302,15 @@ def test_the_card_names_an_ensembles_members_and_a_weight_average(films):
                               ({"name": "both", "source": "weights & adult/best.pt", "architecture": "densenet121",
                                 "input_size": 128, "members": members}, reading),
                               ({"name": "soup", "source": "soup/best.pt", "architecture": "densenet121",
-                                "input_size": 128, "epoch": None, "averaged": 2}, reading)],
+                                "input_size": 128, "epoch": None, "averaged": 2}, reading),
+                              ({"name": "head", "source": "head/best.pt", "architecture": "densenet121",
+                                "input_size": 128, "epoch": None, "made_by": "head refit"}, reading)],
                              truth, siim, even_share=0.43, n_boot=50)
     table = "\n".join(ablation_lines(report))
     assert "`weights & adult/best.pt`, `cdcdcdcdcdcd` & epoch 4" in table
     assert "ensemble of 2 (2 forward passes a film)" in table
     assert "`soup/best.pt`, weight average of 2" in table
+    assert "`head/best.pt`, head refit" in table and "`?`" not in table
     assert table.count("forward passes") == 1
 
 

@@ -12,13 +12,16 @@ VIEW_NAMES = {"flip": "the field and its mirror", "crops": "the field and five c
 
 
 def _when(row: dict[str, Any]) -> str:
-    """Which weights of the source: a run's epoch, a weight average's member count, or the shipped hash."""
+    """Which weights of the source: a run's epoch, a weight average's member count, what else made a checkpoint
+    (a head refit), or the shipped hash."""
     if row.get("members"):
         return " & ".join(_when(member) for member in row["members"])
     if row.get("epoch") is not None:
         return f"epoch {row['epoch']}"
     if row.get("averaged"):
         return f"weight average of {row['averaged']}"
+    if row.get("made_by"):
+        return str(row["made_by"])
     return f"`{row.get('weights_sha256', '?')[:12]}`"
 
 
