@@ -104,6 +104,12 @@ def test_auto_serves_int8_only_where_allowed_and_measured_good_enough(torch_pred
     assert engine.name != "openvino-int8", note
     engine, note = build_engine("openvino-int8", model, sidecar, threads=4, weights_dir=copy)
     assert engine.name == "openvino-int8" and "never measured on this CPU's int8 kernels" in note
+    # measured here, but under an older threshold: served by name, and the note says so
+    earlier = {**here, "covid_threshold": 0.5}
+    record_path.write_text(json.dumps({**record, "agreement": {int8_kernels(): earlier}}))
+    engine, note = build_engine("openvino-int8", model, sidecar, threads=5, weights_dir=copy)
+    assert engine.name == "openvino-int8" and "earlier decision rule (COVID-19 threshold 0.5" in note
+    assert "quantise --measure" in note
 
 
 @needs_int8

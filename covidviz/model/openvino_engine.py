@@ -152,4 +152,16 @@ def int8_engine(weights_dir: Path, sidecar: dict[str, Any], onnx_model: bytes,
     return Int8Engine(int8, fp32, record), (
         f"OpenVINO INT8 (approximate: labels agree with fp32 on {test['label_agreement']:.2%} of "
         f"{test['images']} internal-test films with this CPU's {kernels} int8 kernels, largest probability "
-        f"difference {test['max_probability_difference']:.3f}; {maps})")
+        f"difference {test['max_probability_difference']:.3f}{earlier_rule(measured, sidecar)}; {maps})")
+
+
+def earlier_rule(measured: dict[str, Any], sidecar: dict[str, Any]) -> str:
+    """A clause for the engine's note where the agreement was measured under another decision rule than the
+    model's (its threshold refitted since, or a row from before rows carried it); empty where it was not."""
+    from covidviz.model.decision import rule_from_sidecar
+    shipped = rule_from_sidecar(sidecar).covid_threshold
+    if "covid_threshold" in measured and measured["covid_threshold"] == shipped:
+        return ""
+    at = measured.get("covid_threshold", "not recorded")
+    return (f", measured under an earlier decision rule (COVID-19 threshold {at}; the model's is {shipped}): "
+            "run `python -m covidviz quantise --measure`")
