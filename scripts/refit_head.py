@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package besi
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 HEAD_REFIT = "head refit"
+CHUNK = 256  # films per forward pass: the 16 x 16 x 1024 maps of all 6,271 would take 6.6 GB
 
 
 def folded_head(scaler_mean: np.ndarray, scaler_scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray
@@ -72,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
     generator = torch.Generator().manual_seed(0)
     readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(args.acquisition_views)]
-    features = np.concatenate([forward(predictor.engine, model_batch(r, predictor.input_size)).pooled
-                               for r in readings])
+    features = np.concatenate([forward(predictor.engine, model_batch(r[start:start + CHUNK], predictor.input_size)).pooled
+                               for r in readings for start in range(0, len(r), CHUNK)])  # no film set's full maps
     labels = np.tile([r.target for r in train], len(readings))
     groups = np.tile([r.group for r in train], len(readings))  # a film's readings stay in one fold
     print(f"features of {len(train)} training films, {len(readings)} readings each ({features.shape[1]} each)",
