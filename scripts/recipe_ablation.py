@@ -95,8 +95,8 @@ def load_model(source: str) -> tuple[dict, object, int]:
     import torch
 
     from covidviz.model.network import build_model
+    from covidviz.model.provenance import WEIGHT_AVERAGE
     from covidviz.model.weights import load_weights
-    from covidviz.training.weight_average import WEIGHT_AVERAGE
 
     if Path(source).expanduser().is_dir():
         model, sidecar = load_weights(Path(source).expanduser())

@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-HEAD_REFIT = "head refit"
 CHUNK = 256  # films per forward pass: the 16 x 16 x 1024 maps of all 6,271 would take 6.6 GB
 
 
@@ -60,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from covidviz.evaluation.artifacts.evaluate import records_for_splits
     from covidviz.model.predictor import Predictor
     from covidviz.model.preprocessing import model_batch
+    from covidviz.model.provenance import HEAD_REFIT
     from covidviz.paths import cache_dir
     from covidviz.tools.quantise import forward
     from covidviz.training.augment import random_acquisition

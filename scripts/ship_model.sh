@@ -6,6 +6,11 @@
 #   e.g. scripts/ship_model.sh ~/covidviz-runs/os16 --arch densenet121_os16 --size 256 --epochs 6 \
 #        --epoch-images 3000 --lr 2e-4 --acquisition 0.5 --patience 6 --precision bf16
 #
+#   A checkpoint made without epochs (average-weights, scripts/refit_head.py) is exported as it stands: add
+#   --export-only, with the flags of the run that trained its features, e.g.
+#   scripts/ship_model.sh ~/covidviz-runs/v3-head-acq --export-only --arch densenet121_os8 --size 128 --epochs 5 \
+#        --epoch-images 3000 --lr 2e-4 --acquisition 0.5 --outside-lungs 0.3 --precision bf16
+#
 # Steps (resumable: a finished step leaves a stamp in RUN_DIR/ship/ and is skipped on a re-run). Times measured
 # on 2 CPU cores (AVX-512 EPYC, 2026-12-04) for a 256 px stride-16 DenseNet-121:
 #   keep      the shipped model and its eval/ under weights/history/vN (N one above the newest there)

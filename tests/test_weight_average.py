@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from covidviz.model.provenance import WEIGHT_AVERAGE
 from covidviz.training.checkpoint import load_init
-from covidviz.training.weight_average import WEIGHT_AVERAGE, average_states, write_average
+from covidviz.training.weight_average import average_states, write_average
 from tests.conftest import WEIGHTS
 
 

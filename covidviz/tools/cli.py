@@ -29,6 +29,10 @@ def _train(args: argparse.Namespace) -> int:
                       acquisition=args.acquisition, arch=args.arch,
                       consistency=args.consistency, outside_lungs=args.outside_lungs,
                       twin_transforms=tuple(args.twin_transforms.split(",")) if args.twin_transforms else ())
+    if args.export_only:
+        from covidviz.training.export import export_checkpoint
+        print(f"exported {Path(args.run) / 'best.pt'} to {export_checkpoint(cfg)}")
+        return 0
     best = train(cfg, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0
@@ -160,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="fine-tune from a checkpoint: run .pt, weights folder or torchvision .pth")
     t.add_argument("--export", help=f"write the best model here as safetensors + sidecar (e.g. {WEIGHTS_DIR.name}/)")
     t.add_argument("--resume", action="store_true", help="continue from <run>/last.pt")
+    t.add_argument("--export-only", action="store_true",
+                   help="write <run>/best.pt to --export as it stands, without training: for a checkpoint made "
+                        "without epochs (average-weights, scripts/refit_head.py)")
     t.add_argument("--limit", type=int, help="images per split (smoke tests)")
     t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument("--stop-after", type=int, help="end after this epoch (resume later with --resume)")

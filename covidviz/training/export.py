@@ -17,7 +17,7 @@ from covidviz.model.network import architecture, build_model
 from covidviz.model.weights import save_weights
 from covidviz.paths import ROOT
 from covidviz.training.config import TrainConfig
-from covidviz.training.prepare import training_segmenter
+from covidviz.training.prepare import make_splits, training_segmenter
 
 
 def _git_commit() -> str:
@@ -93,3 +93,19 @@ def export(best: Path, cfg: TrainConfig, splits: dict[str, list[Record]]) -> Pat
         "temperature": 1.0,
     }
     return save_weights(model, out, sidecar)
+
+
+def export_checkpoint(cfg: TrainConfig) -> Path:
+    """Export ``<run>/best.pt`` as it stands, without training: a checkpoint that another step wrote (a weight
+    average, a head refit) has no epochs to resume, so ``train --resume`` would start a new run instead.
+    The flags describe the runs that trained it (sampling, augmentation, precision, split), as for ``train``."""
+    if not cfg.export_dir:
+        raise ValueError("exporting a checkpoint needs a folder to write: --export weights")
+    best = Path(cfg.run_dir).expanduser() / "best.pt"
+    if not best.is_file():
+        raise ValueError(f"there is no {best} to export: name the run folder that holds it with --run")
+    stages = torch.load(best, map_location="cpu", weights_only=True)["stages"]
+    if stages:
+        cfg.notes.append(f"exported as its last stage ({stages[-1]['stage']}) wrote it, without training; sampling, "
+                         "augmentation and precision describe the runs that trained its features")
+    return export(best, cfg, make_splits(cfg))

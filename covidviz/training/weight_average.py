@@ -17,9 +17,8 @@ from typing import Any
 
 import torch
 
+from covidviz.model.provenance import WEIGHT_AVERAGE
 from covidviz.training.checkpoint import load_init
-
-WEIGHT_AVERAGE = "weight average"
 
 
 def average_states(states: Sequence[Mapping[str, torch.Tensor]], shares: Sequence[float] | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from covidviz.evaluation.documents.marked_block import MarkedBlock
 from covidviz.evaluation.measures.report import format_interval
+from covidviz.model.provenance import stage_text
 
 BEGIN, END = "<!-- facts:begin (python -m covidviz facts) -->", "<!-- facts:end -->"
 FACTS_BLOCK = MarkedBlock(BEGIN, END)
@@ -105,8 +106,7 @@ def data_line(sidecar: dict[str, Any]) -> str:
 
 def model_line(sidecar: dict[str, Any]) -> str:
     training = sidecar["training"]
-    stages = "; ".join(f"{s['stage']} (best epoch {s.get('best_epoch') or s.get('epochs_run')})"
-                       for s in training["stages"])
+    stages = "; ".join(stage_text(s, detail=False) for s in training["stages"])
     title = sidecar.get("name", "covidviz DenseNet-121").removeprefix("covidviz ")
     return (f"Model `{sidecar['weights_sha256'][:12]}`: {title}, input {sidecar['input_size']} px, "
             f"initialisation: {sidecar['initialisation']}; stages: {stages}; {training.get('precision', '')}; "

@@ -12,6 +12,7 @@ from covidviz.evaluation.documents.facts import comparison_table, counts_line, f
 from covidviz.evaluation.documents.shift_facts import shift_lines
 from covidviz.evaluation.explanation_check.explanations import explanation_lines
 from covidviz.evaluation.explanation_check.localisation_report import localisation_lines
+from covidviz.model.provenance import stage_text
 
 LICENCES = {
     "NIH": "NIH ChestX-ray14 (Wang et al., CVPR 2017): released without restriction",
@@ -104,9 +105,7 @@ def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
         f"- Initialisation: **{sidecar['initialisation']}**. No pretrained weights could be reached where it was "
         "trained, so every weight was learned from the pool below"
         + ("." if random_init else ", in the stages listed (the first from random initialisation)."),
-        "- Stages: " + "; ".join(f"{s['stage']} (best at epoch {s.get('best_epoch') or s.get('epochs_run')} of at most "
-                                   f"{s.get('epochs')}, peak lr {s.get('lr')}, batch {s.get('batch_size')}, "
-                                   f"bf16 autocast {'on' if s.get('fast') else 'off'})" for s in training["stages"]) + ".",
+        "- Stages: " + "; ".join(stage_text(s) for s in training["stages"]) + ".",
         f"- Sampling: {training['sampling']}. Augmentation: {training['augmentation']}. Loss: cross-entropy with "
         "label smoothing; early stopping on validation macro F1.",
         f"- Preprocessing: {sidecar['preprocessing']['canonical']}; {sidecar['preprocessing']['model_input']}.",
