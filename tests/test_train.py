@@ -112,6 +112,34 @@ def test_init_from_an_earlier_model_keeps_its_recipe(toy, tmp_path):
     assert [s["stage"] for s in sidecar["training"]["stages"]] == ["64px", "64px"]
 
 
+def test_a_checkpoint_made_without_epochs_exports_as_it_stands(toy, tmp_path):
+    from covidviz.model.provenance import WEIGHT_AVERAGE
+    from covidviz.tools.cli import main
+    from covidviz.training.export import export_checkpoint
+    from covidviz.training.weight_average import write_average
+    best = train(_config(toy, tmp_path / "a", epochs=1))
+    soup = write_average([best, best], tmp_path / "soup" / "best.pt")
+    assert main(["train", "--data", str(toy), "--run", str(soup.parent), "--size", "64", "--precision", "fp32",
+                 "--export", str(tmp_path / "w"), "--export-only"]) == 0
+    assert not (soup.parent / "last.pt").exists()  # nothing was trained
+    model, sidecar = load_weights(tmp_path / "w")
+    averaged = torch.load(soup, weights_only=True)["model"]
+    assert all(torch.equal(value, (averaged[key].half() if value.is_floating_point() else averaged[key]).to(value.dtype))
+               for key, value in model.state_dict().items())  # shipped weights are stored in fp16
+    assert [s["stage"] for s in sidecar["training"]["stages"]] == ["64px", WEIGHT_AVERAGE]
+    assert sidecar["training"]["best_epoch"] is None
+    assert any("without training" in note for note in sidecar["training"]["notes"])
+    from covidviz.evaluation.documents.facts import model_line
+    from covidviz.evaluation.documents.model_card import render_model_card
+    stages_line = next(line for line in render_model_card(sidecar, None).splitlines() if line.startswith("- Stages:"))
+    for text in (stages_line, model_line(sidecar)):
+        assert "weight average of 2 fine-tunes" in text and "None" not in text
+    with pytest.raises(ValueError, match="no .*best.pt to export"):
+        export_checkpoint(_config(toy, tmp_path / "empty", export_dir=str(tmp_path / "w2")))
+    with pytest.raises(ValueError, match="--export"):
+        export_checkpoint(_config(toy, soup.parent))
+
+
 def test_sampling_balances_classes_and_dampens_big_sources():
     from covidviz.data.collection import Record
     recs = ([Record(f"a{i}", "covid", f"a{i}", "X", "pool", False) for i in range(10)]

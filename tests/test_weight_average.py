@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from covidviz.model.provenance import WEIGHT_AVERAGE
+from covidviz.model.provenance import HEAD_REFIT, WEIGHT_AVERAGE, stage_text
 from covidviz.training.checkpoint import load_init
 from covidviz.training.weight_average import average_states, write_average
 from tests.conftest import WEIGHTS
@@ -73,3 +73,19 @@ def test_the_shipped_weights_folder_is_a_member_and_with_itself_averages_to_itse
     shipped, shipped_stages = load_init(WEIGHTS)
     assert all(torch.equal(state[key], value.float()) for key, value in shipped.items())
     assert stages[:-1] == shipped_stages and stages[-1]["members"][0]["stages"] == []
+
+
+def test_every_kind_of_stage_is_named_by_what_made_it():
+    trained = {"stage": "128px lung field", "epochs": 5, "lr": 2e-4, "batch_size": 32, "fast": True,
+               "epochs_run": 3, "best_epoch": 2}
+    assert stage_text(trained) == ("128px lung field (best at epoch 2 of at most 5, peak lr 0.0002, batch 32, "
+                                   "bf16 autocast on)")
+    assert stage_text(trained, detail=False) == "128px lung field (best epoch 2)"
+    refit = {"stage": HEAD_REFIT, "films": 6271, "acquisition_views": 1, "C": 0.003}
+    assert stage_text(refit) == ("head refit (the linear head refitted on the frozen pooled features of 6,271 "
+                                 "training films, each read clean and through 1 random acquisition transform; "
+                                 "class-balanced logistic regression, C 0.003 by 5-fold cross-validation over "
+                                 "training patients)")
+    assert "each read once, clean)" in stage_text({**refit, "acquisition_views": 0}, detail=False)
+    assert "through 2 random acquisition transforms" in stage_text({**refit, "acquisition_views": 2})
+    assert stage_text({"stage": WEIGHT_AVERAGE, "members": [{}, {}, {}]}).startswith("weight average of 3 fine-tunes")
