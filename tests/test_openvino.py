@@ -13,6 +13,7 @@ import pytest
 from covidviz.errors import WeightsError
 from covidviz.explain.cam.fast_gradcam import cam_pass, gradcam_all_classes
 from covidviz.model.cpu import int8_kernels
+from covidviz.model.decision import rule_from_sidecar
 from covidviz.model.engine import build_engine
 from covidviz.model.openvino_engine import (
     INT8_AGREEMENT_FLOOR,
@@ -20,6 +21,7 @@ from covidviz.model.openvino_engine import (
     INT8_SUBDIR,
     int8_record,
     measured_agreement,
+    under_the_models_rule,
 )
 from covidviz.model.predictor import Predictor
 from covidviz.model.preprocessing import model_batch
@@ -90,7 +92,8 @@ def test_auto_serves_int8_only_where_allowed_and_measured_good_enough(torch_pred
     measured = measured_agreement(record)
     engine, note = build_engine("auto", model, sidecar, threads=2, weights_dir=copy)
     assert (engine.name == "openvino-int8") == (
-        measured is not None and measured["internal_test"]["label_agreement"] >= INT8_AGREEMENT_FLOOR), note
+        measured is not None and measured["internal_test"]["label_agreement"] >= INT8_AGREEMENT_FLOOR
+        and under_the_models_rule(measured, sidecar)), note
     # measured on this CPU's kernels, below the floor: fp32
     here = {**(measured or next(iter(record["agreement"].values()))), "int8_kernels": int8_kernels()}
     here["internal_test"] = {**here["internal_test"], "label_agreement": INT8_AGREEMENT_FLOOR - 0.01}
@@ -110,6 +113,18 @@ def test_auto_serves_int8_only_where_allowed_and_measured_good_enough(torch_pred
     engine, note = build_engine("openvino-int8", model, sidecar, threads=5, weights_dir=copy)
     assert engine.name == "openvino-int8" and "earlier decision rule (COVID-19 threshold 0.5" in note
     assert "quantise --measure" in note
+    # ... and auto does not serve it, however well it agreed under that rule, nor a row that names no rule
+    for row in (earlier, {k: v for k, v in here.items() if k != "covid_threshold"}):
+        row = {**row, "internal_test": {**row["internal_test"], "label_agreement": 1.0}}
+        record_path.write_text(json.dumps({**record, "agreement": {int8_kernels(): row}}))
+        engine, note = build_engine("auto", model, sidecar, threads=6, weights_dir=copy)
+        assert engine.name != "openvino-int8", note
+    # the same perfect row under the model's own rule is served
+    shipped_rule = {**here, "covid_threshold": rule_from_sidecar(sidecar).covid_threshold,
+                    "internal_test": {**here["internal_test"], "label_agreement": 1.0}}
+    record_path.write_text(json.dumps({**record, "agreement": {int8_kernels(): shipped_rule}}))
+    engine, note = build_engine("auto", model, sidecar, threads=7, weights_dir=copy)
+    assert engine.name == "openvino-int8", note
 
 
 @needs_int8

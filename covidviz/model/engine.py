@@ -279,13 +279,15 @@ def _build(choice: str, model: GapClassifier, sidecar: dict[str, Any], bf16: boo
 def _int8(choice: str, model: GapClassifier, sidecar: dict[str, Any], threads: int | None,
           weights_dir: Path | None) -> tuple[Engine, str] | None:
     """The INT8 engine when asked for by name (else a ValueError why not), or for ``auto`` where the
-    deployment allows it and its recorded agreement meets the floor (else None: ``auto`` stays exact)."""
+    deployment allows it and its recorded agreement meets the floor under the model's decision rule (else None:
+    ``auto`` stays exact)."""
     from covidviz.model.openvino_engine import (
         INT8_AGREEMENT_FLOOR,
         allow_int8,
         int8_engine,
         int8_record,
         measured_agreement,
+        under_the_models_rule,
     )
     if choice == "auto":
         if not allow_int8():
@@ -296,6 +298,11 @@ def _int8(choice: str, model: GapClassifier, sidecar: dict[str, Any], threads: i
         if not agreement or agreement < INT8_AGREEMENT_FLOOR:
             log.warning("INT8 is allowed, but its agreement measured with this CPU's int8 kernels (%s) is not "
                         "at least %.3f: serving fp32", agreement, INT8_AGREEMENT_FLOOR)
+            return None
+        if not under_the_models_rule(measured, sidecar):
+            log.warning("INT8 is allowed, but its agreement was measured under another decision rule (COVID-19 "
+                        "threshold %s): serving fp32 until `python -m covidviz quantise --measure` measures it "
+                        "under the model's", measured.get("covid_threshold", "not recorded"))
             return None
     if weights_dir is None:
         raise ValueError("the INT8 engine needs the weights folder its graph lies in")

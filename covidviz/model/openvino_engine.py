@@ -3,7 +3,8 @@ quantised offline (``python -m covidviz quantise``).
 
 fp32 is exact (checked against PyTorch on the probe batch like every exact engine). INT8 is not: it is
 offered only by name, or by ``auto`` where a deployment allows it (``COVIDVIZ_ALLOW_INT8=1``) *and* the
-quantised graph's record holds a measured agreement with fp32 that meets :data:`INT8_AGREEMENT_FLOOR`.
+quantised graph's record holds an agreement with fp32, measured under the model's decision rule, that meets
+:data:`INT8_AGREEMENT_FLOOR`.
 The quantisation record (``weights/int8/quantisation.json``) names the fp32 weights it was quantised from, so a record for
 other weights is refused, never served.
 
@@ -155,13 +156,21 @@ def int8_engine(weights_dir: Path, sidecar: dict[str, Any], onnx_model: bytes,
         f"difference {test['max_probability_difference']:.3f}{earlier_rule(measured, sidecar)}; {maps})")
 
 
+def under_the_models_rule(measured: dict[str, Any], sidecar: dict[str, Any]) -> bool:
+    """Whether an agreement was measured under the model's decision rule: a label agreement says how often
+    INT8 and fp32 give the same *label*, which depends on the COVID-19 threshold in force (refitted with every
+    ``fit-decision``; rows from before they carried it say nothing)."""
+    from covidviz.model.decision import rule_from_sidecar
+    return measured.get("covid_threshold", object()) == rule_from_sidecar(sidecar).covid_threshold
+
+
 def earlier_rule(measured: dict[str, Any], sidecar: dict[str, Any]) -> str:
     """A clause for the engine's note where the agreement was measured under another decision rule than the
     model's (its threshold refitted since, or a row from before rows carried it); empty where it was not."""
     from covidviz.model.decision import rule_from_sidecar
-    shipped = rule_from_sidecar(sidecar).covid_threshold
-    if "covid_threshold" in measured and measured["covid_threshold"] == shipped:
+    if under_the_models_rule(measured, sidecar):
         return ""
+    shipped = rule_from_sidecar(sidecar).covid_threshold
     at = measured.get("covid_threshold", "not recorded")
     return (f", measured under an earlier decision rule (COVID-19 threshold {at}; the model's is {shipped}): "
             "run `python -m covidviz quantise --measure`")
