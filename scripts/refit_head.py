@@ -10,6 +10,11 @@ the training films grouped by patient (macro F1), so no validation film chooses 
 is folded into the head, which stays one linear layer over the same features: one model's cost.
 ``--acquisition-views K`` adds K readings of every training film, each through one acquisition transform drawn
 as training draws them (seeded), so the head also learns from films made differently.
+``--adult-pneumonia SHARE`` weighs the films as training samples them instead of balancing classes alone: every
+class equally, sources within a class by the square root of their size, and adult sources (NIH, ieee8023) given
+SHARE of the pneumonia class's weight, the children's films (Kermany) the rest.
+``--features FILE`` keeps the pooled features (an ``.npz`` named by the model and the readings), so refits that
+differ only in how they weigh or regularise skip the forward passes.
 
 Usage:
 
@@ -48,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acquisition-views", type=int, default=0,
                         help="readings of each training film through a random acquisition transform (default 0)")
     parser.add_argument("--c", type=float, nargs="+", default=list(C_GRID), help="the values of C to cross-validate")
+    parser.add_argument("--adult-pneumonia", type=float, metavar="SHARE",
+                        help="weigh films as training samples them, adult sources SHARE of the pneumonia class "
+                             "(default: classes balanced, films within a class equal)")
+    parser.add_argument("--features", help="an .npz to keep the pooled features in and read them from")
     args = parser.parse_args(argv)
 
     import torch
@@ -65,30 +74,46 @@ def main(argv: list[str] | None = None) -> int:
     from covidviz.training.augment import random_acquisition
     from covidviz.training.checkpoint import load_init
     from covidviz.training.prepared_store import prepared_from_store
+    from covidviz.training.train import sample_weights
 
     weights, data = Path(args.weights), Path(args.data)
     predictor = Predictor(weights, engine="torch")
     train = records_for_splits(data, weights)["train"]
     store = cache_dir() / "prepared" / f"prepared-{predictor.segmenter.sha256[:12]}.npz"
     fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
-    generator = torch.Generator().manual_seed(0)
-    readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(args.acquisition_views)]
-    features = np.concatenate([forward(predictor.engine, model_batch(r[start:start + CHUNK], predictor.input_size)).pooled
-                               for r in readings for start in range(0, len(r), CHUNK)])  # no film set's full maps
-    labels = np.tile([r.target for r in train], len(readings))
-    groups = np.tile([r.group for r in train], len(readings))  # a film's readings stay in one fold
-    print(f"features of {len(train)} training films, {len(readings)} readings each ({features.shape[1]} each)",
+    n_readings = 1 + args.acquisition_views
+    kept = Path(args.features).expanduser() if args.features else None
+    key = f"{predictor.sidecar['weights_sha256'][:12]}-{len(train)}x{n_readings}"
+    if kept is not None and kept.is_file() and str(np.load(kept)["key"]) == key:
+        features = np.load(kept)["features"]
+        print(f"read the pooled features from {kept}", flush=True)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(args.acquisition_views)]
+        features = np.concatenate([forward(predictor.engine, model_batch(r[start:start + CHUNK],
+                                                                         predictor.input_size)).pooled
+                                   for r in readings for start in range(0, len(r), CHUNK)])  # no set's full maps
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(kept, features=features, key=key)
+    labels = np.tile([r.target for r in train], n_readings)
+    groups = np.tile([r.group for r in train], n_readings)  # a film's readings stay in one fold
+    weights_per_film = (None if args.adult_pneumonia is None else
+                        np.tile(sample_weights(train, adult_pneumonia=args.adult_pneumonia) * len(train), n_readings))
+    fit_params = {} if weights_per_film is None else {"logisticregression__sample_weight": weights_per_film}
+    print(f"features of {len(train)} training films, {n_readings} readings each ({features.shape[1]} each)",
           flush=True)
 
     def model(c: float):
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000))
+        balance = "balanced" if weights_per_film is None else None  # the sample weights balance classes themselves
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=balance, max_iter=3000))
 
     scores = {c: float(np.mean(cross_val_score(model(c), features, labels, groups=groups, cv=GroupKFold(5),
-                                               scoring="f1_macro"))) for c in args.c}
+                                               scoring="f1_macro", params=fit_params))) for c in args.c}
     for c, score in scores.items():
         print(f"C {c:g}: macro F1 {score:.3f} over 5 folds of the training films (grouped by patient)", flush=True)
     best = max(scores, key=scores.get)
-    fitted = model(best).fit(features, labels)
+    fitted = model(best).fit(features, labels, **fit_params)
     scaler, regression = fitted[0], fitted[1]
     weight, bias = folded_head(scaler.mean_, scaler.scale_, regression.coef_, regression.intercept_)
 
@@ -98,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     state["classifier.bias"] = torch.tensor(bias, dtype=state["classifier.bias"].dtype)
     stage = {"stage": HEAD_REFIT, "from": str(weights), "sha256": predictor.sidecar["weights_sha256"][:12],
              "films": len(train), "acquisition_views": args.acquisition_views, "C": best, "cv_macro_f1": {str(c): round(s, 4) for c, s in scores.items()},
-             "class_weight": "balanced"}
+             "class_weight": "balanced" if weights_per_film is None else
+             f"as training samples: classes equal, sources by size^0.5, adults {args.adult_pneumonia:.0%} of pneumonia",
+             **({} if args.adult_pneumonia is None else {"adult_pneumonia": args.adult_pneumonia})}
     out = Path(args.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

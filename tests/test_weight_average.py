@@ -84,8 +84,9 @@ def test_every_kind_of_stage_is_named_by_what_made_it():
     refit = {"stage": HEAD_REFIT, "films": 6271, "acquisition_views": 1, "C": 0.003}
     assert stage_text(refit) == ("head refit (the linear head refitted on the frozen pooled features of 6,271 "
                                  "training films, each read clean and through 1 random acquisition transform; "
-                                 "class-balanced logistic regression, C 0.003 by 5-fold cross-validation over "
+                                 "logistic regression, classes balanced, C 0.003 by 5-fold cross-validation over "
                                  "training patients)")
+    assert "(classes equal, adult sources 50% of pneumonia), C 0.003" in stage_text({**refit, "adult_pneumonia": 0.5})
     assert "each read once, clean)" in stage_text({**refit, "acquisition_views": 0}, detail=False)
     assert "through 2 random acquisition transforms" in stage_text({**refit, "acquisition_views": 2})
     assert stage_text({"stage": WEIGHT_AVERAGE, "members": [{}, {}, {}]}).startswith("weight average of 3 fine-tunes")

@@ -20,8 +20,8 @@ def stage_text(stage: dict[str, Any], detail: bool = True) -> str:
                     if views else "each read once, clean")
         return (f"{kind} (the linear head refitted on the frozen pooled features of {stage['films']:,} training "
                 f"films, {readings}"
-                + (f"; class-balanced logistic regression, C {stage['C']:g} by 5-fold cross-validation over training "
-                   "patients" if detail else "") + ")")
+                + (f"; logistic regression, {_refit_weighting(stage)}, C {stage['C']:g} by 5-fold cross-validation "
+                   "over training patients" if detail else "") + ")")
     if kind == WEIGHT_AVERAGE:
         return f"{kind} of {len(stage['members'])} fine-tunes (equal or given shares; one model's cost)"
     epoch = stage.get("best_epoch") or stage.get("epochs_run")
@@ -29,3 +29,10 @@ def stage_text(stage: dict[str, Any], detail: bool = True) -> str:
         return f"{kind} (best epoch {epoch})"
     return (f"{kind} (best at epoch {epoch} of at most {stage.get('epochs')}, peak lr {stage.get('lr')}, "
             f"batch {stage.get('batch_size')}, bf16 autocast {'on' if stage.get('fast') else 'off'})")
+
+
+def _refit_weighting(stage: dict[str, Any]) -> str:
+    if stage.get("adult_pneumonia") is None:
+        return "classes balanced"
+    return (f"films weighted as training samples them (classes equal, adult sources {stage['adult_pneumonia']:.0%} "
+            "of pneumonia)")
