@@ -244,7 +244,8 @@ def expected_verdicts(files: list[Path]) -> dict[str, str]:
     out = {}
     for path in files:
         prediction = predictor.predict_bytes(path.read_bytes(), path.name)
-        out[path.name] = f"{CLASS_TITLES[prediction.label]} ({max(prediction.probabilities.values()):.1%})"
+        # the page shows the class by the decision rule with that class's probability, not the largest one
+        out[path.name] = f"{CLASS_TITLES[prediction.label]} ({prediction.probabilities[prediction.label]:.1%})"
     return out
 
 

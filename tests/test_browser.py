@@ -43,7 +43,7 @@ def test_upload_shows_probabilities_and_heatmap(page, server_url, tmp_path):
     text = verdict.inner_text()
     expected = Predictor(WEIGHTS).predict_bytes(fixture.read_bytes(), fixture.name)
     assert CLASS_TITLES[expected.label] in text
-    assert f"{max(expected.probabilities.values()):.1%}" in text
+    assert f"{expected.probabilities[expected.label]:.1%}" in text  # the rule's class, not always the most probable
     page.get_by_text("Not a medical device").first.wait_for(timeout=60_000)
     print(f"\nfirst page load: uploader on screen {usable:.2f} s, model ready {first_load:.2f} s; "
           f"upload to heatmap {to_heatmap:.2f} s; screenshot {tmp_path}")

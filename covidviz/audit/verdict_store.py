@@ -127,7 +127,9 @@ def current_verdicts(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_results(url: str | None, hashes: set[str]) -> dict[str, ShownResult]:
-    """The newest recorded prediction for each hash the audit log knows (hashes it never saw are absent)."""
+    """The newest recorded prediction for each hash the audit log knows (hashes it never saw are absent), with the
+    class it showed: an imported "agree" means that class, which under a COVID-19 threshold need not be the most
+    probable one."""
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
@@ -140,14 +142,15 @@ def latest_results(url: str | None, hashes: set[str]) -> dict[str, ShownResult]:
     with Session(engine) as session:
         for start in range(0, len(wanted), 500):
             query = (select(AuditRecord.input_sha256, AuditRecord.model_name, AuditRecord.model_sha256,
-                            AuditRecord.probabilities, AuditRecord.calibration, AuditRecord.temperature)
+                            AuditRecord.probabilities, AuditRecord.calibration, AuditRecord.temperature,
+                            AuditRecord.predicted_class)
                      .where(AuditRecord.kind == "prediction",
                             AuditRecord.input_sha256.in_(wanted[start:start + 500]))
                      .order_by(AuditRecord.created_at, AuditRecord.id))
-            for sha, name, model, probs, calibration, temperature in session.execute(query):
-                if isinstance(probs, dict) and probs:
+            for sha, name, model, probs, calibration, temperature, shown_class in session.execute(query):
+                if isinstance(probs, dict) and probs:  # the class shown, by the rule then in force, not argmax
                     out[sha] = ShownResult(name, model, {c: float(p) for c, p in probs.items()}, calibration,
-                                           temperature)
+                                           temperature, label=shown_class)
     return out
 
 
