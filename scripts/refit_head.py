@@ -79,15 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     weights, data = Path(args.weights), Path(args.data)
     predictor = Predictor(weights, engine="torch")
     train = records_for_splits(data, weights)["train"]
-    store = cache_dir() / "prepared" / f"prepared-{predictor.segmenter.sha256[:12]}.npz"
-    fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
     n_readings = 1 + args.acquisition_views
     kept = Path(args.features).expanduser() if args.features else None
     key = f"{predictor.sidecar['weights_sha256'][:12]}-{len(train)}x{n_readings}"
-    if kept is not None and kept.is_file() and str(np.load(kept)["key"]) == key:
-        features = np.load(kept)["features"]
+    stored = np.load(kept) if kept is not None and kept.is_file() else None
+    if stored is not None and str(stored["key"]) == key:
+        features = stored["features"]
         print(f"read the pooled features from {kept}", flush=True)
     else:
+        store = cache_dir() / "prepared" / f"prepared-{predictor.segmenter.sha256[:12]}.npz"
+        fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
         generator = torch.Generator().manual_seed(0)
         readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(args.acquisition_views)]
         features = np.concatenate([forward(predictor.engine, model_batch(r[start:start + CHUNK],

@@ -224,3 +224,18 @@ def test_site_figures_count_the_class_the_decision_rule_showed_not_argmax():
     assert by_rule["agreement"] == 1.0 and by_argmax["agreement"] == pytest.approx(2 / 3)
     assert by_rule["confusion"][0] == [2, 0, 0] and by_argmax["confusion"][0] == [1, 0, 1]
     assert by_rule["per_class"]["covid"]["sensitivity"]["value"] == 1.0
+
+
+def test_an_imported_agree_means_the_class_shown_by_the_rule_not_the_most_probable(tmp_path):
+    from covidviz.audit.events import AuditEvent
+    from covidviz.audit.recorder import write_events
+    from covidviz.audit.verdict_store import latest_results
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    sha = "ab" * 32
+    shown = {"covid": 0.361, "pneumonia": 0.375, "normal": 0.264}  # COVID-19 by a threshold of 0.31, not argmax
+    write_events([AuditEvent("prediction", "cli", sha, "m", "cd" * 32, shown, predicted_class="covid")], url)
+    assert latest_results(url, {sha})[sha].output == "covid"
+    source = tmp_path / "verdicts.csv"
+    source.write_text(f"sha256,verdict,reader\n{sha},agree,a\n")
+    assert import_verdicts(source, url).added == 1
+    assert load_verdicts(url)["reader_class"].tolist() == ["covid"]
