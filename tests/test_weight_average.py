@@ -89,4 +89,9 @@ def test_every_kind_of_stage_is_named_by_what_made_it():
     assert "(classes equal, adult sources 50% of pneumonia), C 0.003" in stage_text({**refit, "adult_pneumonia": 0.5})
     assert "each read once, clean)" in stage_text({**refit, "acquisition_views": 0}, detail=False)
     assert "through 2 random acquisition transforms" in stage_text({**refit, "acquisition_views": 2})
+    refined = {**refit, "outside_lungs": 0.3, "map_films": 3000}
+    assert stage_text(refined).endswith("training patients; then refined with the penalty on Grad-CAM outside the "
+                                        "lungs, weight 0.3 chosen on validation, read on the maps of 3,000 training "
+                                        "films)")
+    assert stage_text({**refined, "outside_lungs": 0.0}) == stage_text(refit), "a refinement not kept is not named"
     assert stage_text({"stage": WEIGHT_AVERAGE, "members": [{}, {}, {}]}).startswith("weight average of 3 fine-tunes")

@@ -21,7 +21,10 @@ def stage_text(stage: dict[str, Any], detail: bool = True) -> str:
         return (f"{kind} (the linear head refitted on the frozen pooled features of {stage['films']:,} training "
                 f"films, {readings}"
                 + (f"; logistic regression, {_refit_weighting(stage)}, C {stage['C']:g} by 5-fold cross-validation "
-                   "over training patients" if detail else "") + ")")
+                   "over training patients" if detail else "")
+                + (f"; then refined with the penalty on Grad-CAM outside the lungs, weight {stage['outside_lungs']:g} "
+                   f"chosen on validation, read on the maps of {stage['map_films']:,} training films"
+                   if detail and stage.get("outside_lungs") else "") + ")")
     if kind == WEIGHT_AVERAGE:
         return f"{kind} of {len(stage['members'])} fine-tunes (equal or given shares; one model's cost)"
     epoch = stage.get("best_epoch") or stage.get("epochs_run")
