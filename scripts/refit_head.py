@@ -90,7 +90,7 @@ def refine_head(weight, bias, pooled, labels, film_weights, scale, c, feature_ma
                 films = int(has_lungs[start:start + chunk].sum())  # the share is their mean: weigh the chunk by them
                 part = outside_lung_share(energy, inside[start:start + chunk, None]) * films / n_maps
                 (outside_weight * part).backward()
-                outside_total += float(part)
+                outside_total += float(part.detach())
         w.grad = w.grad.contiguous()  # L-BFGS flattens the gradient, which the matrix product leaves transposed
         trace.update(ce=float(ce.detach()), outside=outside_total)
         return loss + outside_weight * outside_total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts.ablation_artifact import (
@@ -381,3 +382,43 @@ def test_a_refitted_head_folds_its_standardisation_into_one_linear_layer():
     fitted = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(features, labels)
     weight, bias = folded_head(fitted[0].mean_, fitted[0].scale_, fitted[1].coef_, fitted[1].intercept_)
     np.testing.assert_allclose(features @ weight.T + bias, fitted.decision_function(features), rtol=1e-9, atol=1e-9)
+
+
+def test_a_refitted_head_refined_for_the_lungs_moves_its_maps_inside_them_and_keeps_its_answers():
+    """scripts/refit_head.py --outside-lungs: at weight 0 the refinement is the fitted head (the same loss, at its
+    minimum); with the penalty, a head that read a class from a cue inside the lungs and the same cue outside
+    them leans on the cue inside, its maps move inside, and it still tells the classes apart."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from covidviz.training.lung_attention import gradcam_energy, outside_lung_share
+    from scripts.refit_head import folded_head, refine_head
+    rng = np.random.default_rng(0)
+    n, channels = 300, 6
+    labels = rng.integers(0, 3, n)
+    maps = rng.normal(0, 0.3, (n, channels, 4, 4)).astype(np.float32)
+    lungs = np.zeros((n, 4, 4), np.float32)
+    lungs[:, :, :2] = 1  # the lungs: the left half of every map
+    for cls in range(3):
+        films = labels == cls
+        maps[films, cls, :, :2] += 1.0  # the class's cue inside the lungs
+        maps[films, 3 + cls, :, 2:] += 1.0  # and the same cue outside them
+    pooled = np.maximum(maps, 0).mean((2, 3))
+    c = 0.1
+    fitted = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
+                           ).fit(pooled, labels)
+    weight, bias = folded_head(fitted[0].mean_, fitted[0].scale_, fitted[1].coef_, fitted[1].intercept_)
+    balanced = (n / (3 * np.bincount(labels, minlength=3)))[labels]
+    kept, kept_bias, _ = refine_head(weight, bias, pooled, labels, balanced, fitted[0].scale_, c, maps, lungs, 0.0)
+    np.testing.assert_allclose(pooled @ kept.T + kept_bias, pooled @ weight.T + bias, atol=1e-2)
+
+    refined, refined_bias, trace = refine_head(weight, bias, pooled, labels, balanced, fitted[0].scale_, c, maps,
+                                               lungs, 1.0)
+
+    def outside(w: np.ndarray) -> float:
+        return float(outside_lung_share(gradcam_energy(torch.from_numpy(maps), torch.from_numpy(w)),
+                                        torch.from_numpy(lungs)[:, None]))
+    assert outside(weight) > 0.35 and outside(refined) < outside(weight) - 0.15, (outside(weight), outside(refined))
+    assert trace["outside"] == pytest.approx(outside(refined), abs=1e-4)
+    assert ((pooled @ refined.T + refined_bias).argmax(1) == labels).mean() > 0.95
