@@ -33,11 +33,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the package beside it, not an installed one
+
+if TYPE_CHECKING:
+    from covidviz.model.predictor import Predictor
 
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 F1_GIVE = 0.01  # validation macro F1 a map-refined head may give up for maps inside the lungs
@@ -52,8 +56,10 @@ def folded_head(scaler_mean: np.ndarray, scaler_scale: np.ndarray, coef: np.ndar
     return weight, intercept - weight @ scaler_mean
 
 
-def refine_head(weight, bias, pooled, labels, film_weights, scale, c, feature_maps, lungs, outside_weight,
-                steps: int = 150, chunk: int = 500):
+def refine_head(weight: np.ndarray, bias: np.ndarray, pooled: np.ndarray, labels: np.ndarray,
+                film_weights: np.ndarray, scale: np.ndarray, c: float, feature_maps: np.ndarray, lungs: np.ndarray,
+                outside_weight: float, steps: int = 150, chunk: int = 500
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """The head (weight K x C, bias K) that minimises the regularised logistic loss of the fitted one plus
     ``outside_weight`` times the share of the Grad-CAM maps outside the lungs, from the fitted head.
 
@@ -76,7 +82,7 @@ def refine_head(weight, bias, pooled, labels, film_weights, scale, c, feature_ma
     n_maps = int(has_lungs.sum())
     optimiser = torch.optim.LBFGS([w, b], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
                                   tolerance_grad=1e-7, tolerance_change=1e-10)
-    trace = {}
+    trace: dict[str, float] = {}
 
     def closure():
         optimiser.zero_grad()
@@ -120,7 +126,7 @@ def shown_lung_share(weight: np.ndarray, feature_maps: np.ndarray, predicted: np
     return np.where(total > 0, (maps * lungs).sum((1, 2)) / np.maximum(total, 1e-12), np.nan)
 
 
-def map_readings(predictor, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def map_readings(predictor: Predictor, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pooled features and the float32 feature maps of uint8 prepared fields, read clean."""
     from covidviz.model.preprocessing import model_batch
     from covidviz.tools.quantise import forward
