@@ -122,3 +122,44 @@ def test_score_cam_estimate_follows_the_model_and_scales_an_untimed_one_by_its_p
     assert time_estimate("Score-CAM", "densenet121_os16", 256) == "about 110 s per map on 2 CPU cores"
     scaled = time_estimate("Score-CAM", "densenet121", 256)
     assert scaled.startswith("roughly 100 s per map") and "scaled from densenet121 at 128 px" in scaled
+
+
+class _BeforeTheReLU(torch.nn.Module):
+    """Like the project's networks: ``features`` ends before the classifier's ReLU. ``negative_gain`` rescales
+    only what the ReLU discards, so the logits and the gradients the classifier passes back do not change."""
+
+    def __init__(self, negative_gain: float) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.classifier = torch.nn.Linear(8, 3)
+        self.negative_gain = negative_gain
+        self.features = torch.nn.Identity()  # the target layer, its output the rescaled map
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv(x)
+        a = self.features(torch.where(a > 0, a, self.negative_gain * a))
+        return self.classifier(torch.relu(a).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("method", ["Grad-CAM++", "XGrad-CAM", "HiResCAM", "LayerCAM"])
+def test_a_map_explains_what_the_classifier_reads_not_what_its_relu_discards(method):
+    batch = torch.rand(1, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+    maps = [library_cam(_BeforeTheReLU(gain), method, batch, 1) for gain in (1.0, 5.0)]
+    assert np.ptp(maps[0]) > 0.5
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-5)
+
+
+def test_gradcam_plus_plus_weights_follow_the_paper_at_small_gradients():
+    from covidviz.explain.cam.library import cam_class
+
+    rng = np.random.default_rng(0)
+    activations = rng.random((1, 6, 16, 16))  # rectified, as the class receives them
+    grads = rng.normal(0, 1e-4, (1, 6, 16, 16))  # the size behind global average pooling over 16 x 16 cells
+    g = np.maximum(grads, 0)
+    total = activations.sum(axis=(2, 3), keepdims=True)
+    paper = (g * np.where(g > 0, g**2 / np.where(g > 0, 2 * g**2 + total * g**3, 1), 0)).sum(axis=(2, 3))
+    model = _BeforeTheReLU(1.0)
+    with cam_class("Grad-CAM++")(model=model, target_layers=[model.features]) as cam:
+        ours = cam.get_cam_weights(None, None, None, activations, grads)
+    np.testing.assert_allclose(ours, paper, rtol=1e-9)

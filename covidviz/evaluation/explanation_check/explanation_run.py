@@ -34,7 +34,7 @@ from covidviz.evaluation.explanation_check.randomisation import Stage, cascade, 
 from covidviz.evaluation.explanation_check.sample import machine, sample_files
 from covidviz.explain.cam.fast_gradcam import gradcam_all_classes
 from covidviz.explain.cam.library import library_cam
-from covidviz.explain.cam.methods import FAST_METHOD, METHODS, SLOW_METHODS
+from covidviz.explain.cam.methods import FAST_METHOD, MAPS_REVISION, METHODS, SLOW_METHODS
 from covidviz.explain.cam.scaling import normalise_like_library
 from covidviz.lungs.field import lung_energy
 
@@ -213,7 +213,7 @@ def default_plan(model: torch.nn.Module, methods: Sequence[str], per_class: int,
 def run_key(weights_sha: str, files: Sequence[str], plan: Plan) -> str:
     """Identifies a run's settings: progress lines of another model, sample or plan are not reused."""
     text = json.dumps([weights_sha, list(files), [s.name for s in plan.stages], plan.per_class, plan.n_stages,
-                       list(plan.percentiles), plan.seed])
+                       list(plan.percentiles), plan.seed, MAPS_REVISION])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

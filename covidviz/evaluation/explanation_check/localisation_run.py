@@ -37,7 +37,7 @@ from covidviz.evaluation.explanation_check.localisation import (
 )
 from covidviz.evaluation.explanation_check.localisation_report import localisation_path
 from covidviz.evaluation.explanation_check.sample import machine
-from covidviz.explain.cam.methods import METHODS, SLOW_METHODS
+from covidviz.explain.cam.methods import MAPS_REVISION, METHODS, SLOW_METHODS
 from covidviz.model.preprocessing import CANONICAL_SIZE, Prepared, model_batch
 
 EXPLAINED = CLASSES.index("pneumonia")
@@ -112,9 +112,9 @@ def localisation_check(weights_dir: str | Path, data_dir: str | Path, out: str |
     predictor = Predictor(weights_dir)
     model = predictor.model.float().eval()
     sha = predictor.sidecar["weights_sha256"]
-    # a record depends on the model, the class, the film and the method only: runs over other films or methods
-    # (a first run of the fast methods, then Score-CAM on its subset) share the records already made
-    key = hashlib.sha256(json.dumps([sha, EXPLAINED]).encode()).hexdigest()[:16]
+    # a record depends on the model, the class, the film and the method (and how methods draw) only: runs over
+    # other films or methods (a first run of the fast methods, then Score-CAM on its subset) share the records
+    key = hashlib.sha256(json.dumps([sha, EXPLAINED, MAPS_REVISION]).encode()).hexdigest()[:16]
     progress = out.with_name(out.stem + ".progress.jsonl")
     done = read_progress(progress, key)
     say(log, f"localisation: {len(files)} boxed films, methods {', '.join(methods)} ({len(slow)} films for "

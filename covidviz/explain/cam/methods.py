@@ -21,6 +21,9 @@ SECONDS_PER_MAP: dict[str, dict[tuple[str, int], int]] = {
     "Score-CAM": {("densenet121", 128): 25, ("densenet121_os16", 256): 110,  # os16: 108.5-113.9 s, 2026-12-04
                   ("densenet121_os8", 128): 48}}  # the shipped v3: 47.5 s, 2026-12-05
 SLOW_METHODS = set(SECONDS_PER_MAP)
+# Changes whenever a method's maps change for the same model: saved per-map records (the checks' progress files)
+# of an earlier revision are not reused. 2: Grad-CAM++ and XGrad-CAM weigh rectified activations.
+MAPS_REVISION = 2
 
 
 def time_estimate(method: str, architecture: str = "densenet121", input_size: int = 128) -> str:
