@@ -13,6 +13,7 @@ from covidviz.evaluation.explanation_check.explanations import (
 )
 from covidviz.evaluation.explanation_check.localisation_report import HOW_TO_MAKE as LOCALISATION_HOW_TO_MAKE
 from covidviz.evaluation.explanation_check.localisation_report import LocalisationError, load_localisation
+from covidviz.explain.cam.methods import revision_warning
 from covidviz.text import without_folder
 from covidviz.ui import explanation_view
 from covidviz.ui.eval_figures import png_config
@@ -32,8 +33,9 @@ try:
     stale = stale_warning(report.get("weights_sha256"), read_sidecar(folder)["weights_sha256"], HOW_TO_MAKE)
 except (WeightsError, KeyError):
     stale = None
-if stale:
-    st.warning(stale)
+for warning in (stale, revision_warning(report, HOW_TO_MAKE)):
+    if warning:
+        st.warning(warning)
 
 st.markdown(explanation_view.INTRO)
 st.info(sample_text(report))
@@ -80,8 +82,9 @@ else:
                               LOCALISATION_HOW_TO_MAKE)
     except (WeightsError, KeyError):
         stale = None
-    if stale:
-        st.warning(stale)
+    for warning in (stale, revision_warning(localisation, LOCALISATION_HOW_TO_MAKE)):
+        if warning:
+            st.warning(warning)
     st.markdown(explanation_view.localisation_words(localisation))
     boxes = explanation_view.localisation_table(localisation)
     st.dataframe(boxes, hide_index=True, key="localisation",

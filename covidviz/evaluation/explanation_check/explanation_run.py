@@ -273,7 +273,7 @@ def explain_check(weights_dir: str | Path, data_dir: str | Path, out: str | Path
     start = time.perf_counter()
     records = run_check(predictor.model, cases, plan, predictor.temperature, progress, key, log)
     model_info = {"weights_sha256": predictor.sidecar["weights_sha256"], "model": predictor.sidecar.get("name", ""),
-                  "input_size": predictor.input_size}
+                  "input_size": predictor.input_size, "maps_revision": MAPS_REVISION}
     report = assemble_report(records, plan, cases, {**sample, "seed": seed}, model_info,
                              time.perf_counter() - start)
     out.parent.mkdir(parents=True, exist_ok=True)

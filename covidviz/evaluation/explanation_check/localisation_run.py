@@ -135,7 +135,7 @@ def localisation_check(weights_dir: str | Path, data_dir: str | Path, out: str |
             f"{m} {'hit' if r['peak_in_box'] else 'miss'} {r['box_energy'] or 0:.2f}" for m, r in row["maps"].items()))
     report = {
         "weights_sha256": sha, "model": predictor.sidecar.get("name", ""), "input_size": predictor.input_size,
-        "explained_class": CLASSES[EXPLAINED],
+        "explained_class": CLASSES[EXPLAINED], "maps_revision": MAPS_REVISION,
         "boxes": {"file": BOXES_FILE, "n_films": len(files), "n_boxes": sum(len(boxes[f]) for f in files),
                   "source": "RSNA Pneumonia Detection Challenge radiologists' lung-opacity boxes on NIH pool films"},
         "frame": ("boxes carried into the lung-field crop the model reads (the crop preprocessing records), measured "
