@@ -34,7 +34,7 @@ from covidviz.evaluation.explanation_check.localisation_run import (
     read_splits,
     slow_subset,
 )
-from covidviz.explain.cam.methods import SLOW_METHODS
+from covidviz.explain.cam.methods import MAPS_REVISION, SLOW_METHODS, changed_since, revision_warning
 from covidviz.model.preprocessing import CANONICAL_SIZE, CropBox, lung_field_image, mask_in_box
 from tests.conftest import ROOT, SHARED, WEIGHTS, requires_data
 
@@ -254,3 +254,30 @@ def test_explain_check_localisation_part_writes_beside_out(shipped, tmp_path):
     assert film["maps"]["Grad-CAM"]["peak_in_box"] == stored["maps"]["Grad-CAM"]["peak_in_box"]
     assert film["maps"]["Grad-CAM"]["box_energy"] == pytest.approx(stored["maps"]["Grad-CAM"]["box_energy"], abs=1e-4)
     assert report["weights_sha256"] == shipped["weights_sha256"] and not (tmp_path / "explanations.json").exists()
+
+
+def test_shipped_heatmap_checks_are_at_the_current_maps_revision(shipped):
+    explanations = json.loads((WEIGHTS / "eval" / "explanations.json").read_text())
+    assert shipped["maps_revision"] == explanations["maps_revision"] == MAPS_REVISION
+    assert revision_warning(shipped, "run it") is None
+
+
+def test_a_check_made_before_a_maps_change_names_the_methods_it_no_longer_describes():
+    assert changed_since(MAPS_REVISION) == []
+    assert changed_since(1) == ["Grad-CAM++", "XGrad-CAM"]
+    warning = revision_warning({}, "run `python -m covidviz explain-check` to write it")  # no revision: 1
+    assert "Grad-CAM++ and XGrad-CAM" in warning and "their rows describe" in warning
+    assert warning.endswith("Run `python -m covidviz explain-check` to write it again.")
+
+
+def test_page_warns_over_checks_made_before_the_maps_changed(shipped, tmp_path, monkeypatch):
+    (tmp_path / "eval").mkdir()
+    for name in ("explanations.json", "localisation.json"):
+        report = json.loads((WEIGHTS / "eval" / name).read_text())
+        report.pop("maps_revision", None)
+        (tmp_path / "eval" / name).write_text(json.dumps(report))
+    monkeypatch.setenv("COVIDVIZ_WEIGHTS", str(tmp_path))
+    st.cache_data.clear()
+    warnings = [w.value for w in _page().warning if "no longer draws" in w.value]
+    assert len(warnings) == 2 and all("Grad-CAM++ and XGrad-CAM" in w for w in warnings)
+    assert "--part localisation" in warnings[1] and "--part" not in warnings[0]

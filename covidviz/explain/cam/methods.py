@@ -44,3 +44,15 @@ def revision_warning(report: dict, remedy: str) -> str | None:
     return (f"These results were computed before the maps of {' and '.join(changed)} changed (they now weigh only the "
             f"activations the classifier reads): {rows} maps this dashboard no longer draws. "
             f"{remedy[:1].upper()}{remedy[1:]} again.")
+
+
+def time_estimate(method: str, architecture: str = "densenet121", input_size: int = 128) -> str:
+    """What the page tells a user before a slow method runs, for the model in use; a model never timed gets the
+    first measurement scaled by its input's pixels."""
+    measured = SECONDS_PER_MAP[method]
+    if (architecture, input_size) in measured:
+        return f"about {measured[architecture, input_size]} s per map on 2 CPU cores"
+    (reference, size), seconds = next(iter(measured.items()))
+    return (f"roughly {round(seconds * (input_size / size) ** 2)} s per map on 2 CPU cores (scaled from {reference} "
+            f"at {size} px)")
+CLASS_AGNOSTIC = {"EigenCAM"}  # first principal component of the activations: the same map for every class
