@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,6 +139,132 @@ def map_readings(predictor: Predictor, images: np.ndarray) -> tuple[np.ndarray, 
             np.concatenate([f.feature_map.astype(np.float32) for f in passes]))
 
 
+@dataclass(frozen=True)
+class FittedHead:
+    """The cross-validated logistic regression folded into one linear layer, and what chose it."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    c: float
+    scores: dict[float, float]  # C -> mean macro F1 over the 5 grouped folds
+    scale: np.ndarray  # the standardisation's scale, which the refinement's loss reads the head through
+
+
+def training_features(predictor: Predictor, data: Path, train: list, acquisition_views: int,
+                      kept: Path | None) -> np.ndarray:
+    """Pooled features of every training film read clean, then through ``acquisition_views`` seeded acquisition
+    transforms each; kept in (and read back from) ``kept`` when the model and the readings match."""
+    import torch
+
+    from covidviz.model.preprocessing import model_batch
+    from covidviz.paths import cache_dir
+    from covidviz.tools.quantise import forward
+    from covidviz.training.augment import random_acquisition
+    from covidviz.training.prepared_store import prepared_from_store
+
+    key = f"{predictor.sidecar['weights_sha256'][:12]}-{len(train)}x{1 + acquisition_views}"
+    stored = np.load(kept) if kept is not None and kept.is_file() else None
+    if stored is not None and str(stored["key"]) == key:
+        print(f"read the pooled features from {kept}", flush=True)
+        return stored["features"]
+    store = cache_dir() / "prepared" / f"prepared-{predictor.segmenter.sha256[:12]}.npz"
+    fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
+    generator = torch.Generator().manual_seed(0)
+    readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(acquisition_views)]
+    features = np.concatenate([forward(predictor.engine, model_batch(r[start:start + CHUNK], predictor.input_size)
+                                       ).pooled
+                               for r in readings for start in range(0, len(r), CHUNK)])  # no set's full maps
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(kept, features=features, key=key)
+    return features
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, film_weights: np.ndarray | None,
+             c_grid: list[float]) -> FittedHead:
+    """Multinomial logistic regression on standardised features, C chosen by macro F1 over 5 folds grouped by
+    patient; balanced classes unless ``film_weights`` weigh the films (they balance classes themselves)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    fit_params = {} if film_weights is None else {"logisticregression__sample_weight": film_weights}
+
+    def model(c: float):
+        balance = "balanced" if film_weights is None else None
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=balance, max_iter=3000))
+
+    scores = {c: float(np.mean(cross_val_score(model(c), features, labels, groups=groups, cv=GroupKFold(5),
+                                               scoring="f1_macro", params=fit_params))) for c in c_grid}
+    for c, score in scores.items():
+        print(f"C {c:g}: macro F1 {score:.3f} over 5 folds of the training films (grouped by patient)", flush=True)
+    best = max(scores, key=scores.get)
+    fitted = model(best).fit(features, labels, **fit_params)
+    scaler, regression = fitted[0], fitted[1]
+    weight, bias = folded_head(scaler.mean_, scaler.scale_, regression.coef_, regression.intercept_)
+    return FittedHead(weight, bias, best, scores, scaler.scale_)
+
+
+def refine_for_the_lungs(predictor: Predictor, data: Path, weights: Path, run: Path, train: list,
+                         head: FittedHead, features: np.ndarray, labels: np.ndarray, film_weights: np.ndarray,
+                         outside_weights: list[float], map_films: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``--outside-lungs``: the head refined at weight 0 and at each of ``outside_weights``, and the one validation
+    keeps (see the module docstring), with the stage entries that record the choice."""
+    from covidviz import CLASSES
+    from covidviz.evaluation.artifacts.evaluate import records_for_splits
+    from covidviz.evaluation.measures.metrics import macro_f1
+    from covidviz.training.config import TrainConfig
+    from covidviz.training.prepare import prepared_fields
+
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(data_dir=str(data), run_dir=str(run))
+    val = records_for_splits(data, weights)["val"]
+    train_fields = prepared_fields(cfg, run, "train", train, predictor.segmenter)
+    val_fields = prepared_fields(cfg, run, "val", val, predictor.segmenter)
+    pick = np.sort(np.random.default_rng(0).permutation(len(train))[:map_films])
+    _, train_maps = map_readings(predictor, train_fields.images[pick])
+    val_pooled, val_maps = map_readings(predictor, val_fields.images)
+    grid = train_maps.shape[2:]
+    train_lungs = lungs_on_grid(train_fields.lungs_packed[pick], grid)
+    val_lungs = lungs_on_grid(val_fields.lungs_packed, grid)
+    val_y = np.array([r.target for r in val])
+    rows = []
+    for outside_weight in [0.0, *outside_weights]:
+        w, b, trace = refine_head(head.weight, head.bias, features, labels, film_weights, head.scale, head.c,
+                                  train_maps, train_lungs, outside_weight)
+        predicted = (val_pooled @ w.T + b).argmax(1)
+        share = shown_lung_share(w, val_maps, predicted, val_lungs)
+        rows.append({"outside_weight": outside_weight, "weight": w, "bias": b,
+                     "val_macro_f1": macro_f1(val_y, predicted, len(CLASSES)),
+                     "val_lung_share": float(np.nanmedian(share)), "train_outside": trace["outside"]})
+        print(f"outside weight {outside_weight:g}: validation macro F1 {rows[-1]['val_macro_f1']:.3f}, median "
+              f"lung share of the shown map {rows[-1]['val_lung_share']:.3f}; training cross-entropy "
+              f"{trace['ce']:.4f}, maps outside the lungs {trace['outside']:.3f}", flush=True)
+    floor = rows[0]["val_macro_f1"] - F1_GIVE
+    chosen = max((r for r in rows if r["val_macro_f1"] >= floor), key=lambda r: r["val_lung_share"])
+    print(f"chosen: outside weight {chosen['outside_weight']:g}", flush=True)
+    return chosen["weight"], chosen["bias"], {
+        "outside_lungs": chosen["outside_weight"], "map_films": len(pick),
+        "validation": [{k: round(v, 4) for k, v in r.items() if k not in ("weight", "bias")} for r in rows]}
+
+
+def write_checkpoint(out: Path, weights: Path, weight: np.ndarray, bias: np.ndarray, stage: dict) -> None:
+    """The shipped model's state with the new head, its stages followed by ``stage``, written atomically."""
+    import torch
+
+    from covidviz.training.checkpoint import load_init
+
+    state, stages = load_init(weights)
+    state = dict(state)
+    state["classifier.weight"] = torch.tensor(weight, dtype=state["classifier.weight"].dtype)
+    state["classifier.bias"] = torch.tensor(bias, dtype=state["classifier.bias"].dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save({"model": state, "stages": [*stages, stage], "epoch": None, "val": None}, tmp)
+    os.replace(tmp, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/cxr")
@@ -157,122 +284,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="training films whose maps the penalty reads (default 3000; their maps take 1 MB each)")
     args = parser.parse_args(argv)
 
-    import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from covidviz import CLASSES
     from covidviz.evaluation.artifacts.evaluate import records_for_splits
     from covidviz.model.predictor import Predictor
-    from covidviz.model.preprocessing import model_batch
     from covidviz.model.provenance import HEAD_REFIT
-    from covidviz.paths import cache_dir
-    from covidviz.tools.quantise import forward
-    from covidviz.training.augment import random_acquisition
-    from covidviz.training.checkpoint import load_init
-    from covidviz.training.prepared_store import prepared_from_store
     from covidviz.training.train import sample_weights
 
-    weights, data = Path(args.weights), Path(args.data)
+    weights, data, out = Path(args.weights), Path(args.data), Path(args.out).expanduser()
     predictor = Predictor(weights, engine="torch")
     train = records_for_splits(data, weights)["train"]
     n_readings = 1 + args.acquisition_views
-    kept = Path(args.features).expanduser() if args.features else None
-    key = f"{predictor.sidecar['weights_sha256'][:12]}-{len(train)}x{n_readings}"
-    stored = np.load(kept) if kept is not None and kept.is_file() else None
-    if stored is not None and str(stored["key"]) == key:
-        features = stored["features"]
-        print(f"read the pooled features from {kept}", flush=True)
-    else:
-        store = cache_dir() / "prepared" / f"prepared-{predictor.segmenter.sha256[:12]}.npz"
-        fields = prepared_from_store(store, data, train, predictor.segmenter).astype(np.float32) / 255
-        generator = torch.Generator().manual_seed(0)
-        readings = [fields] + [random_acquisition(fields, generator, 1.0) for _ in range(args.acquisition_views)]
-        features = np.concatenate([forward(predictor.engine, model_batch(r[start:start + CHUNK],
-                                                                         predictor.input_size)).pooled
-                                   for r in readings for start in range(0, len(r), CHUNK)])  # no set's full maps
-        if kept is not None:
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(kept, features=features, key=key)
+    features = training_features(predictor, data, train, args.acquisition_views,
+                                 Path(args.features).expanduser() if args.features else None)
     labels = np.tile([r.target for r in train], n_readings)
     groups = np.tile([r.group for r in train], n_readings)  # a film's readings stay in one fold
     weights_per_film = (None if args.adult_pneumonia is None else
                         np.tile(sample_weights(train, adult_pneumonia=args.adult_pneumonia) * len(train), n_readings))
-    fit_params = {} if weights_per_film is None else {"logisticregression__sample_weight": weights_per_film}
     print(f"features of {len(train)} training films, {n_readings} readings each ({features.shape[1]} each)",
           flush=True)
-
-    def model(c: float):
-        balance = "balanced" if weights_per_film is None else None  # the sample weights balance classes themselves
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=balance, max_iter=3000))
-
-    scores = {c: float(np.mean(cross_val_score(model(c), features, labels, groups=groups, cv=GroupKFold(5),
-                                               scoring="f1_macro", params=fit_params))) for c in args.c}
-    for c, score in scores.items():
-        print(f"C {c:g}: macro F1 {score:.3f} over 5 folds of the training films (grouped by patient)", flush=True)
-    best = max(scores, key=scores.get)
-    fitted = model(best).fit(features, labels, **fit_params)
-    scaler, regression = fitted[0], fitted[1]
-    weight, bias = folded_head(scaler.mean_, scaler.scale_, regression.coef_, regression.intercept_)
-
-    refinement = {}
+    head = fit_head(features, labels, groups, weights_per_film, args.c)
+    weight, bias, refinement = head.weight, head.bias, {}
     if args.outside_lungs:
-        from covidviz.evaluation.measures.metrics import macro_f1
-        from covidviz.training.config import TrainConfig
-        from covidviz.training.prepare import prepared_fields
-
-        run = Path(args.out).expanduser().parent
-        run.mkdir(parents=True, exist_ok=True)
-        cfg = TrainConfig(data_dir=str(data), run_dir=str(run))
-        val = records_for_splits(data, weights)["val"]
-        train_fields = prepared_fields(cfg, run, "train", train, predictor.segmenter)
-        val_fields = prepared_fields(cfg, run, "val", val, predictor.segmenter)
-        pick = np.sort(np.random.default_rng(0).permutation(len(train))[:args.map_films])
-        _, train_maps = map_readings(predictor, train_fields.images[pick])
-        val_pooled, val_maps = map_readings(predictor, val_fields.images)
-        grid = train_maps.shape[2:]
-        train_lungs = lungs_on_grid(train_fields.lungs_packed[pick], grid)
-        val_lungs = lungs_on_grid(val_fields.lungs_packed, grid)
-        val_y = np.array([r.target for r in val])
         film_weights = (weights_per_film if weights_per_film is not None else
                         len(labels) / (len(CLASSES) * np.bincount(labels, minlength=len(CLASSES)))[labels])
-        rows = []
-        for outside_weight in [0.0, *args.outside_lungs]:
-            w, b, trace = refine_head(weight, bias, features, labels, film_weights, scaler.scale_, best, train_maps,
-                                      train_lungs, outside_weight)
-            predicted = (val_pooled @ w.T + b).argmax(1)
-            share = shown_lung_share(w, val_maps, predicted, val_lungs)
-            rows.append({"outside_weight": outside_weight, "weight": w, "bias": b,
-                         "val_macro_f1": macro_f1(val_y, predicted, len(CLASSES)),
-                         "val_lung_share": float(np.nanmedian(share)), "train_outside": trace["outside"]})
-            print(f"outside weight {outside_weight:g}: validation macro F1 {rows[-1]['val_macro_f1']:.3f}, median "
-                  f"lung share of the shown map {rows[-1]['val_lung_share']:.3f}; training cross-entropy "
-                  f"{trace['ce']:.4f}, maps outside the lungs {trace['outside']:.3f}", flush=True)
-        floor = rows[0]["val_macro_f1"] - F1_GIVE
-        chosen = max((r for r in rows if r["val_macro_f1"] >= floor), key=lambda r: r["val_lung_share"])
-        weight, bias = chosen["weight"], chosen["bias"]
-        refinement = {"outside_lungs": chosen["outside_weight"], "map_films": len(pick),
-                      "validation": [{k: round(v, 4) for k, v in r.items() if k not in ("weight", "bias")}
-                                     for r in rows]}
-        print(f"chosen: outside weight {chosen['outside_weight']:g}", flush=True)
-
-    state, stages = load_init(weights)
-    state = dict(state)
-    state["classifier.weight"] = torch.tensor(weight, dtype=state["classifier.weight"].dtype)
-    state["classifier.bias"] = torch.tensor(bias, dtype=state["classifier.bias"].dtype)
+        weight, bias, refinement = refine_for_the_lungs(predictor, data, weights, out.parent, train, head, features,
+                                                        labels, film_weights, args.outside_lungs, args.map_films)
     stage = {"stage": HEAD_REFIT, "from": str(weights), "sha256": predictor.sidecar["weights_sha256"][:12],
-             "films": len(train), "acquisition_views": args.acquisition_views, "C": best, "cv_macro_f1": {str(c): round(s, 4) for c, s in scores.items()},
+             "films": len(train), "acquisition_views": args.acquisition_views, "C": head.c,
+             "cv_macro_f1": {str(c): round(s, 4) for c, s in head.scores.items()},
              "class_weight": "balanced" if weights_per_film is None else
              f"as training samples: classes equal, sources by size^0.5, adults {args.adult_pneumonia:.0%} of pneumonia",
              **({} if args.adult_pneumonia is None else {"adult_pneumonia": args.adult_pneumonia}), **refinement}
-    out = Path(args.out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save({"model": state, "stages": [*stages, stage], "epoch": None, "val": None}, tmp)
-    os.replace(tmp, out)
-    print(f"wrote {out} (C {best:g}); read it as {out}:{predictor.sidecar['architecture']}:{predictor.input_size}")
+    write_checkpoint(out, weights, weight, bias, stage)
+    print(f"wrote {out} (C {head.c:g}); read it as {out}:{predictor.sidecar['architecture']}:{predictor.input_size}")
     return 0
 
 
