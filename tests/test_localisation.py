@@ -281,3 +281,13 @@ def test_page_warns_over_checks_made_before_the_maps_changed(shipped, tmp_path, 
     warnings = [w.value for w in _page().warning if "no longer draws" in w.value]
     assert len(warnings) == 2 and all("Grad-CAM++ and XGrad-CAM" in w for w in warnings)
     assert "--part localisation" in warnings[1] and "--part" not in warnings[0]
+
+
+def test_model_card_warns_over_checks_made_before_the_maps_changed(shipped):
+    from covidviz.evaluation.explanation_check.explanations import explanation_lines
+    explanations = json.loads((WEIGHTS / "eval" / "explanations.json").read_text())
+    for lines, report in ((localisation_lines, shipped), (explanation_lines, explanations)):
+        current = "\n".join(lines(report, report["weights_sha256"]))
+        older = "\n".join(lines({k: v for k, v in report.items() if k != "maps_revision"}, report["weights_sha256"]))
+        assert "no longer draws" not in current
+        assert "**These results were computed before the maps of Grad-CAM++ and XGrad-CAM changed" in older

@@ -239,9 +239,11 @@ def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None 
     stage = verdict_stage(report)
     lines = [title, sample_text(report).replace("**", ""), ""]
     from covidviz.evaluation.artifacts.saved import stale_warning
-    stale = stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
-    if stale:
-        lines += [f"**{stale}**", ""]
+    from covidviz.explain.cam.methods import revision_warning
+    for warning in (stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE),
+                    revision_warning(report, HOW_TO_MAKE)):
+        if warning:
+            lines += [f"**{warning}**", ""]
     lines += [f"| method | randomisation (from {stage} down) | highest rank correlation (95% CI), at | "
               "ROAD combined (95% CI) | median lung energy | s per map | images |", "|---|---|---|---|---|---|---|"]
     for name, section in {**report["methods"], **report.get("controls", {})}.items():

@@ -58,6 +58,7 @@ def localisation_lines(report: dict[str, Any] | None, weights_sha256: str | None
                 "--part localisation` writes `eval/localisation.json`, and `python -m covidviz facts` puts its "
                 "results here.", ""]
     from covidviz.evaluation.artifacts.saved import stale_warning
+    from covidviz.explain.cam.methods import revision_warning
     boxes = report["boxes"]
     lines = [title,
              f"{boxes['n_boxes']} lung-opacity boxes drawn by the RSNA Pneumonia Detection Challenge radiologists on "
@@ -68,9 +69,10 @@ def localisation_lines(report: dict[str, Any] | None, weights_sha256: str | None
              "peak dropped at random on the lungs lands in a box). Difference: median per-film box energy minus "
              "even-lung share, in percentage points. Medians and rates over films, 95% bootstrap intervals over films."
              + (f" {slow_note(report)}" if slow_note(report) else ""), ""]
-    stale = stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE)
-    if stale:
-        lines += [f"**{stale}**", ""]
+    for warning in (stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE),
+                    revision_warning(report, HOW_TO_MAKE)):
+        if warning:
+            lines += [f"**{warning}**", ""]
     lines += ["| method | films | peak inside a box | energy inside boxes (median) | even lung map (median) | "
               "difference (median) |", "|---|---|---|---|---|---|"]
     for method, groups in report["methods"].items():
