@@ -17,6 +17,7 @@ Grad-CAM keeps the library's form, which the one-pass path reproduces.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,7 @@ def rectified(base: type) -> type:
     return Rectified
 
 
+@functools.cache
 def gradcam_plus_plus() -> type:
     """Grad-CAM++ on rectified activations, with equation 19 of Chattopadhay et al. divided through by the squared
     gradient, as the library's maintainer agreed it may be (pytorch-grad-cam issue 236). The library keeps the
@@ -91,6 +93,7 @@ def gradcam_plus_plus() -> type:
     return RectifiedGradCAMPlusPlus
 
 
+@functools.cache
 def xgradcam() -> type:
     """XGrad-CAM on rectified activations: its weight divides by the channel's summed activation."""
     from pytorch_grad_cam import XGradCAM
