@@ -4,16 +4,15 @@ weights/eval/explanations.json (the model never runs here)."""
 import streamlit as st
 
 from covidviz.errors import WeightsError
-from covidviz.evaluation.artifacts.saved import stale_warning
 from covidviz.evaluation.explanation_check.explanations import (
     HOW_TO_MAKE,
     ExplanationsError,
+    check_warnings,
     load_explanations,
     sample_text,
 )
 from covidviz.evaluation.explanation_check.localisation_report import HOW_TO_MAKE as LOCALISATION_HOW_TO_MAKE
 from covidviz.evaluation.explanation_check.localisation_report import LocalisationError, load_localisation
-from covidviz.explain.cam.methods import revision_warning
 from covidviz.text import without_folder
 from covidviz.ui import explanation_view
 from covidviz.ui.eval_figures import png_config
@@ -30,12 +29,11 @@ except ExplanationsError as exc:
     st.warning(without_folder(str(exc), folder))
     st.stop()
 try:
-    stale = stale_warning(report.get("weights_sha256"), read_sidecar(folder)["weights_sha256"], HOW_TO_MAKE)
+    in_use = read_sidecar(folder)["weights_sha256"]
 except (WeightsError, KeyError):
-    stale = None
-for warning in (stale, revision_warning(report, HOW_TO_MAKE)):
-    if warning:
-        st.warning(warning)
+    in_use = None
+for warning in check_warnings(report, in_use, HOW_TO_MAKE):
+    st.warning(warning)
 
 st.markdown(explanation_view.INTRO)
 st.info(sample_text(report))
@@ -77,14 +75,8 @@ try:
 except LocalisationError as exc:
     st.caption(without_folder(str(exc), folder))
 else:
-    try:
-        stale = stale_warning(localisation.get("weights_sha256"), read_sidecar(folder)["weights_sha256"],
-                              LOCALISATION_HOW_TO_MAKE)
-    except (WeightsError, KeyError):
-        stale = None
-    for warning in (stale, revision_warning(localisation, LOCALISATION_HOW_TO_MAKE)):
-        if warning:
-            st.warning(warning)
+    for warning in check_warnings(localisation, in_use, LOCALISATION_HOW_TO_MAKE):
+        st.warning(warning)
     st.markdown(explanation_view.localisation_words(localisation))
     boxes = explanation_view.localisation_table(localisation)
     st.dataframe(boxes, hide_index=True, key="localisation",

@@ -130,9 +130,10 @@ class _BeforeTheReLU(torch.nn.Module):
 
     def __init__(self, negative_gain: float) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
-        self.classifier = torch.nn.Linear(8, 3)
+        with torch.random.fork_rng():  # the same weights every time, without reseeding the other tests
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.classifier = torch.nn.Linear(8, 3)
         self.negative_gain = negative_gain
         self.features = torch.nn.Identity()  # the target layer, its output the rescaled map
 

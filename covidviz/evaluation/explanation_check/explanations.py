@@ -230,6 +230,15 @@ def sample_text(report: dict[str, Any]) -> str:
     return text
 
 
+def check_warnings(report: dict[str, Any], weights_sha256: str | None, remedy: str) -> list[str]:
+    """What to say over a heatmap check's results (this file's or ``localisation.json``): that they were made for
+    other weights than ``weights_sha256`` (None: unknown), or before a method's maps changed."""
+    from covidviz.evaluation.artifacts.saved import stale_warning
+    from covidviz.explain.cam.methods import revision_warning
+    return [w for w in (stale_warning(report.get("weights_sha256"), weights_sha256, remedy),
+                        revision_warning(report, remedy)) if w]
+
+
 def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None = None) -> list[str]:
     """The model card's section: per method, the randomisation verdict, ROAD and lung focus, with the sample."""
     title = "## Can the heatmaps be trusted? Sanity, faithfulness and lung focus of every method"
@@ -238,12 +247,8 @@ def explanation_lines(report: dict[str, Any] | None, weights_sha256: str | None 
                 "writes `eval/explanations.json`, and `python -m covidviz facts` puts its results here.", ""]
     stage = verdict_stage(report)
     lines = [title, sample_text(report).replace("**", ""), ""]
-    from covidviz.evaluation.artifacts.saved import stale_warning
-    from covidviz.explain.cam.methods import revision_warning
-    for warning in (stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE),
-                    revision_warning(report, HOW_TO_MAKE)):
-        if warning:
-            lines += [f"**{warning}**", ""]
+    for warning in check_warnings(report, weights_sha256, HOW_TO_MAKE):
+        lines += [f"**{warning}**", ""]
     lines += [f"| method | randomisation (from {stage} down) | highest rank correlation (95% CI), at | "
               "ROAD combined (95% CI) | median lung energy | s per map | images |", "|---|---|---|---|---|---|---|"]
     for name, section in {**report["methods"], **report.get("controls", {})}.items():

@@ -57,8 +57,7 @@ def localisation_lines(report: dict[str, Any] | None, weights_sha256: str | None
         return [title, "The localisation check has not been run for this model: `python -m covidviz explain-check "
                 "--part localisation` writes `eval/localisation.json`, and `python -m covidviz facts` puts its "
                 "results here.", ""]
-    from covidviz.evaluation.artifacts.saved import stale_warning
-    from covidviz.explain.cam.methods import revision_warning
+    from covidviz.evaluation.explanation_check.explanations import check_warnings
     boxes = report["boxes"]
     lines = [title,
              f"{boxes['n_boxes']} lung-opacity boxes drawn by the RSNA Pneumonia Detection Challenge radiologists on "
@@ -69,10 +68,8 @@ def localisation_lines(report: dict[str, Any] | None, weights_sha256: str | None
              "peak dropped at random on the lungs lands in a box). Difference: median per-film box energy minus "
              "even-lung share, in percentage points. Medians and rates over films, 95% bootstrap intervals over films."
              + (f" {slow_note(report)}" if slow_note(report) else ""), ""]
-    for warning in (stale_warning(report.get("weights_sha256"), weights_sha256, HOW_TO_MAKE),
-                    revision_warning(report, HOW_TO_MAKE)):
-        if warning:
-            lines += [f"**{warning}**", ""]
+    for warning in check_warnings(report, weights_sha256, HOW_TO_MAKE):
+        lines += [f"**{warning}**", ""]
     lines += ["| method | films | peak inside a box | energy inside boxes (median) | even lung map (median) | "
               "difference (median) |", "|---|---|---|---|---|---|"]
     for method, groups in report["methods"].items():
