@@ -155,7 +155,7 @@ def shipped() -> dict:
 
 def test_shipped_summary_is_what_its_per_film_rows_give(shipped):
     assert summarise_localisation(shipped["films"], list(shipped["methods"]), shipped["n_boot"]) == shipped["methods"]
-    splits = read_splits(WEIGHTS)
+    splits = read_splits(WEIGHTS / "split.csv")
     assert all(f["split"] == splits[f["file"]] for f in shipped["films"])
     for method, groups in shipped["methods"].items():
         assert groups["all"]["n_films"] == groups["trained"]["n_films"] + groups["unseen"]["n_films"]
@@ -254,6 +254,26 @@ def test_explain_check_localisation_part_writes_beside_out(shipped, tmp_path):
     assert film["maps"]["Grad-CAM"]["peak_in_box"] == stored["maps"]["Grad-CAM"]["peak_in_box"]
     assert film["maps"]["Grad-CAM"]["box_energy"] == pytest.approx(stored["maps"]["Grad-CAM"]["box_energy"], abs=1e-4)
     assert report["weights_sha256"] == shipped["weights_sha256"] and not (tmp_path / "explanations.json").exists()
+
+
+@requires_data
+def test_explain_check_localisation_of_a_model_without_its_own_split(tmp_path, capsys):
+    """A comparison model keeps no split file of its own: the command says so and how to give one, instead of a
+    traceback; given the shipped split it shares, it scores the candidate as its stored check did."""
+    from covidviz.tools.cli import main
+    candidate = WEIGHTS / "comparison" / "densenet121_os16"
+    if not (candidate / "model.safetensors").is_file():
+        pytest.skip("the stride-16 candidate's weights are not committed")
+    args = ["explain-check", "--part", "localisation", "--weights", str(candidate), "--data", str(SHARED),
+            "--films", "1", "--methods", "Grad-CAM", "--out", str(tmp_path / "explanations.json")]
+    assert main(args) == 2
+    assert f"no split file {candidate / 'split.csv'}" in capsys.readouterr().err
+    assert main([*args, "--split", str(WEIGHTS / "split.csv")]) == 0
+    (film,) = json.loads((tmp_path / "localisation.json").read_text())["films"]
+    stored = next(f for f in load_localisation(candidate)["films"] if f["file"] == film["file"])
+    assert film["split"] == stored["split"] in ("val", "test")
+    assert film["maps"]["Grad-CAM"]["peak_in_box"] == stored["maps"]["Grad-CAM"]["peak_in_box"]
+    assert film["maps"]["Grad-CAM"]["box_energy"] == pytest.approx(stored["maps"]["Grad-CAM"]["box_energy"], abs=1e-4)
 
 
 def test_shipped_heatmap_checks_are_at_the_current_maps_revision(shipped):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from covidviz.paths import DEFAULT_DATA_DIR, WEIGHTS_DIR
 
@@ -24,17 +25,21 @@ def _explain_check(args: argparse.Namespace) -> int:
         print(f"unknown method(s): {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
         return 2
     if args.part in ("all", "localisation"):
-        from pathlib import Path
-
         from covidviz.evaluation.explanation_check.localisation import BOXES_FILE
-        if (Path(args.data) / BOXES_FILE).is_file():
-            _localisation(args)
-        elif args.part == "localisation":
+        split = Path(args.split) if args.split else Path(args.weights) / "split.csv"
+        if not (Path(args.data) / BOXES_FILE).is_file() and args.part == "localisation":
             print(f"no {BOXES_FILE} in {args.data}: the localisation check needs the collection's boxes",
                   file=sys.stderr)
             return 2
-        else:
+        if not (Path(args.data) / BOXES_FILE).is_file():
             print(f"no {BOXES_FILE} in {args.data}: localisation skipped")
+        elif not split.is_file():
+            print(f"no split file {split}: the localisation check tells the films the model trained on from those "
+                  f"it never saw by it; pass --split with the split the model was trained with (comparison "
+                  f"models share the shipped weights/split.csv)", file=sys.stderr)
+            return 2
+        else:
+            _localisation(args, split)
     if args.part == "localisation":
         return 0
     report = explain_check(args.weights, args.data, args.out, images=args.images, slow_images=args.slow_images,
@@ -52,14 +57,13 @@ def _explain_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _localisation(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
+def _localisation(args: argparse.Namespace, split: Path) -> None:
     from covidviz.evaluation.explanation_check.localisation_report import FILE_NAME
     from covidviz.evaluation.explanation_check.localisation_run import localisation_check
     out = args.localisation_out or (Path(args.out).with_name(FILE_NAME) if args.out else None)  # beside --out
     report = localisation_check(args.weights, args.data, out, methods=args.methods,
-                                slow_films=args.slow_films, seed=args.seed, limit=args.films, log=sys.stdout)
+                                slow_films=args.slow_films, seed=args.seed, limit=args.films, log=sys.stdout,
+                                split=split)
     for name, groups in report["methods"].items():
         print(f"{name:>16}: " + "; ".join(
             f"{group} n={g['n_films']} peak in box {g['pointing']['value'] or 0:.0%}, box energy "
@@ -89,5 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--films", type=int, help="localisation: only the first N boxed films (to estimate the cost)")
     x.add_argument("--localisation-out", help="output file (default: localisation.json beside --out, else "
                                               "<weights>/eval/localisation.json)")
+    x.add_argument("--split", help="localisation: the split file the model was trained with, to tell the films it "
+                                   "trained on from those it never saw (default <weights>/split.csv)")
     x.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     x.set_defaults(func=_explain_check)

@@ -43,9 +43,10 @@ from covidviz.model.preprocessing import CANONICAL_SIZE, Prepared, model_batch
 EXPLAINED = CLASSES.index("pneumonia")
 
 
-def read_splits(weights_dir: Path) -> dict[str, str]:
-    """``weights/split.csv``: file -> train, val or test (the split the shipped model was trained with)."""
-    with (Path(weights_dir) / "split.csv").open(newline="") as handle:
+def read_splits(split_file: str | Path) -> dict[str, str]:
+    """A split file (``weights/split.csv``): file -> train, val or test, the split the model was trained with,
+    which tells the films it trained on from those it never saw."""
+    with Path(split_file).open(newline="") as handle:
         return {row["file"]: row["split"] for row in csv.DictReader(handle)}
 
 
@@ -96,9 +97,12 @@ def film_row(file: str, split: str, prepared: Prepared, boxes: Sequence[Box]) ->
 
 def localisation_check(weights_dir: str | Path, data_dir: str | Path, out: str | Path | None = None,
                        methods: Sequence[str] | None = None, slow_films: int = 20, seed: int = 0,
-                       limit: int | None = None, n_boot: int = 1000, log: TextIO | None = None) -> dict[str, Any]:
+                       limit: int | None = None, n_boot: int = 1000, log: TextIO | None = None,
+                       split: str | Path | None = None) -> dict[str, Any]:
     """Score every method's pneumonia map against the radiologists' boxes and write ``localisation.json``
-    (default ``weights_dir/eval/``). ``limit`` takes the first films only (to estimate the cost)."""
+    (default ``weights_dir/eval/``). ``limit`` takes the first films only (to estimate the cost). ``split`` is
+    the split file the model was trained with (default ``weights_dir/split.csv``; a comparison model keeps none
+    of its own, as it shares the shipped model's)."""
     from covidviz.io.loading import load_xray_file
     from covidviz.model.predictor import Predictor
 
@@ -106,7 +110,7 @@ def localisation_check(weights_dir: str | Path, data_dir: str | Path, out: str |
     out = Path(out) if out else localisation_path(weights_dir)
     methods = list(methods or METHODS)
     boxes = read_boxes(data_dir / BOXES_FILE)
-    splits = read_splits(weights_dir)
+    splits = read_splits(split or weights_dir / "split.csv")
     files = film_order(sorted(boxes), splits, seed)[:limit]
     slow = set(slow_subset(files, splits, slow_films, seed))
     predictor = Predictor(weights_dir)
