@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from covidviz.evaluation.documents.facts import BEGIN, END, FACTS_BLOCK, comparison_table, load_artifacts, readme_block
+from covidviz.evaluation.documents.facts import (
+    BEGIN,
+    END,
+    FACTS_BLOCK,
+    comparison_table,
+    load_artifacts,
+    lung_energy_table,
+    readme_block,
+)
 from covidviz.evaluation.documents.model_card import render_model_card
 from tests.conftest import ROOT, WEIGHTS
 
@@ -30,6 +38,31 @@ def test_comparison_rows_show_both_models_and_missing_values_as_na():
     assert hannover == "| External: Hannover COVID-19 sensitivity | >= 0.90 | 0.912 (0.870–0.950) | 0.963 |"
     assert rows[-1].endswith("| >= 0.80 | 0.83 | n/a |")
     assert all(r.count("n/a") == 2 for r in rows if r.startswith("| Within SIIM"))
+
+
+def test_lung_energy_rows_put_the_even_spread_beside_each_split_and_class():
+    def summary(median, covid, normal, n=10):
+        return {"median": median, "n_with_lungs": n, "n": n + 1,
+                "by_class": {"covid": covid, "pneumonia": None, "normal": normal}}
+    metrics = {"reads_the_lungs": {"lung_energy": {"test": summary(0.72, 0.76, 0.59)},
+                                   "lung_area_share": {"test": summary(0.43, 0.44, 0.42)}},
+               "previous": {"lung_energy": {"test": summary(0.76, 0.75, 0.77)}}}
+    rows = lung_energy_table(metrics)
+    assert rows[2] == "| Internal test | all | 10 | 0.72 | 0.43 | 0.76 |"
+    assert rows[3] == "|  | COVID-19 |  | 0.76 | 0.44 | 0.75 |"
+    assert rows[4] == "|  | Pneumonia (not COVID) |  | — | — | — |"
+    assert len(rows) == 2 + 4  # only the splits measured
+    del metrics["reads_the_lungs"]["lung_area_share"]
+    assert lung_energy_table(metrics) == []  # written before the even spread was recorded: no half table
+
+
+def test_shipped_card_puts_lung_energy_beside_the_even_spread_per_split():
+    _, metrics, _ = load_artifacts(WEIGHTS)
+    even = metrics["reads_the_lungs"].get("lung_area_share")
+    assert even, "metrics.json has no even spread: run `python -m covidviz evaluate`"
+    assert set(even) == {"val", "test", "external"}
+    assert all(0 < even[s]["median"] < 1 for s in even)
+    assert "\n".join(lung_energy_table(metrics)) in (WEIGHTS / "MODEL_CARD.md").read_text()
 
 
 def test_replace_block_needs_its_markers():

@@ -95,6 +95,9 @@ def test_export_then_evaluate_writes_dashboard_artifacts(toy, tmp_path):
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     metrics = json.loads((weights / "eval" / "metrics.json").read_text())
     assert metrics["weights_sha256"] == sidecar["weights_sha256"]
+    energy, even = metrics["reads_the_lungs"]["lung_energy"], metrics["reads_the_lungs"]["lung_area_share"]
+    assert set(even) == set(energy) == {"val", "test", "external"}  # the even spread over the same films' masks
+    assert all(even[s]["n_with_lungs"] == energy[s]["n_with_lungs"] and even[s]["n"] == energy[s]["n"] for s in even)
     calibration = metrics["splits"]["val"]["calibration"]
     assert calibration["after"]["ece"] is not None and calibration["before"]["brier"] is not None
     card = (weights / "MODEL_CARD.md").read_text()

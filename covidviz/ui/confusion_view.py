@@ -56,9 +56,13 @@ def rule_confusion(predictions: SplitPredictions, rule: DecisionRule, source: st
 
 
 def comparison_markdown(metrics: dict) -> str:
-    """The headline table of the model card (this model beside the previous one) with its counts."""
-    from covidviz.evaluation.documents.facts import comparison_table, counts_line
-    return "\n".join(comparison_table(metrics)) + "\n\n" + counts_line(metrics)
+    """The headline table of the model card (this model beside the previous one) with its counts, and where the
+    maps fall per split and class beside an even spread over the same lungs, where the artifacts record it."""
+    from covidviz.evaluation.documents.facts import comparison_table, counts_line, lung_energy_table
+    lungs = lung_energy_table(metrics)
+    return ("\n".join(comparison_table(metrics)) + "\n\n" + counts_line(metrics)
+            + ("\n\nMedian share of the predicted class's Grad-CAM energy inside the lung mask, beside a map spread "
+               "evenly over the same masks:\n\n" + "\n".join(lungs) if lungs else ""))
 
 
 def age_recall_caption(predictions: SplitPredictions, rule: DecisionRule | None, source: str | None) -> str | None:

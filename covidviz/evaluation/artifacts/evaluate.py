@@ -133,8 +133,8 @@ def fit_and_measure_guard(predictor: Predictor, pooled: dict[str, np.ndarray], n
 def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Record], with_cams: bool,
                    measure_with: LungSegmenter | None = None) -> dict[str, np.ndarray]:
     """Pooled features, logits, lung-field and lung-plausibility flags and (``with_cams``) each image's share
-    of its predicted class's Grad-CAM energy inside the lungs (NaN where no lungs were found): one forward
-    pass per batch.
+    of its predicted class's Grad-CAM energy inside the lungs, beside the share a map spread evenly over the
+    same grid puts there (NaN where no lungs were found): one forward pass per batch.
 
     ``measure_with`` outlines the lungs for a whole-image model (which has no segmenter of its own)
     without changing what it reads."""
@@ -146,7 +146,7 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
         pooled, logits = pooled_and_logits(predictor.model, prepared.images, predictor.input_size)
         return {"pooled": pooled, "logits": logits, "lung_field": prepared.lung_field,
                 "lungs_plausible": prepared.lungs_plausible}
-    pooled, logits, shares = [], [], []
+    pooled, logits, shares, areas = [], [], [], []
     for start in range(0, len(records), 32):
         chunk = slice(start, start + 32)
         result = gradcam_all_classes(predictor.model, model_batch(prepared.images[chunk], predictor.input_size))
@@ -155,9 +155,10 @@ def read_split_set(predictor: Predictor, data_dir: str | Path, records: list[Rec
         for maps, lungs, found, row in zip(result.maps, prepared.lungs[chunk], prepared.lungs_found[chunk],
                                            result.logits):
             shares.append(lung_energy(maps[int(np.argmax(row))], lungs) if found else float("nan"))
+            areas.append(lung_energy(np.ones_like(maps[0]), lungs) if found else float("nan"))
     return {"pooled": np.concatenate(pooled), "logits": np.concatenate(logits),
             "lung_field": prepared.lung_field, "lungs_plausible": prepared.lungs_plausible,
-            "lung_share": np.array(shares, dtype=float)}
+            "lung_share": np.array(shares, dtype=float), "lung_area": np.array(areas, dtype=float)}
 
 
 def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, list[Record]], n_boot: int,
@@ -173,6 +174,8 @@ def headline_for(predictor: Predictor, data_dir: str | Path, splits: dict[str, l
     shares = {name: (np.array([r.target for r in splits[name]]), sets[name]["lung_share"])
               for name in sets if "lung_share" in sets[name]}
     measures = reads_the_lungs(triple("test"), triple("external"), shares, n_boot)
+    measures["lung_area_share"] = lung_energy_summary(
+        {name: (shares[name][0], sets[name]["lung_area"]) for name in shares})
     measures["lung_field_found"] = {name: float(sets[name]["lung_field"].mean()) for name in sets} \
         if predictor.segmenter is not None else None
     return measures
@@ -222,6 +225,8 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = WEIGHTS_DIR, n_boot
                                              {name: sets[name] for name in ("test", "external")})
     report["reads_the_lungs"]["lung_energy"].update(lung_energy_summary(
         {"val": (targets["val"], sets["val"]["lung_share"])}))
+    report["reads_the_lungs"]["lung_area_share"].update(lung_energy_summary(
+        {"val": (targets["val"], sets["val"]["lung_area"])}))
     if previous is not None:
         report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot, predictor.segmenter)
     report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from covidviz import CLASS_TITLES, CLASSES
 from covidviz.evaluation.documents.marked_block import MarkedBlock
 from covidviz.evaluation.measures.report import format_interval
 from covidviz.model.provenance import stage_text
@@ -69,6 +70,35 @@ def comparison_table(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"| {label} | {target} | {fmt_ci(_lookup(now, path))} | {fmt_ci(_lookup(before, path))} |")
     lines.append(f"| Median share of Grad-CAM energy inside the lungs (internal test) | >= 0.80 | {_energy(now)} | "
                  f"{_energy(before)} |")
+    return lines
+
+
+LUNG_SPLITS = (("val", "Validation"), ("test", "Internal test"), ("external", "External (Hannover, Shenzhen)"))
+
+
+def _share(summary: dict[str, Any] | None, cls: str | None) -> str:
+    value = None if not summary else summary.get("median") if cls is None else summary.get("by_class", {}).get(cls)
+    return "—" if value is None else f"{value:.2f}"
+
+
+def lung_energy_table(metrics: dict[str, Any]) -> list[str]:
+    """Markdown rows: per split and true class, the median share of the predicted class's Grad-CAM energy inside
+    the lungs for this model and the previous one, beside what a map spread evenly over the same masks puts
+    there (the lungs' share of the field); [] for artifacts written before the even spread was recorded."""
+    now, before = metrics.get("reads_the_lungs") or {}, metrics.get("previous") or {}
+    energy, even = now.get("lung_energy") or {}, now.get("lung_area_share")
+    if not even:
+        return []
+    lines = ["| split | true class | films with lungs | this model | even spread, same masks | previous model |",
+             "|---|---|---|---|---|---|"]
+    for split, title in LUNG_SPLITS:
+        if split not in energy:
+            continue
+        previous = (before.get("lung_energy") or {}).get(split)
+        for cls in (None, *CLASSES):
+            lines.append(f"| {title if cls is None else ''} | {'all' if cls is None else CLASS_TITLES[cls]} | "
+                         f"{energy[split]['n_with_lungs'] if cls is None else ''} | "
+                         f"{_share(energy[split], cls)} | {_share(even.get(split), cls)} | {_share(previous, cls)} |")
     return lines
 
 

@@ -8,7 +8,13 @@ from covidviz import CLASS_TITLES, CLASSES, DISCLAIMER
 from covidviz.evaluation.artifacts.lung_floor import summary_lines as lung_floor_lines
 from covidviz.evaluation.documents.ablation_facts import ablation_lines
 from covidviz.evaluation.documents.decision_facts import abstention_lines, decision_lines, pneumonia_age_lines
-from covidviz.evaluation.documents.facts import comparison_table, counts_line, fmt_ci, segmenter_line
+from covidviz.evaluation.documents.facts import (
+    comparison_table,
+    counts_line,
+    fmt_ci,
+    lung_energy_table,
+    segmenter_line,
+)
 from covidviz.evaluation.documents.shift_facts import shift_lines
 from covidviz.evaluation.explanation_check.explanations import explanation_lines
 from covidviz.evaluation.explanation_check.localisation_report import localisation_lines
@@ -79,7 +85,17 @@ def _reads_the_lungs(metrics: dict[str, Any] | None, lungs: dict[str, Any] | Non
             "", counts_line(metrics), "",
             *([f"Lung fields were found for {', '.join(f'{v:.1%} of {k}' for k, v in found.items())}; the rest "
                "were read whole and flagged."] if found else []),
-            segmenter_line(lungs), ""]
+            segmenter_line(lungs), "", *_lung_energy_section(metrics)]
+
+
+def _lung_energy_section(metrics: dict[str, Any]) -> list[str]:
+    table = lung_energy_table(metrics)
+    if not table:
+        return []
+    return ["Where the maps fall, per split and true class: the median share of the predicted class's Grad-CAM "
+            "energy inside the lung mask, over the films whose lungs were found, beside the share a map spread "
+            "evenly over the same masks puts there. A map above the even spread gathers in the lungs; one below it "
+            "favours what lies around them.", "", *table, ""]
 
 
 def render_model_card(sidecar: dict[str, Any], metrics: dict[str, Any] | None,
