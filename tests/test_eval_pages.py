@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from covidviz import CLASSES
 from covidviz.evaluation.artifacts import saved
+from covidviz.evaluation.documents.facts import lung_energy_table
 from covidviz.evaluation.measures import operating_point
 from covidviz.model.decision import rule_from_sidecar
 from covidviz.ui import eval_figures
@@ -133,6 +134,8 @@ def test_confusion_page_shows_metrics_json_for_every_split_view_and_source(weigh
     if "external" in metrics["splits"]:
         rerun(at, "selectbox", "confusion_split", "external")
         assert any("measures specificity" in i.value for i in at.info)
+    lungs = "\n".join(lung_energy_table(metrics))  # where the maps fall, beside an even spread over the same lungs
+    assert lungs and any(lungs in m.value for m in at.markdown)
 
 
 # --- metric explorer -----------------------------------------------------------------------------------------------

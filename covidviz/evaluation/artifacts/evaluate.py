@@ -229,7 +229,7 @@ def evaluate(data_dir: str | Path, weights_dir: str | Path = WEIGHTS_DIR, n_boot
         {"val": (targets["val"], sets["val"]["lung_area"])}))
     if previous is not None:
         report["previous"] = previous_model(Path(previous), data_dir, splits, n_boot, predictor.segmenter)
-    report["gallery_images"] = build_gallery(Path(data_dir), weights_dir, predictor)
+    build_gallery(Path(data_dir), weights_dir, predictor)  # its index is the record: fit-decision rebuilds it
     write_metrics(out_dir, report)
     # the card from the artifacts as written, as `facts` renders it (explain-check's section included)
     (weights_dir / "MODEL_CARD.md").write_text(render_model_card(*load_artifacts(weights_dir)))

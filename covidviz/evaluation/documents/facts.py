@@ -95,7 +95,7 @@ def lung_energy_table(metrics: dict[str, Any]) -> list[str]:
         if split not in energy:
             continue
         previous = (before.get("lung_energy") or {}).get(split)
-        for cls in (None, *CLASSES):
+        for cls in (None, *(c for c in CLASSES if energy[split]["by_class"].get(c) is not None)):  # classes present
             lines.append(f"| {title if cls is None else ''} | {'all' if cls is None else CLASS_TITLES[cls]} | "
                          f"{energy[split]['n_with_lungs'] if cls is None else ''} | "
                          f"{_share(energy[split], cls)} | {_share(even.get(split), cls)} | {_share(previous, cls)} |")
