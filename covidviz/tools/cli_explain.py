@@ -27,11 +27,12 @@ def _explain_check(args: argparse.Namespace) -> int:
     if args.part in ("all", "localisation"):
         from covidviz.evaluation.explanation_check.localisation import BOXES_FILE
         split = Path(args.split) if args.split else Path(args.weights) / "split.csv"
-        if not (Path(args.data) / BOXES_FILE).is_file() and args.part == "localisation":
+        has_boxes = (Path(args.data) / BOXES_FILE).is_file()
+        if not has_boxes and args.part == "localisation":
             print(f"no {BOXES_FILE} in {args.data}: the localisation check needs the collection's boxes",
                   file=sys.stderr)
             return 2
-        if not (Path(args.data) / BOXES_FILE).is_file():
+        if not has_boxes:
             print(f"no {BOXES_FILE} in {args.data}: localisation skipped")
         elif not split.is_file():
             print(f"no split file {split}: the localisation check tells the films the model trained on from those "
